@@ -1,0 +1,124 @@
+"""The one record every stage reads and writes: a text with char-offset entities and relations."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ReviewStatus = Literal["pending", "accepted", "corrected", "rejected"]
+
+
+def make_id(text: str, origin: str = "") -> str:
+    """Stable id: a hash of the text and where it came from (same input -> same id, every run)."""
+    return hashlib.sha1(f"{origin}\x00{text}".encode()).hexdigest()[:16]
+
+
+class Entity(BaseModel):
+    """A labelled span; `start`/`end` are character offsets into the example's text."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: int = Field(ge=0)
+    end: int
+    label: str
+    confidence: float | None = None
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> Entity:
+        if self.end <= self.start:
+            raise ValueError(f"entity [{self.start}, {self.end}) is empty or reversed")
+        return self
+
+
+class Relation(BaseModel):
+    """A typed, directed link between two entities, by their index in `Example.entities`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    head: int = Field(ge=0)
+    tail: int = Field(ge=0)
+    label: str
+    confidence: float | None = None
+
+
+class Source(BaseModel):
+    """Where an example came from (LLM, prompt, topic, sample) and how sure the LLM was."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    prompt_id: str | None = None
+    topic: str | None = None
+    sample: int | None = None
+    confidence: float | None = None
+    origin: str | None = None  # e.g. "llm", "conll:train.conll", "jsonl:file"
+
+
+class Review(BaseModel):
+    """What a human (or the simulated annotator) said about an example."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: ReviewStatus = "pending"
+    annotator: str | None = None
+    time: datetime | None = None
+    diff: dict[str, Any] | None = None  # LLM vs human: added/removed entities and relations
+    task_id: int | None = None  # Label Studio task
+
+
+class Example(BaseModel):
+    """A text with entities (char offsets), relations (entity indices), provenance and review."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = ""
+    text: str
+    entities: list[Entity] = Field(default_factory=list)
+    relations: list[Relation] = Field(default_factory=list)
+    source: Source = Field(default_factory=Source)
+    review: Review = Field(default_factory=Review)
+
+    @model_validator(mode="after")
+    def _check(self) -> Example:
+        if not self.id:
+            self.id = make_id(self.text, self.source.origin or "")
+        n = len(self.text)
+        ordered = sorted(self.entities, key=lambda e: (e.start, e.end))
+        for e in ordered:
+            if e.end > n:
+                raise ValueError(f"example {self.id}: entity [{e.start}, {e.end}) is past the end of the text ({n} chars)")
+        for a, b in zip(ordered, ordered[1:]):
+            if b.start < a.end:
+                raise ValueError(
+                    f"example {self.id}: entities {self.text[a.start:a.end]!r} [{a.start}, {a.end}) and "
+                    f"{self.text[b.start:b.end]!r} [{b.start}, {b.end}) overlap"
+                )
+        for r in self.relations:
+            if r.head >= len(self.entities) or r.tail >= len(self.entities):
+                raise ValueError(f"example {self.id}: relation {r.label} points to a missing entity ({r.head} -> {r.tail})")
+            if r.head == r.tail:
+                raise ValueError(f"example {self.id}: relation {r.label} links an entity to itself")
+        return self
+
+    def span(self, entity: Entity | int) -> str:
+        """The text of an entity (or of the entity at that index)."""
+        e = self.entities[entity] if isinstance(entity, int) else entity
+        return self.text[e.start : e.end]
+
+    def sorted_entities(self) -> Example:
+        """A copy with entities in text order (relations re-indexed to match)."""
+        order = sorted(range(len(self.entities)), key=lambda i: (self.entities[i].start, self.entities[i].end))
+        new_index = {old: new for new, old in enumerate(order)}
+        return self.model_copy(
+            update={
+                "entities": [self.entities[i] for i in order],
+                "relations": [r.model_copy(update={"head": new_index[r.head], "tail": new_index[r.tail]}) for r in self.relations],
+            }
+        )
+
+    def labels(self) -> set[str]:
+        """Entity and relation labels used in this example."""
+        return {e.label for e in self.entities} | {r.label for r in self.relations}

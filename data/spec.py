@@ -1,0 +1,198 @@
+"""Task specs: labels, relation types, prompts, few-shot examples and seed topics, as YAML data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from data.errors import DistillError
+
+SPECS_DIR = Path(__file__).parent / "specs"
+
+
+class SpecError(DistillError, ValueError):
+    """A task spec that cannot be used; the message names the file and the mistake."""
+
+
+class EntityType(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    description: str = ""
+
+
+class RelationType(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    head: list[str] = Field(min_length=1)
+    tail: list[str] = Field(min_length=1)
+    description: str = ""
+
+
+class FewShotEntity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    label: str
+
+
+class FewShotRelation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    head: str
+    tail: str
+    label: str
+
+
+class FewShot(BaseModel):
+    """An example answer shown to the LLM; mentions are given as text, like the LLM answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    entities: list[FewShotEntity] = Field(default_factory=list)
+    relations: list[FewShotRelation] = Field(default_factory=list)
+
+
+class Prompts(BaseModel):
+    """Jinja2 templates. `generate` writes new annotated texts about a topic; `annotate`
+    annotates a given text (used for k-sample confidence and for bringing your own texts)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system: str
+    generate: str
+    annotate: str
+
+    @field_validator("system", "generate", "annotate")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        try:
+            jinja2.Environment().parse(value)
+        except jinja2.TemplateSyntaxError as err:
+            raise ValueError(f"template syntax error on line {err.lineno}: {err.message}") from None
+        return value
+
+
+class TaskSpec(BaseModel):
+    """Everything domain-specific about a distillation task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    entities: list[EntityType] = Field(min_length=1)
+    relations: list[RelationType] = Field(default_factory=list)
+    prompts: Prompts
+    few_shot: list[FewShot] = Field(default_factory=list)
+    examples_per_call: int = Field(default=5, ge=1, le=50)
+    topics: dict[str, list[str]] = Field(description="seed topics, grouped (e.g. by taxon)")
+
+    @field_validator("topics")
+    @classmethod
+    def _topics_not_empty(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        if not any(value.values()):
+            raise ValueError("the seed topic list is empty: add at least one topic")
+        for group, items in value.items():
+            for item in items:
+                if not isinstance(item, str) or not item.strip():
+                    raise ValueError(f"group {group!r} has an empty topic")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskSpec:
+        labels = [e.label for e in self.entities]
+        _no_duplicates(labels, "entity label")
+        _no_duplicates([r.label for r in self.relations], "relation label")
+        for r in self.relations:
+            for side in (*r.head, *r.tail):
+                if side not in labels:
+                    raise ValueError(f"relation {r.label!r} uses unknown entity label {side!r} (known: {', '.join(labels)})")
+        for i, shot in enumerate(self.few_shot):
+            self._check_few_shot(i, shot, labels)
+        for name in ("system", "generate", "annotate"):
+            self.render(name, topic="TOPIC", text="TEXT", n=1)  # undefined variables fail here
+        return self
+
+    def _check_few_shot(self, i: int, shot: FewShot, labels: list[str]) -> None:
+        mentions = {}
+        for e in shot.entities:
+            if e.label not in labels:
+                raise ValueError(f"few_shot[{i}]: unknown entity label {e.label!r}")
+            if e.text not in shot.text:
+                raise ValueError(f"few_shot[{i}]: mention {e.text!r} does not occur in its text")
+            mentions[e.text] = e.label
+        for r in shot.relations:
+            rel = self.relation(r.label)
+            if rel is None:
+                raise ValueError(f"few_shot[{i}]: unknown relation label {r.label!r}")
+            if r.head not in mentions or r.tail not in mentions:
+                raise ValueError(f"few_shot[{i}]: relation {r.label!r} refers to a mention that is not an entity")
+
+    # --- lookups -------------------------------------------------------------------------
+    @property
+    def entity_labels(self) -> list[str]:
+        return [e.label for e in self.entities]
+
+    @property
+    def relation_labels(self) -> list[str]:
+        return [r.label for r in self.relations]
+
+    @property
+    def topic_list(self) -> list[str]:
+        """All seed topics, in file order."""
+        return [t for items in self.topics.values() for t in items]
+
+    def relation(self, label: str) -> RelationType | None:
+        return next((r for r in self.relations if r.label == label), None)
+
+    def allows(self, relation: str, head_label: str, tail_label: str) -> bool:
+        """Whether the spec allows `relation` from a `head_label` entity to a `tail_label` one."""
+        rel = self.relation(relation)
+        return rel is not None and head_label in rel.head and tail_label in rel.tail
+
+    def render(self, prompt: str, **variables: Any) -> str:
+        """Render one of the prompt templates with the spec itself in scope."""
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+        template = env.from_string(getattr(self.prompts, prompt))
+        return template.render(spec=self, entities=self.entities, relations=self.relations, few_shot=self.few_shot, **variables)
+
+
+def _no_duplicates(items: list[str], what: str) -> None:
+    seen = set()
+    for item in items:
+        if item in seen:
+            raise ValueError(f"duplicate {what} {item!r}")
+        seen.add(item)
+
+
+def load_spec(path_or_name: str | Path) -> TaskSpec:
+    """Load a spec from a YAML path, or by name from `data/specs/` (e.g. "species")."""
+    path = Path(path_or_name)
+    if not path.exists() and not path.suffix:
+        path = SPECS_DIR / f"{path_or_name}.yaml"
+    if not path.exists():
+        raise SpecError(f"{path}: spec file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a spec is a YAML mapping (name, entities, relations, prompts, topics)")
+    try:
+        return TaskSpec.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "spec"
+        message = first["msg"].removeprefix("Value error, ")
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise SpecError(f"{path}: {where}: {message}{more}") from None
+    except jinja2.UndefinedError as err:
+        raise SpecError(f"{path}: prompts: {err.message}") from None
