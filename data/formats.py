@@ -1,0 +1,346 @@
+"""Reading and writing `Example`s: JSONL (native), HF `datasets` splits, CoNLL BIO, spaCy DocBin.
+
+JSONL and the `datasets` splits hold everything. CoNLL holds text, tokens and entities (the
+original spacing is kept in a `# text = ...` comment) but not relations: writing relations to
+CoNLL is an error unless you ask to drop them. DocBin holds entities, and relations in
+`doc.user_data["relations"]`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from data.errors import DistillError
+from data.example import Entity, Example, Relation, Source
+
+SPLITS = ("train", "dev", "test")
+CONLL_SUFFIXES = {".conll", ".bio", ".tsv", ".iob"}
+_TOKEN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]", re.UNICODE)
+
+
+# --- JSONL ------------------------------------------------------------------------------
+def iter_jsonl(path: str | Path) -> Iterator[Example]:
+    """Yield examples from a JSONL file; a bad line raises an error naming the file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise DistillError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                yield Example.model_validate_json(line)
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise DistillError(f"{path}:{number}: {where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}") from None
+
+
+def read_jsonl(path: str | Path) -> list[Example]:
+    """All examples of a JSONL file."""
+    return list(iter_jsonl(path))
+
+
+def write_jsonl(path: str | Path, examples: Iterable[Example]) -> Path:
+    """Write examples atomically (a killed write leaves the old file intact)."""
+    return _atomic_write(Path(path), "".join(e.model_dump_json() + "\n" for e in examples))
+
+
+def append_jsonl(path: str | Path, examples: Iterable[Example]) -> None:
+    """Append examples and flush, so that a killed run keeps what it wrote."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        for e in examples:
+            handle.write(e.model_dump_json() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _atomic_write(path: Path, content: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    os.replace(tmp, path)
+    return path
+
+
+# --- splits and HF datasets ----------------------------------------------------------------
+def split_examples(examples: list[Example], dev: float = 0.1, test: float = 0.1, seed: int = 0) -> dict[str, list[Example]]:
+    """Seeded train/dev/test split; examples with the same text always land in the same split."""
+    if not examples:
+        raise DistillError("cannot split an empty set of examples")
+    if dev < 0 or test < 0 or dev + test >= 1:
+        raise DistillError(f"dev ({dev}) and test ({test}) fractions must be >= 0 and sum to less than 1")
+    texts = sorted({e.text for e in examples})
+    random.Random(seed).shuffle(texts)
+    n_test, n_dev = round(len(texts) * test), round(len(texts) * dev)
+    if len(texts) >= 3:  # every split non-empty when asked for and possible
+        n_test, n_dev = max(n_test, 1 if test else 0), max(n_dev, 1 if dev else 0)
+    split_of = {t: "test" for t in texts[:n_test]}
+    split_of.update({t: "dev" for t in texts[n_test : n_test + n_dev]})
+    out: dict[str, list[Example]] = {s: [] for s in SPLITS}
+    for e in examples:
+        out[split_of.get(e.text, "train")].append(e)
+    return out
+
+
+def _features():
+    from datasets import Features, List, Value
+
+    span = {"start": Value("int32"), "end": Value("int32"), "label": Value("string"), "confidence": Value("float32")}
+    link = {"head": Value("int32"), "tail": Value("int32"), "label": Value("string"), "confidence": Value("float32")}
+    return Features(
+        {
+            "id": Value("string"),
+            "text": Value("string"),
+            "entities": List(span),
+            "relations": List(link),
+            "source": Value("string"),  # JSON: nested, optional fields
+            "review": Value("string"),
+        }
+    )
+
+
+def _to_row(e: Example) -> dict:
+    return {
+        "id": e.id,
+        "text": e.text,
+        "entities": [x.model_dump() for x in e.entities],
+        "relations": [x.model_dump() for x in e.relations],
+        "source": e.source.model_dump_json(),
+        "review": e.review.model_dump_json(),
+    }
+
+
+def _from_row(row: dict) -> Example:
+    return Example(
+        id=row["id"],
+        text=row["text"],
+        entities=row["entities"],
+        relations=row["relations"],
+        source=json.loads(row["source"]),
+        review=json.loads(row["review"]),
+    )
+
+
+def to_dataset_dict(splits: dict[str, list[Example]]):
+    """A `datasets.DatasetDict` with one row per example (source and review as JSON strings)."""
+    from datasets import Dataset, DatasetDict
+
+    features = _features()
+    return DatasetDict({name: Dataset.from_list([_to_row(e) for e in items], features=features) for name, items in splits.items()})
+
+
+def save_splits(splits: dict[str, list[Example]], out_dir: str | Path) -> Path:
+    """Save splits as a DatasetDict on disk (`datasets.load_from_disk` reads it too)."""
+    out_dir = Path(out_dir)
+    to_dataset_dict(splits).save_to_disk(str(out_dir))
+    return out_dir
+
+
+def load_splits(path: str | Path) -> dict[str, list[Example]]:
+    """Load splits saved by `save_splits` (any DatasetDict with the same columns)."""
+    from datasets import load_from_disk
+
+    path = Path(path)
+    if not (path / "dataset_dict.json").exists():
+        raise DistillError(f"{path}: not a saved DatasetDict (no dataset_dict.json)")
+    dd = load_from_disk(str(path))
+    return {name: [_from_row(row) for row in ds] for name, ds in dd.items()}
+
+
+# --- CoNLL BIO -----------------------------------------------------------------------------
+def tokenize(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Word and punctuation tokens of `text[start:end]` as char offsets."""
+    end = len(text) if end is None else end
+    return [(m.start() + start, m.end() + start) for m in _TOKEN.finditer(text[start:end])]
+
+
+def bio_tokens(example: Example) -> list[tuple[str, str, int, int]]:
+    """(token, BIO tag, start, end) for an example; entity edges are always token edges."""
+    out, cursor = [], 0
+    for e in sorted(example.entities, key=lambda x: x.start):
+        out += [(example.text[s:t], "O", s, t) for s, t in tokenize(example.text, cursor, e.start)]
+        inside = tokenize(example.text, e.start, e.end)
+        if not inside:
+            raise DistillError(f"example {example.id}: entity {example.span(e)!r} has no word in it")
+        out += [(example.text[s:t], ("B-" if i == 0 else "I-") + e.label, s, t) for i, (s, t) in enumerate(inside)]
+        cursor = e.end
+    out += [(example.text[s:t], "O", s, t) for s, t in tokenize(example.text, cursor)]
+    return out
+
+
+def write_conll(path: str | Path, examples: Iterable[Example], drop_relations: bool = False) -> Path:
+    """Write token<TAB>tag lines, a blank line between examples, `# id`/`# text` comments first."""
+    blocks = []
+    for e in examples:
+        if e.relations and not drop_relations:
+            raise DistillError(
+                f"example {e.id}: CoNLL cannot hold relations ({len(e.relations)} here); "
+                "use JSONL or a DatasetDict, or drop them explicitly (--drop-relations)"
+            )
+        lines = [f"# id = {e.id}", f"# text = {e.text}"] + [f"{tok}\t{tag}" for tok, tag, _, _ in bio_tokens(e)]
+        blocks.append("\n".join(lines) + "\n")
+    return _atomic_write(Path(path), "\n".join(blocks))
+
+
+def read_conll(path: str | Path) -> list[Example]:
+    """Read CoNLL BIO (token<TAB>tag or token tag; `-DOCSTART-` and `#` comments allowed).
+
+    With a `# text = ...` comment the original text is restored exactly; without one the
+    tokens are joined with single spaces. IOB1 `I-` tags that open an entity are accepted.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DistillError(f"{path}: file not found")
+    examples, block, meta, first_line = [], [], {}, 1
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines() + [""], 1):
+        line = raw.rstrip("\n")
+        if line.startswith("# ") and " = " in line and not block:
+            key, _, value = line[2:].partition(" = ")
+            meta[key.strip()] = value
+            continue
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if block:
+                examples.append(_conll_example(path, first_line, block, meta))
+            block, meta = [], {}
+            continue
+        if not block:
+            first_line = number
+        parts = line.split("\t") if "\t" in line else line.split()
+        if len(parts) < 2:
+            raise DistillError(f"{path}:{number}: expected 'token<TAB>tag', got {line!r}")
+        block.append((number, parts[0], parts[-1]))
+    return examples
+
+
+def _conll_example(path: Path, line: int, block: list[tuple[int, str, str]], meta: dict[str, str]) -> Example:
+    text = meta.get("text")
+    offsets, cursor = [], 0
+    if text is not None:
+        for number, token, _ in block:
+            start = text.find(token, cursor)
+            if start < 0:
+                raise DistillError(f"{path}:{number}: token {token!r} is not in the '# text' line above it")
+            offsets.append((start, start + len(token)))
+            cursor = start + len(token)
+    else:
+        for _, token, _ in block:
+            offsets.append((cursor, cursor + len(token)))
+            cursor += len(token) + 1
+        text = " ".join(token for _, token, _ in block)
+    entities, current = [], None
+    for (number, _, tag), (start, end) in zip(block, offsets):
+        prefix, _, label = tag.partition("-")
+        if tag == "O":
+            current = None
+            continue
+        if prefix not in {"B", "I"} or not label:
+            raise DistillError(f"{path}:{number}: tag {tag!r} is not O, B-LABEL or I-LABEL")
+        if prefix == "I" and current is not None and current["label"] == label:
+            current["end"] = end
+        else:
+            current = {"start": start, "end": end, "label": label}
+            entities.append(current)
+    source = Source(origin=f"conll:{path.name}")
+    return Example(id=meta.get("id", ""), text=text, entities=[Entity(**e) for e in entities], source=source)
+
+
+# --- spaCy DocBin --------------------------------------------------------------------------
+def to_docbin(examples: Iterable[Example], path: str | Path, lang: str = "en") -> Path:
+    """Write a spaCy DocBin: `doc.ents` from the entities, relations in `doc.user_data`."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    nlp = spacy.blank(lang)
+    docbin = DocBin(store_user_data=True)
+    for e in examples:
+        doc = nlp.make_doc(e.text)
+        spans = []
+        for ent in e.entities:
+            span = doc.char_span(ent.start, ent.end, label=ent.label)
+            if span is None:
+                raise DistillError(
+                    f"example {e.id}: entity {e.span(ent)!r} [{ent.start}, {ent.end}) does not fall on spaCy token boundaries"
+                )
+            spans.append(span)
+        doc.ents = spans
+        doc.user_data["id"] = e.id
+        doc.user_data["relations"] = [
+            (e.entities[r.head].start, e.entities[r.head].end, e.entities[r.tail].start, e.entities[r.tail].end, r.label)
+            for r in e.relations
+        ]
+        docbin.add(doc)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    docbin.to_disk(path)
+    return path
+
+
+def from_docbin(path: str | Path, lang: str = "en") -> list[Example]:
+    """Read a DocBin written by `to_docbin` (or any DocBin with `doc.ents`)."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    docs = DocBin().from_disk(path).get_docs(spacy.blank(lang).vocab)
+    out = []
+    for doc in docs:
+        entities = [Entity(start=s.start_char, end=s.end_char, label=s.label_) for s in doc.ents]
+        index = {(x.start, x.end): i for i, x in enumerate(entities)}
+        relations = [
+            Relation(head=index[(hs, he)], tail=index[(ts, te)], label=label)
+            for hs, he, ts, te, label in doc.user_data.get("relations", [])
+        ]
+        out.append(Example(id=doc.user_data.get("id", ""), text=doc.text, entities=entities, relations=relations))
+    return out
+
+
+# --- any format by path ---------------------------------------------------------------------
+def read_examples(path: str | Path) -> list[Example]:
+    """Examples from a JSONL, CoNLL or DocBin file (by suffix), or all splits of a DatasetDict dir."""
+    path = Path(path)
+    if path.is_dir():
+        return [e for items in load_splits(path).values() for e in items]
+    if path.suffix == ".jsonl":
+        return read_jsonl(path)
+    if path.suffix in CONLL_SUFFIXES:
+        return read_conll(path)
+    if path.suffix == ".spacy":
+        return from_docbin(path)
+    raise DistillError(f"{path}: unknown format (use .jsonl, .conll/.bio/.iob/.tsv, .spacy or a DatasetDict folder)")
+
+
+def write_examples(path: str | Path, examples: list[Example], drop_relations: bool = False) -> Path:
+    """Write examples in the format the path's suffix names (a folder without suffix: DatasetDict)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return write_jsonl(path, examples)
+    if path.suffix in CONLL_SUFFIXES:
+        return write_conll(path, examples, drop_relations=drop_relations)
+    if path.suffix == ".spacy":
+        return to_docbin(examples, path)
+    if not path.suffix:
+        return save_splits({"train": examples}, path)
+    raise DistillError(f"{path}: unknown format (use .jsonl, .conll/.bio/.iob/.tsv, .spacy or a folder)")
+
+
+def check_labels(examples: Iterable[Example], entity_labels: Iterable[str], relation_labels: Iterable[str] = ()) -> None:
+    """Raise an error naming the first example that uses a label outside the given ones."""
+    entity_labels, relation_labels = set(entity_labels), set(relation_labels)
+    for e in examples:
+        for ent in e.entities:
+            if ent.label not in entity_labels:
+                raise DistillError(f"example {e.id}: unknown entity label {ent.label!r} (known: {', '.join(sorted(entity_labels))})")
+        for rel in e.relations:
+            if rel.label not in relation_labels:
+                raise DistillError(f"example {e.id}: unknown relation label {rel.label!r} (known: {', '.join(sorted(relation_labels)) or 'none'})")

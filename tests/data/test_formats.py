@@ -1,0 +1,117 @@
+"""Formats round trip, and say clearly what they cannot hold."""
+
+import pytest
+
+from data.errors import DistillError
+from data.example import Entity, Example
+from data.formats import (
+    from_docbin,
+    load_splits,
+    read_conll,
+    read_examples,
+    read_jsonl,
+    save_splits,
+    split_examples,
+    to_docbin,
+    write_conll,
+    write_jsonl,
+)
+from tests.fixtures.examples import make_example
+
+
+def _core(e: Example) -> tuple:
+    return (e.text, [(x.start, x.end, x.label) for x in e.entities], [(r.head, r.tail, r.label) for r in e.relations])
+
+
+def test_jsonl_round_trip_is_exact(tmp_path, species_examples):
+    species_examples[0].review.status = "corrected"
+    species_examples[0].review.diff = {"added": [[0, 5, "SPECIES"]]}
+    write_jsonl(tmp_path / "a.jsonl", species_examples)
+    assert read_jsonl(tmp_path / "a.jsonl") == species_examples
+
+
+def test_jsonl_bad_line_names_file_and_line(tmp_path, species_examples):
+    path = tmp_path / "bad.jsonl"
+    write_jsonl(path, species_examples[:1])
+    with path.open("a") as f:
+        f.write('{"text": "short", "entities": [{"start": 0, "end": 99, "label": "X"}]}\n')
+    with pytest.raises(DistillError, match=r"bad.jsonl:2: .*past the end"):
+        read_jsonl(path)
+
+
+def test_datasetdict_round_trip_keeps_everything(tmp_path, species_examples):
+    species_examples[1].source.model = "gpt-x"
+    species_examples[1].source.confidence = 0.5
+    splits = {"train": species_examples[:2], "dev": species_examples[2:3], "test": species_examples[3:]}
+    save_splits(splits, tmp_path / "ds")
+    loaded = load_splits(tmp_path / "ds")
+    assert loaded == splits
+
+
+def test_split_is_seeded_disjoint_and_keeps_same_text_together(species_examples):
+    many = [make_example(f"Sentence number {i} about the Amur leopard.", [("Amur leopard", "SPECIES")]) for i in range(50)]
+    many.append(many[0].model_copy(update={"id": "copy"}))
+    a, b = split_examples(many, seed=3), split_examples(many, seed=3)
+    assert [e.id for e in a["test"]] == [e.id for e in b["test"]]
+    assert split_examples(many, seed=4)["test"] != a["test"]
+    texts = {name: {e.text for e in items} for name, items in a.items()}
+    assert not texts["train"] & texts["test"] and not texts["train"] & texts["dev"] and not texts["dev"] & texts["test"]
+    assert sum(len(v) for v in a.values()) == len(many)
+    assert len(a["test"]) == 5 and len(a["dev"]) == 5
+    with pytest.raises(DistillError):
+        split_examples([])
+
+
+def test_conll_round_trip_keeps_text_and_entities(tmp_path, species_examples):
+    for e in species_examples:
+        e.relations.clear()
+    write_conll(tmp_path / "a.conll", species_examples)
+    back = read_conll(tmp_path / "a.conll")
+    assert [_core(e) for e in back] == [_core(e) for e in species_examples]
+    assert [e.id for e in back] == [e.id for e in species_examples]
+
+
+def test_conll_refuses_relations_unless_dropped(tmp_path, species_examples):
+    with pytest.raises(DistillError, match="CoNLL cannot hold relations"):
+        write_conll(tmp_path / "a.conll", species_examples)
+    write_conll(tmp_path / "a.conll", species_examples, drop_relations=True)
+    assert all(not e.relations for e in read_conll(tmp_path / "a.conll"))
+
+
+def test_conll_without_text_comment_and_entity_inside_word(tmp_path):
+    (tmp_path / "plain.conll").write_text("-DOCSTART- O\n\nThe O\nAmur B-SPECIES\nleopard I-SPECIES\nhunts O\ndeer B-FEEDING\n.\tO\n\nx I-HABITAT\n")
+    back = read_examples(tmp_path / "plain.conll")
+    assert back[0].text == "The Amur leopard hunts deer ."
+    assert [(back[0].span(e), e.label) for e in back[0].entities] == [("Amur leopard", "SPECIES"), ("deer", "FEEDING")]
+    assert back[1].entities[0].label == "HABITAT"  # IOB1: I- may open an entity
+    # an entity that ends inside a word still gets its own tokens
+    e = Example(text="leopards", entities=[Entity(start=0, end=7, label="SPECIES")])
+    write_conll(tmp_path / "w.conll", [e])
+    assert _core(read_conll(tmp_path / "w.conll")[0]) == _core(e)
+
+
+def test_conll_bad_tag_names_line(tmp_path):
+    (tmp_path / "bad.conll").write_text("The O\nleopard X-SPECIES\n")
+    with pytest.raises(DistillError, match=r"bad.conll:2: tag 'X-SPECIES'"):
+        read_conll(tmp_path / "bad.conll")
+
+
+def test_docbin_round_trip_with_relations(tmp_path, species_examples):
+    to_docbin(species_examples, tmp_path / "a.spacy")
+    back = from_docbin(tmp_path / "a.spacy")
+    assert [_core(e) for e in back] == [_core(e) for e in species_examples]
+
+
+def test_docbin_refuses_span_inside_a_token(tmp_path):
+    e = Example(text="leopards hunt", entities=[Entity(start=0, end=7, label="SPECIES")])
+    with pytest.raises(DistillError, match="token boundaries"):
+        to_docbin([e], tmp_path / "a.spacy")
+
+
+def test_unicode_offsets_survive_every_format(tmp_path):
+    e = make_example("Der Schneeleopard – «Panthera uncia» – lebt im Hochgebirge 🏔.", [("Schneeleopard", "SPECIES"), ("Panthera uncia", "SPECIES"), ("Hochgebirge", "HABITAT")])
+    write_jsonl(tmp_path / "u.jsonl", [e])
+    write_conll(tmp_path / "u.conll", [e])
+    to_docbin([e], tmp_path / "u.spacy")
+    for path in ("u.jsonl", "u.conll", "u.spacy"):
+        assert _core(read_examples(tmp_path / path)[0]) == _core(e), path
