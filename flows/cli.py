@@ -35,11 +35,11 @@ def _register() -> None:
         app.add_typer(sub)
     app.add_typer(review_app, name="review", help="Human verification in Label Studio: push, pull, status, simulate.")
     app.add_typer(label_studio_app, name="label-studio", help="Start, stop and check the local Label Studio server.")
-    try:
-        from flows.run_cli import app as flows_app
-    except ImportError:
-        return
-    app.add_typer(flows_app)
+    for optional in ("trainers.sweep_cli", "flows.run_cli"):  # parts that may not be installed yet
+        try:
+            app.add_typer(__import__(optional, fromlist=["app"]).app)
+        except ImportError:
+            pass
 
 
 _register()
