@@ -1,0 +1,124 @@
+"""One typed config drives a run: a YAML file plus `key.sub=value` overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from data.errors import DistillError
+
+CONFIGS_DIR = Path(__file__).parent / "configs"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LLMSection(_Section):
+    base_url: str | None = Field(None, description="OpenAI-compatible URL; null starts the mock LLM in-process")
+    model: str = "mock-species"
+    n: int = Field(300, ge=1, description="examples to generate")
+    concurrency: int = Field(8, ge=1)
+    k_samples: int = Field(1, ge=1, description="annotation samples per example; >1 gives confidences")
+    seed: int = 0
+    error_rate: float = Field(0.25, ge=0, le=1, description="mock only: share of examples with an injected error")
+
+
+class ReviewSection(_Section):
+    mode: Literal["simulated", "human", "none"] = "simulated"
+    label_studio_url: str | None = Field(None, description="null: the local server of `distill label-studio up`")
+    accuracy: float = Field(0.95, ge=0, le=1, description="simulated annotator: chance to fix an LLM error")
+    annotators: int = Field(1, ge=1, description="simulated annotators per task")
+    timeout_hours: float = Field(72, gt=0, description="human review: how long the flow waits before giving up")
+
+
+class SplitSection(_Section):
+    dev: float = Field(0.15, ge=0, lt=1)
+    test: float = Field(0.15, ge=0, lt=1)
+    seed: int = 0
+
+
+class PruneSection(_Section):
+    method: Literal["random", "teacher_loss", "el2n", "disagreement"] = "random"
+    fraction: float = Field(1.0, gt=0, le=1, description="share of the clean train split to keep")
+    min_confidence: float | None = Field(None, ge=0, le=1)
+    near_duplicate_threshold: float = Field(0.95, gt=0, le=1)
+    seed: int = 0
+
+
+class TrainSection(_Section):
+    encoder: str | None = Field(None, description="HF name or local path; null: the offline MiniLM")
+    student_layers: int = Field(3, ge=1, description="layers kept from the teacher for the student")
+    kd: Literal["none", "hinton", "annealing"] = "hinton"
+    alpha: float | None = Field(None, ge=0, le=1, description="null: chosen from the pruning fraction")
+    temperature: float = Field(2.0, gt=0)
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    seed: int = 0
+
+
+class RunConfig(_Section):
+    """Everything a `distill` flow run needs."""
+
+    name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$")
+    spec: str = Field("species", description="spec name in data/specs/ or a path to a YAML spec")
+    runs_dir: str = "runs"
+    task_runner: Literal["thread", "dask"] = "thread"
+    dask_address: str | None = Field(None, description="dask scheduler; null starts a local cluster")
+    generation_batches: int = Field(4, ge=1, description="mapped generation tasks")
+    llm: LLMSection = LLMSection()
+    review: ReviewSection = ReviewSection()
+    split: SplitSection = SplitSection()
+    prune: PruneSection = PruneSection()
+    train: TrainSection = TrainSection()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`train.kd=annealing` -> (["train", "kd"], "annealing"); the value is parsed as YAML."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise DistillError(f"override {item!r} is not key=value (e.g. train.kd=annealing)")
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def load_run_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> RunConfig:
+    """Load and validate a run config; the first mistake is reported in one line."""
+    raw: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        path = Path(path)
+        if not path.exists() and not path.suffix:
+            path = CONFIGS_DIR / f"{path}.yaml"
+        if not path.exists():
+            raise DistillError(f"{path}: config file not found")
+        where = str(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise DistillError(f"{path}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        if not isinstance(raw, dict):
+            raise DistillError(f"{path}: a config is a YAML mapping")
+    items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides or [])
+    for key, value in items:
+        keys = key.split(".") if isinstance(key, str) else key
+        node = raw
+        for part in keys[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise DistillError(f"override {'.'.join(keys)}: {part} is not a section")
+        node[keys[-1]] = value
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise DistillError(f"{where}: {loc}: {first['msg']}{more}") from None
