@@ -1,0 +1,55 @@
+"""Run configs: defaults, overrides, and one-line errors before anything starts."""
+
+import pytest
+
+from data.errors import DistillError
+from flows.config import load_run_config
+from flows.stages import run_stage
+
+
+def test_demo_config_with_overrides():
+    config = load_run_config("demo", ["train.kd=annealing", "llm.n=12", "review.mode=none"])
+    assert config.name == "demo" and config.train.kd == "annealing" and config.llm.n == 12
+    assert config.review.mode == "none" and config.run_dir.name == "demo"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.kd=magic"], "train.kd: Input should be 'none', 'hinton' or 'annealing'"),
+        (["trian.kd=none"], "trian: Extra inputs are not permitted"),
+        (["llm.n=-3"], "llm.n: Input should be greater than or equal to 1"),
+        (["llm.n"], "is not key=value"),
+        (["name=a/b"], "name: String should match pattern"),
+    ],
+)
+def test_bad_config_is_one_line(overrides, message):
+    with pytest.raises(DistillError, match="") as err:
+        load_run_config("demo", overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(DistillError, match="not found"):
+        load_run_config(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("llm: [\n")
+    with pytest.raises(DistillError, match="bad.yaml: not valid YAML"):
+        load_run_config(tmp_path / "bad.yaml")
+
+
+def test_stage_is_skipped_only_when_inputs_and_outputs_are_unchanged(tmp_path):
+    calls, messages = [], []
+    out = tmp_path / "artifact.txt"
+
+    def body():
+        calls.append(1)
+        out.write_text("x")
+        return {"path": str(out), "n": len(calls)}
+
+    first = run_stage(tmp_path, "make", {"a": 1}, body, outputs=[out], log=messages.append)
+    again = run_stage(tmp_path, "make", {"a": 1}, body, outputs=[out], log=messages.append)
+    assert first == again and len(calls) == 1 and messages == ["skipping make: finished in an earlier run with the same inputs"]
+    run_stage(tmp_path, "make", {"a": 2}, body, outputs=[out], log=messages.append)  # new inputs
+    out.unlink()
+    run_stage(tmp_path, "make", {"a": 2}, body, outputs=[out], log=messages.append)  # output gone
+    assert len(calls) == 3
