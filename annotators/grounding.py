@@ -1,0 +1,155 @@
+"""Turn an LLM answer (mentions as text) into an `Example` with character offsets.
+
+Every occurrence of a mention is an entity; overlapping candidates are resolved by keeping the
+longest; a relation links the closest pair of occurrences of its head and tail. Anything that
+cannot be grounded raises `GroundingError` with a short reason code (counted by the caller).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from data.example import Entity, Example, Relation, Source
+from data.spec import TaskSpec
+
+_STRIP = " \t\r\n.,;:!?\"'`“”‘’()[]{}"
+
+
+class GroundingError(ValueError):
+    """An LLM item that cannot become an `Example`; `reason` is a short code, e.g. `mention_not_found`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: int
+    end: int
+    label: str
+    order: int  # position of the mention in the LLM's list (ties: earlier wins)
+
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _at_boundary(text: str, start: int, end: int) -> bool:
+    """A match must not cut a word: no letter/digit joins it on either side."""
+    left_ok = start == 0 or not (_is_word(text[start - 1]) and _is_word(text[start]))
+    right_ok = end == len(text) or not (_is_word(text[end - 1]) and _is_word(text[end]))
+    return left_ok and right_ok
+
+
+def find_mention(text: str, mention: str) -> list[tuple[int, int]]:
+    """All (start, end) occurrences of `mention` in `text` that respect word boundaries.
+
+    Tries the mention as written, then its other Unicode normal form, then stripped of
+    surrounding punctuation, then case-insensitively with any run of whitespace between words.
+    """
+    variants = [mention, unicodedata.normalize("NFC", mention), unicodedata.normalize("NFD", mention)]
+    stripped = mention.strip(_STRIP)
+    variants += [stripped, unicodedata.normalize("NFC", stripped)]
+    for variant in dict.fromkeys(v for v in variants if v):
+        hits = [(m.start(), m.end()) for m in re.finditer(re.escape(variant), text)]
+        hits = [h for h in hits if _at_boundary(text, *h)]
+        if hits:
+            return hits
+    words = unicodedata.normalize("NFC", stripped).split()
+    if not words:
+        return []
+    pattern = re.compile(r"\s+".join(re.escape(w) for w in words), re.IGNORECASE)
+    return [(m.start(), m.end()) for m in pattern.finditer(text) if _at_boundary(text, m.start(), m.end())]
+
+
+def _resolve_overlaps(spans: list[_Span]) -> list[_Span]:
+    """Keep the longest of overlapping spans (then the earlier-listed), in text order."""
+    kept: list[_Span] = []
+    for span in sorted(spans, key=lambda s: (-(s.end - s.start), s.order, s.start)):
+        if all(span.end <= k.start or span.start >= k.end for k in kept):
+            kept.append(span)
+    return sorted(kept, key=lambda s: s.start)
+
+
+def ground(
+    item: dict[str, Any],
+    spec: TaskSpec,
+    source: Source | None = None,
+) -> Example:
+    """Ground one LLM item `{"text", "entities": [{"text", "label"}], "relations": [{"head", "tail", "label"}]}`.
+
+    Raises `GroundingError` for: `invalid_item`, `empty_text`, `unknown_label`,
+    `conflicting_labels`, `mention_not_found`, `unknown_relation`, `relation_mention_missing`,
+    `relation_not_allowed`.
+    """
+    if not isinstance(item, dict):
+        raise GroundingError("invalid_item", f"expected an object, got {type(item).__name__}")
+    text = item.get("text")
+    if not isinstance(text, str):
+        raise GroundingError("invalid_item", "the item has no string 'text'")
+    if not text.strip():
+        raise GroundingError("empty_text", "the text is empty")
+    mentions = item.get("entities") or []
+    relations = item.get("relations") or []
+    if not isinstance(mentions, list) or not isinstance(relations, list):
+        raise GroundingError("invalid_item", "'entities' and 'relations' must be lists")
+
+    labels = set(spec.entity_labels)
+    by_text: dict[str, str] = {}
+    spans: list[_Span] = []
+    for order, mention in enumerate(mentions):
+        if not isinstance(mention, dict) or not isinstance(mention.get("text"), str) or not isinstance(mention.get("label"), str):
+            raise GroundingError("invalid_item", f"entity {order} needs string 'text' and 'label'")
+        surface, label = mention["text"], mention["label"]
+        if label not in labels:
+            raise GroundingError("unknown_label", f"entity {surface!r} has label {label!r} (known: {', '.join(spec.entity_labels)})")
+        key = surface.strip(_STRIP).casefold()
+        if key in by_text:
+            if by_text[key] != label:
+                raise GroundingError("conflicting_labels", f"{surface!r} is labelled both {by_text[key]} and {label}")
+            continue  # the same mention listed twice: its occurrences are already in
+        by_text[key] = label
+        hits = find_mention(text, surface)
+        if not hits:
+            raise GroundingError("mention_not_found", f"{surface!r} ({label}) does not occur in the text")
+        spans += [_Span(s, e, label, order) for s, e in hits]
+
+    kept = _resolve_overlaps(spans)
+    entities = [Entity(start=s.start, end=s.end, label=s.label) for s in kept]
+    example_relations = _ground_relations(text, relations, kept, spec)
+    return Example(text=text, entities=entities, relations=example_relations, source=source or Source(origin="llm"))
+
+
+def _ground_relations(text: str, relations: list[Any], kept: list[_Span], spec: TaskSpec) -> list[Relation]:
+    out: dict[tuple[int, int, str], Relation] = {}
+    for i, rel in enumerate(relations):
+        if not isinstance(rel, dict) or not all(isinstance(rel.get(k), str) for k in ("head", "tail", "label")):
+            raise GroundingError("invalid_item", f"relation {i} needs string 'head', 'tail' and 'label'")
+        label = rel["label"]
+        if spec.relation(label) is None:
+            raise GroundingError("unknown_relation", f"relation label {label!r} (known: {', '.join(spec.relation_labels)})")
+        heads = _occurrences(text, rel["head"], kept)
+        tails = _occurrences(text, rel["tail"], kept)
+        if not heads or not tails:
+            missing = rel["head"] if not heads else rel["tail"]
+            raise GroundingError("relation_mention_missing", f"{label}: {missing!r} is not one of the entities")
+        pairs = [(h, t) for h in heads for t in tails if h != t and spec.allows(label, kept[h].label, kept[t].label)]
+        if not pairs:
+            raise GroundingError(
+                "relation_not_allowed",
+                f"{label} from {rel['head']!r} ({kept[heads[0]].label}) to {rel['tail']!r} ({kept[tails[0]].label})",
+            )
+        h, t = min(pairs, key=lambda p: (abs(kept[p[0]].start - kept[p[1]].start), p))
+        out[(h, t, label)] = Relation(head=h, tail=t, label=label)
+    return list(out.values())
+
+
+def _occurrences(text: str, mention: str, kept: list[_Span]) -> list[int]:
+    """Indices of kept entities whose span is an occurrence of `mention`."""
+    hits = set(find_mention(text, mention))
+    return [i for i, s in enumerate(kept) if (s.start, s.end) in hits]
