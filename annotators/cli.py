@@ -1,5 +1,128 @@
-"""CLI commands of this package (registered in flows/cli.py)."""
+"""`distill generate` and `distill mock-llm` (registered in flows/cli.py)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from data.errors import DistillError
 
 app = typer.Typer()
+console = Console()
+
+
+@app.command()
+def generate(
+    out: Path = typer.Option(..., help="Run folder: generated.jsonl, rejected.jsonl, generate_summary.json, llm_cache/."),
+    spec: str = typer.Option("species", help="Task spec: a name in data/specs/ or a YAML path."),
+    n: int = typer.Option(500, help="Examples to ask for."),
+    base_url: str = typer.Option(None, help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL). The key comes from $OPENAI_API_KEY."),
+    model: str = typer.Option(None, help="Model name (default: $DISTILL_LLM_MODEL, else gpt-4o-mini; mock-species with --mock)."),
+    concurrency: int = typer.Option(8, help="Requests in flight at once."),
+    k_samples: int = typer.Option(1, help="Annotations per text; k > 1 gives entity and example confidence from agreement."),
+    seed: int = typer.Option(0, help="Topic order and LLM seed."),
+    temperature: float = typer.Option(None, help="Sampling temperature (default 0.7)."),
+    timeout: float = typer.Option(None, help="Seconds for one request (default 60)."),
+    max_retries: int = typer.Option(None, help="Retries of one request on 429, 5xx and timeouts (default 4)."),
+    structured: str = typer.Option(None, help="json_schema (default), json_object or none: how to ask for JSON."),
+    cache_dir: Path = typer.Option(None, help="LLM answer cache (default: OUT/llm_cache); share it between runs to reuse answers."),
+    dedup_threshold: float = typer.Option(0.9, help="Near-duplicate similarity (0-1) above which a text is dropped; 1 = exact only."),
+    mock: bool = typer.Option(False, "--mock", help="Start the mock LLM in-process (truth in OUT/mock_truth.jsonl) and use it."),
+) -> None:
+    """Generate annotated examples with an LLM: ground, validate and dedup them, and count every rejection."""
+    from annotators.generate import generate as run_generate
+    from annotators.llm import LLMConfig
+    from annotators.mock_llm import MockConfig, MockLLMServer
+    from data.spec import load_spec
+
+    task = load_spec(spec)
+    if structured not in (None, "json_schema", "json_object", "none"):
+        raise DistillError(f"--structured must be json_schema, json_object or none (got {structured!r})")
+    server = MockLLMServer(MockConfig(truth_file=out / "mock_truth.jsonl", seed=seed)) if mock else None
+    with server or nullcontext():
+        config = LLMConfig.from_env(
+            base_url=server.base_url if server else base_url,
+            model=model or ("mock-species" if server else None),
+            concurrency=concurrency,
+            temperature=temperature,
+            timeout=timeout,
+            max_retries=max_retries,
+            structured=structured,
+        )
+        columns = (TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=False) as progress:
+            bar = progress.add_task("generate", total=n)
+            summary = run_generate(
+                task,
+                n,
+                out,
+                config,
+                seed=seed,
+                k_samples=k_samples,
+                cache_dir=cache_dir,
+                dedup_threshold=dedup_threshold,
+                on_done=lambda outcome: progress.advance(bar, outcome.request.n),
+            )
+    table = Table(title=f"distill generate -> {out}", show_header=False)
+    table.add_row("requested", str(summary.requested))
+    table.add_row("kept", f"[green]{summary.kept}[/green]")
+    for reason, count in summary.rejected.items():
+        table.add_row(f"rejected: {reason}", str(count))
+    table.add_row("duplicates", str(summary.duplicates))
+    table.add_row("LLM calls made", str(summary.calls))
+    table.add_row("taken from cache", str(summary.cache_hits))
+    table.add_row("retries / re-asks", f"{summary.retries} / {summary.reasks}")
+    table.add_row("tokens (prompt + completion)", f"{summary.prompt_tokens} + {summary.completion_tokens}")
+    if summary.mean_confidence is not None:
+        table.add_row("mean confidence", f"{summary.mean_confidence:.3f}")
+    table.add_row("seconds", f"{summary.seconds:.1f}")
+    console.print(table)
+
+
+@app.command("mock-llm")
+def mock_llm(
+    port: int = typer.Option(8008, help="Port on 127.0.0.1 (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    seed: int = typer.Option(0, help="Same request + seed -> same answer."),
+    model: str = typer.Option("mock-species", help="Model name listed on /v1/models."),
+    truth_file: Path = typer.Option(Path("runs/mock-llm/truth.jsonl"), help="Where the true annotation of each example goes (JSONL)."),
+    error_rate: float = typer.Option(0.25, help="Share of examples with one annotation error."),
+    fault_rate: float = typer.Option(0.0, help="Share of requests with a fault, spread over 429, 500, delay, malformed, truncated."),
+    rate_limit: float = typer.Option(None, help="Share answered 429 (overrides --fault-rate's share)."),
+    server_error: float = typer.Option(None, help="Share answered 500."),
+    delay: float = typer.Option(None, help="Share answered after --delay-s."),
+    malformed: float = typer.Option(None, help="Share answered with invalid JSON."),
+    truncated: float = typer.Option(None, help="Share cut off (finish_reason=length)."),
+    unknown_label: float = typer.Option(0.0, help="Share of answers with a label outside the schema."),
+    delay_s: float = typer.Option(0.5, help="Seconds of a delay fault."),
+    latency_s: float = typer.Option(0.0, help="Seconds added to every answer (simulated generation time)."),
+    require_key: bool = typer.Option(False, help="Require the API key in $DISTILL_MOCK_API_KEY (401 otherwise)."),
+    no_json_schema: bool = typer.Option(False, "--no-json-schema", help="Answer 400 to json_schema response formats."),
+) -> None:
+    """Serve the mock LLM (OpenAI chat API) until Ctrl-C."""
+    from annotators.mock_llm import MockConfig, MockLLMServer
+
+    key = os.environ.get("DISTILL_MOCK_API_KEY") if require_key else None
+    if require_key and not key:
+        raise DistillError("--require-key: set DISTILL_MOCK_API_KEY to the key the mock should accept")
+    overrides = {"rate_limit": rate_limit, "server_error": server_error, "delay": delay, "malformed": malformed, "truncated": truncated}
+    config = MockConfig.with_fault_rate(
+        fault_rate,
+        seed=seed,
+        model=model,
+        truth_file=truth_file,
+        error_rate=error_rate,
+        unknown_label=unknown_label,
+        delay_s=delay_s,
+        latency_s=latency_s,
+        api_key=key,
+        json_schema=not no_json_schema,
+    ).model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    server = MockLLMServer(config, host=host, port=port)
+    server.serve(announce=lambda url: console.print(f"mock LLM ({model}, seed {seed}) on {url} (truth -> {truth_file}); Ctrl-C stops it"))

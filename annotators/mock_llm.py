@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -626,9 +627,11 @@ class MockLLMServer:
             time.sleep(0.01)
         return self
 
-    def serve(self) -> None:
-        """Serve in the foreground until interrupted (Ctrl-C)."""
+    def serve(self, announce: Callable[[str], None] | None = None) -> None:
+        """Serve in the foreground until interrupted (Ctrl-C); `announce` gets the base URL once bound."""
         sock = self._bind()
+        if announce:
+            announce(self.base_url)
         self._server = self._uvicorn()
         try:
             self._server.run(sockets=[sock])

@@ -1,0 +1,378 @@
+"""Synthetic data generation: plan LLM requests from a task spec, run them, ground and dedup.
+
+The unit of work is a `GenerationRequest` (one topic, n examples, one sample), so a Prefect
+flow can fan requests out: `plan_requests` -> `run_requests` (any subset, anywhere; the LLM
+cache is shared through `cache_dir`) -> `finish_run` writes the run folder. `generate` does all
+three for the CLI. A run folder holds `generated.jsonl` (kept examples), `rejected.jsonl` (every
+rejection and duplicate with its reason and the raw LLM item) and `generate_summary.json`.
+Rerunning the same command repeats no LLM call: answers come from the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from annotators.grounding import GroundingError, ground
+from annotators.llm import LLMClient, LLMConfig, RequestFailed
+from data.dedup import dedup
+from data.errors import DistillError
+from data.example import Example, Source
+from data.formats import _atomic_write, write_jsonl
+from data.spec import TaskSpec
+
+OUTPUT_FILES = ("generated.jsonl", "rejected.jsonl", "generate_summary.json")
+
+
+class GenerationRequest(BaseModel):
+    """One LLM call to plan: write `n` examples about `topic` (sample `sample`, with `seed`)."""
+
+    index: int
+    topic: str
+    n: int = Field(ge=1)
+    sample: int = 0
+    seed: int = 0
+
+
+class Rejection(BaseModel):
+    """An example that was asked for and not kept, with a reason code and the raw LLM item."""
+
+    request: int
+    topic: str
+    reason: str
+    detail: str = ""
+    raw: Any = None
+
+
+class RequestOutcome(BaseModel):
+    """What one request produced: kept examples (in answer order) and rejections."""
+
+    request: GenerationRequest
+    examples: list[Example] = Field(default_factory=list)
+    rejected: list[Rejection] = Field(default_factory=list)
+    surplus: int = 0
+
+
+class BatchResult(BaseModel):
+    """Outcomes of a batch of requests and the LLM counters for it."""
+
+    outcomes: list[RequestOutcome]
+    stats: dict[str, Any]
+    error: str | None = None  # set when the batch stopped early (the outcomes so far are kept)
+
+
+class GenerateSummary(BaseModel):
+    """The closing numbers of a run (also written to `generate_summary.json`)."""
+
+    requested: int
+    requests: int
+    done_requests: int
+    kept: int
+    rejected: dict[str, int]
+    duplicates: int
+    surplus: int
+    calls: int
+    cache_hits: int
+    retries: int
+    reasks: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    k_samples: int
+    mean_confidence: float | None
+    model: str
+    complete: bool
+    error: str | None = None
+
+
+# --- prompts and schema -------------------------------------------------------------------------
+def item_schema(spec: TaskSpec) -> dict[str, Any]:
+    """JSON schema of one annotated text, with the spec's labels as enums."""
+
+    def label(values: list[str]) -> dict[str, Any]:
+        return {"type": "string", "enum": values} if values else {"type": "string"}
+
+    def obj(props: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+    entity = obj({"text": {"type": "string"}, "label": label(spec.entity_labels)})
+    relation = obj({"head": {"type": "string"}, "tail": {"type": "string"}, "label": label(spec.relation_labels)})
+    return obj({"text": {"type": "string"}, "entities": {"type": "array", "items": entity}, "relations": {"type": "array", "items": relation}})
+
+
+def generate_schema(spec: TaskSpec) -> dict[str, Any]:
+    """JSON schema of a `generate` answer: `{"examples": [item, ...]}`."""
+    return {
+        "type": "object",
+        "properties": {"examples": {"type": "array", "items": item_schema(spec)}},
+        "required": ["examples"],
+        "additionalProperties": False,
+    }
+
+
+def prompt_id(spec: TaskSpec, prompt: str = "generate") -> str:
+    """A short hash of the templates behind a prompt (a template change gives a new id)."""
+    blob = json.dumps([spec.prompts.system, getattr(spec.prompts, prompt)])
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def _messages(spec: TaskSpec, prompt: str, **variables: Any) -> list[dict[str, str]]:
+    return [{"role": "system", "content": spec.render("system")}, {"role": "user", "content": spec.render(prompt, **variables)}]
+
+
+def _check_examples(value: Any) -> str | None:
+    if isinstance(value, dict) and isinstance(value.get("examples"), list):
+        return None
+    return "expected a JSON object with an 'examples' list"
+
+
+def _check_item(value: Any) -> str | None:
+    return None if isinstance(value, dict) and isinstance(value.get("entities", []), list) else "expected one JSON object with 'entities'"
+
+
+# --- planning -----------------------------------------------------------------------------------
+def plan_requests(spec: TaskSpec, n: int, seed: int = 0) -> list[GenerationRequest]:
+    """Split `n` examples into requests of `spec.examples_per_call`, cycling through the seed
+    topics in an order shuffled by `seed`. The plan for a larger `n` extends the plan for a
+    smaller one, so growing a run reuses every cached answer."""
+    if n < 1:
+        raise DistillError(f"--n must be at least 1 (got {n})")
+    topics = spec.topic_list
+    if not topics:
+        raise DistillError(f"spec {spec.name!r}: the seed topic list is empty: add topics to generate from")
+    random.Random(seed).shuffle(topics)
+    per = spec.examples_per_call
+    count = math.ceil(n / per)
+    return [
+        GenerationRequest(index=i, topic=topics[i % len(topics)], n=min(per, n - i * per), sample=0, seed=seed + i // len(topics))
+        for i in range(count)
+    ]
+
+
+# --- running ------------------------------------------------------------------------------------
+async def run_request(request: GenerationRequest, spec: TaskSpec, llm: LLMClient, k_samples: int = 1) -> RequestOutcome:
+    """Ask for one request's examples, ground each, and (k_samples > 1) score agreement.
+
+    Raises `DistillError` for problems that stop the run (server down, key refused)."""
+    outcome = RequestOutcome(request=request)
+
+    def reject(reason: str, detail: str, raw: Any = None, count: int = 1) -> None:
+        outcome.rejected += [Rejection(request=request.index, topic=request.topic, reason=reason, detail=detail, raw=raw)] * count
+
+    try:
+        answer = await llm.complete_json(
+            _messages(spec, "generate", topic=request.topic, n=request.n), generate_schema(spec), seed=request.seed, check=_check_examples
+        )
+    except RequestFailed as err:
+        reject("llm_error", str(err), count=request.n)
+        return outcome
+    if answer.value is None:
+        reject("malformed_output", answer.error or "", raw=answer.content[:2000], count=request.n)
+        return outcome
+    items = answer.value["examples"]
+    outcome.surplus = max(0, len(items) - request.n)
+    source = Source(model=llm.config.model, prompt_id=prompt_id(spec), topic=request.topic, sample=request.sample, origin="llm")
+    for item in items[: request.n]:
+        try:
+            outcome.examples.append(ground(item, spec, source=source))
+        except GroundingError as err:
+            reject(err.reason, err.detail, raw=item)
+    if len(items) < request.n:
+        reject("not_returned", f"asked for {request.n} examples, got {len(items)}", count=request.n - len(items))
+    if k_samples > 1 and outcome.examples:
+        outcome.examples = list(await asyncio.gather(*(score_agreement(e, spec, llm, k_samples, request.seed) for e in outcome.examples)))
+    return outcome
+
+
+def _votes(example: Example) -> tuple[set[tuple[int, int, str]], set[tuple[tuple[int, int], tuple[int, int], str]]]:
+    spans = {(e.start, e.end, e.label) for e in example.entities}
+    rels = {((example.entities[r.head].start, example.entities[r.head].end), (example.entities[r.tail].start, example.entities[r.tail].end), r.label) for r in example.relations}
+    return spans, rels
+
+
+async def score_agreement(example: Example, spec: TaskSpec, llm: LLMClient, k: int, seed: int = 0) -> Example:
+    """Annotate the example's text `k - 1` more times; each entity's and relation's confidence is
+    the share of the k annotations (its own included) that contain it, and the example's is
+    their mean (or the share that found nothing, for an example without entities).
+    Samples that fail count as absent."""
+    messages = _messages(spec, "annotate", text=example.text)
+    samples: list[Example] = []
+    for answer in await asyncio.gather(*(llm.complete_json(messages, item_schema(spec), seed=seed * 1000 + s, check=_check_item) for s in range(1, k))):
+        if answer.value is None:
+            continue
+        try:
+            samples.append(ground({**answer.value, "text": example.text}, spec))
+        except (GroundingError, RequestFailed):
+            continue
+    votes = [_votes(s) for s in samples]
+    total = 1 + len(votes)
+    entities = [
+        e.model_copy(update={"confidence": (1 + sum((e.start, e.end, e.label) in v[0] for v in votes)) / total}) for e in example.entities
+    ]
+    relations = []
+    for r in example.relations:
+        h, t = example.entities[r.head], example.entities[r.tail]
+        key = ((h.start, h.end), (t.start, t.end), r.label)
+        relations.append(r.model_copy(update={"confidence": (1 + sum(key in v[1] for v in votes)) / total}))
+    scores = [e.confidence for e in entities] + [r.confidence for r in relations]
+    confidence = sum(scores) / len(scores) if scores else (1 + sum(not v[0] for v in votes)) / total
+    source = example.source.model_copy(update={"confidence": round(confidence, 4)})
+    return example.model_copy(update={"entities": entities, "relations": relations, "source": source})
+
+
+async def arun_requests(
+    requests: list[GenerationRequest],
+    spec: TaskSpec,
+    config: LLMConfig,
+    cache_dir: str | Path | None,
+    k_samples: int = 1,
+    on_done: Callable[[RequestOutcome], None] | None = None,
+) -> BatchResult:
+    """Run requests concurrently (up to `config.concurrency` in flight); stops early on a fatal
+    error and returns what finished, with `error` set."""
+    outcomes: list[RequestOutcome] = []
+    error = None
+
+    async def one(request: GenerationRequest) -> None:
+        outcome = await run_request(request, spec, llm, k_samples)
+        outcomes.append(outcome)
+        if on_done:
+            on_done(outcome)
+
+    async with LLMClient(config, cache_dir) as llm:
+        tasks = [asyncio.create_task(one(r)) for r in requests]
+        if tasks:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            failures = [t.exception() for t in done if t.exception() is not None]
+            for failure in failures:
+                if not isinstance(failure, DistillError):
+                    raise failure
+            if failures:
+                error = str(failures[0])
+        outcomes.sort(key=lambda o: o.request.index)
+        return BatchResult(outcomes=outcomes, stats=asdict(llm.stats), error=error)
+
+
+def run_requests(
+    requests: list[GenerationRequest],
+    spec: TaskSpec,
+    config: LLMConfig,
+    cache_dir: str | Path | None,
+    k_samples: int = 1,
+    on_done: Callable[[RequestOutcome], None] | None = None,
+) -> BatchResult:
+    """Synchronous `arun_requests` (for Prefect tasks and scripts)."""
+    return asyncio.run(arun_requests(requests, spec, config, cache_dir, k_samples, on_done))
+
+
+# --- finishing a run ----------------------------------------------------------------------------
+def finish_run(
+    out_dir: str | Path,
+    requests: list[GenerationRequest],
+    batch: BatchResult,
+    config: LLMConfig,
+    seconds: float,
+    k_samples: int = 1,
+    dedup_threshold: float = 0.9,
+) -> GenerateSummary:
+    """Dedup the kept examples and write `generated.jsonl`, `rejected.jsonl` and the summary, each atomically."""
+    out = Path(out_dir)
+    examples = [e for o in batch.outcomes for e in o.examples]
+    rejected = [r for o in batch.outcomes for r in o.rejected]
+    kept, duplicates = dedup(examples, threshold=dedup_threshold)
+    topic_of = {e.id: e.source.topic for e in examples}
+    rows = [r.model_dump(mode="json") for r in rejected]
+    rows += [
+        {"request": None, "topic": topic_of.get(e.id), "reason": "duplicate", "detail": why, "raw": json.loads(e.model_dump_json())}
+        for e, why in duplicates
+    ]
+    write_jsonl(out / "generated.jsonl", kept)
+    _atomic_write(out / "rejected.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    confidences = [e.source.confidence for e in kept if e.source.confidence is not None]
+    stats = batch.stats
+    summary = GenerateSummary(
+        requested=sum(r.n for r in requests),
+        requests=len(requests),
+        done_requests=len(batch.outcomes),
+        kept=len(kept),
+        rejected=dict(Counter(r.reason for r in rejected).most_common()),
+        duplicates=len(duplicates),
+        surplus=sum(o.surplus for o in batch.outcomes),
+        calls=stats["calls"],
+        cache_hits=stats["cache_hits"],
+        retries=stats["retries"],
+        reasks=stats["reasks"],
+        prompt_tokens=stats["prompt_tokens"],
+        completion_tokens=stats["completion_tokens"],
+        seconds=round(seconds, 3),
+        k_samples=k_samples,
+        mean_confidence=round(sum(confidences) / len(confidences), 4) if confidences else None,
+        model=config.model,
+        complete=batch.error is None,
+        error=batch.error,
+    )
+    _atomic_write(out / "generate_summary.json", summary.model_dump_json(indent=2) + "\n")
+    return summary
+
+
+def generate(
+    spec: TaskSpec,
+    n: int,
+    out_dir: str | Path,
+    config: LLMConfig,
+    seed: int = 0,
+    k_samples: int = 1,
+    cache_dir: str | Path | None = None,
+    dedup_threshold: float = 0.9,
+    on_done: Callable[[RequestOutcome], None] | None = None,
+) -> GenerateSummary:
+    """Generate `n` examples into `out_dir` (LLM cache in `out_dir/llm_cache` unless `cache_dir`).
+
+    On a fatal error (server unreachable, key refused) what finished is written, and
+    `DistillError` says how far it got; rerunning the same command continues from the cache.
+    """
+    if k_samples < 1:
+        raise DistillError(f"--k-samples must be at least 1 (got {k_samples})")
+    out = Path(out_dir)
+    requests = plan_requests(spec, n, seed)
+    started = time.perf_counter()
+    batch = run_requests(requests, spec, config, cache_dir or out / "llm_cache", k_samples, on_done)
+    summary = finish_run(out, requests, batch, config, time.perf_counter() - started, k_samples, dedup_threshold)
+    if batch.error:
+        raise DistillError(
+            f"{batch.error}; {summary.done_requests} of {summary.requests} requests finished (saved in {out}); "
+            "rerun the same command to continue"
+        )
+    return summary
+
+
+__all__ = [
+    "BatchResult",
+    "GenerateSummary",
+    "GenerationRequest",
+    "Rejection",
+    "RequestOutcome",
+    "arun_requests",
+    "finish_run",
+    "generate",
+    "generate_schema",
+    "item_schema",
+    "plan_requests",
+    "run_request",
+    "run_requests",
+    "score_agreement",
+]
