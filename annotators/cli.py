@@ -123,6 +123,7 @@ def mock_llm(
         latency_s=latency_s,
         api_key=key,
         json_schema=not no_json_schema,
-    ).model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        **{k: v for k, v in overrides.items() if v is not None},
+    )
     server = MockLLMServer(config, host=host, port=port)
     server.serve(announce=lambda url: console.print(f"mock LLM ({model}, seed {seed}) on {url} (truth -> {truth_file}); Ctrl-C stops it"))

@@ -15,7 +15,7 @@ from typing import Any
 from data.example import Entity, Example, Relation, Source
 from data.spec import TaskSpec
 
-_STRIP = " \t\r\n.,;:!?\"'`“”‘’()[]{}"
+_STRIP = " \t\r\n.,;:!?\"`“”()[]{}"  # not apostrophes: "'alalā", "Rüppell's"
 
 
 class GroundingError(ValueError):
@@ -49,12 +49,12 @@ def _at_boundary(text: str, start: int, end: int) -> bool:
 def find_mention(text: str, mention: str) -> list[tuple[int, int]]:
     """All (start, end) occurrences of `mention` in `text` that respect word boundaries.
 
-    Tries the mention as written, then its other Unicode normal form, then stripped of
-    surrounding punctuation, then case-insensitively with any run of whitespace between words.
+    Tries the mention stripped of surrounding punctuation (an entity does not start or end
+    with a bracket or full stop), in both Unicode normal forms, then as written, then
+    case-insensitively with any run of whitespace between words.
     """
-    variants = [mention, unicodedata.normalize("NFC", mention), unicodedata.normalize("NFD", mention)]
     stripped = mention.strip(_STRIP)
-    variants += [stripped, unicodedata.normalize("NFC", stripped)]
+    variants = [stripped, unicodedata.normalize("NFC", stripped), unicodedata.normalize("NFD", stripped), mention]
     for variant in dict.fromkeys(v for v in variants if v):
         hits = [(m.start(), m.end()) for m in re.finditer(re.escape(variant), text)]
         hits = [h for h in hits if _at_boundary(text, *h)]

@@ -197,7 +197,7 @@ class LLMClient:
     async def _with_retries(self, messages: list[dict[str, str]], schema: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.config.max_retries + 1),
-            wait=wait_exponential_jitter(initial=self.config.backoff_initial, max=self.config.backoff_max),
+            wait=wait_exponential_jitter(multiplier=self.config.backoff_initial, max=self.config.backoff_max),
             retry=retry_if_exception(_transient),
             before_sleep=lambda _state: self._count_retry(),
             reraise=True,

@@ -128,9 +128,10 @@ class MockConfig(BaseModel):
 
     @classmethod
     def with_fault_rate(cls, rate: float, **values: Any) -> MockConfig:
-        """Spread `rate` evenly over 429, 500, delay, malformed and truncated answers."""
+        """Spread `rate` evenly over 429, 500, delay, malformed and truncated answers; a fault
+        rate given by name in `values` wins over its share."""
         share = rate / len(FAULT_KINDS)
-        return cls(**{kind: share for kind in FAULT_KINDS}, **values)
+        return cls(**{**{kind: share for kind in FAULT_KINDS}, **values})
 
 
 # --- the fact table ---------------------------------------------------------------------------
@@ -404,7 +405,8 @@ def _labels_from(body: dict[str, Any]) -> tuple[list[str] | None, list[str] | No
     if fmt.get("type") == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema")
     else:
-        content = str(body["messages"][-1].get("content", ""))
+        users = [str(m.get("content", "")) for m in body["messages"] if m.get("role") == "user"]
+        content = users[0] if users else ""
         idx = content.find("JSON schema:")
         if idx >= 0:
             try:
@@ -413,13 +415,18 @@ def _labels_from(body: dict[str, Any]) -> tuple[list[str] | None, list[str] | No
                 schema = None
     if not isinstance(schema, dict):
         return None, None, None
-    props = schema.get("properties", {})
+    props = schema.get("properties") or {}
     is_generate = "examples" in props
-    item = props["examples"]["items"] if is_generate else schema
-    item_props = item.get("properties", {})
-    ent = item_props.get("entities", {}).get("items", {}).get("properties", {}).get("label", {}).get("enum")
-    rel = item_props.get("relations", {}).get("items", {}).get("properties", {}).get("label", {}).get("enum")
+    item = _dig(props, "examples", "items") if is_generate else schema
+    ent = _dig(item, "properties", "entities", "items", "properties", "label", "enum")
+    rel = _dig(item, "properties", "relations", "items", "properties", "label", "enum")
     return ent, rel, is_generate
+
+
+def _dig(value: Any, *keys: str) -> Any:
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 class MockLLM:
@@ -514,7 +521,8 @@ class MockLLM:
     def answer(self, body: dict[str, Any], rng: random.Random) -> str:
         """The JSON text for one request: new examples for `generate`, an annotation for `annotate`."""
         ent_labels, rel_labels, is_generate = _labels_from(body)
-        prompt = str(body["messages"][-1].get("content", ""))
+        users = [str(m.get("content", "")) for m in body["messages"] if m.get("role") == "user"]
+        prompt = users[0] if users else ""  # the task; later user turns are re-asks
         text_match = re.search(r"^Text: (.*)$", prompt, re.MULTILINE)
         if is_generate is False or (is_generate is None and text_match and "Topic:" not in prompt):
             text = text_match.group(1).strip() if text_match else ""

@@ -1,0 +1,121 @@
+"""How correct was the LLM, and how much do the humans agree.
+
+Public API:
+    correctness_report(llm_examples, verified) -> dict       P/R/F1 of the LLM vs the humans, per label
+    report_markdown(report) -> str                           the same as a Markdown table
+    agreement(per_task: dict[int, list[Judgement]]) -> dict  span F1 between annotators, Cohen's kappa
+
+Entities match on exact span and label; relations on (head span, tail span, label). Rejected
+examples are left out of P/R/F1 (the text itself was wrong, so there is no right annotation) and
+counted apart, as the rejection rate.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import combinations
+from typing import TYPE_CHECKING, Any
+
+from sklearn.metrics import cohen_kappa_score
+
+from data.example import Example
+
+if TYPE_CHECKING:
+    from annotators.label_studio import Judgement
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, float | int]:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4), "support": tp + fn, "predicted": tp + fp}
+
+
+def _items(example: Example) -> tuple[set[tuple], set[tuple]]:
+    ents = {(e.start, e.end, e.label) for e in example.entities}
+    rels = {((example.entities[r.head].start, example.entities[r.head].end), (example.entities[r.tail].start, example.entities[r.tail].end), r.label) for r in example.relations}
+    return ents, rels
+
+
+def correctness_report(llm_examples: list[Example], verified: list[Example]) -> dict[str, Any]:
+    """Precision, recall and F1 of the LLM's annotations against the human-verified ones."""
+    llm_by_id = {e.id: e for e in llm_examples}
+    counts: dict[str, Counter] = {"entities": Counter(), "relations": Counter()}
+    per_label: dict[str, dict[str, Counter]] = {"entities": {}, "relations": {}}
+    statuses = Counter()
+    compared = 0
+    for human in verified:
+        statuses[human.review.status] += 1
+        llm = llm_by_id.get(human.id)
+        if llm is None or human.review.status not in ("accepted", "corrected"):
+            continue
+        compared += 1
+        for kind, predicted, gold in zip(("entities", "relations"), _items(llm), _items(human)):
+            for item in predicted | gold:
+                outcome = "tp" if item in predicted and item in gold else ("fp" if item in predicted else "fn")
+                counts[kind][outcome] += 1
+                per_label[kind].setdefault(item[-1], Counter())[outcome] += 1
+    reviewed = sum(statuses.values())
+    return {
+        "examples": {
+            "reviewed": reviewed, "compared": compared, "accepted": statuses["accepted"], "corrected": statuses["corrected"],
+            "rejected": statuses["rejected"], "rejection_rate": round(statuses["rejected"] / reviewed, 4) if reviewed else 0.0,
+        },
+        **{
+            kind: {
+                "micro": _prf(counts[kind]["tp"], counts[kind]["fp"], counts[kind]["fn"]),
+                "per_label": {label: _prf(c["tp"], c["fp"], c["fn"]) for label, c in sorted(per_label[kind].items())},
+            }
+            for kind in ("entities", "relations")
+        },
+    }
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The correctness report as Markdown: one table of P/R/F1 per label and overall."""
+    ex = report["examples"]
+    lines = [
+        f"LLM vs human review: {ex['compared']} examples compared ({ex['accepted']} accepted as is, {ex['corrected']} corrected), "
+        f"{ex['rejected']} rejected ({ex['rejection_rate']:.1%}).",
+        "",
+        "| kind | label | precision | recall | F1 | support |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for kind in ("entities", "relations"):
+        rows = [*report[kind]["per_label"].items(), ("all (micro)", report[kind]["micro"])]
+        for label, m in rows:
+            lines.append(f"| {kind} | {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    return "\n".join(lines) + "\n"
+
+
+def agreement(per_task: dict[int, list[Judgement]]) -> dict[str, Any]:
+    """Agreement on tasks with several annotators: span-level F1 between each pair of annotators
+    (over the tasks both kept) and Cohen's kappa on keep/reject (over the tasks both judged)."""
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    multi = 0
+    for judged in per_task.values():
+        if len({j.annotator for j in judged}) < 2:
+            continue
+        multi += 1
+        latest = {j.annotator: j for j in judged}  # one judgement per annotator: their latest
+        for a, b in combinations(sorted(latest), 2):
+            ja, jb = latest[a], latest[b]
+            p = pairs.setdefault((a, b), {"tp": 0, "fp": 0, "fn": 0, "a": [], "b": []})
+            p["a"].append(int(bool(ja.rejected)))
+            p["b"].append(int(bool(jb.rejected)))
+            if ja.rejected or jb.rejected:
+                continue
+            sa = {(e.start, e.end, e.label) for e in ja.entities}
+            sb = {(e.start, e.end, e.label) for e in jb.entities}
+            p["tp"] += len(sa & sb)
+            p["fp"] += len(sa - sb)
+            p["fn"] += len(sb - sa)
+    out_pairs = {}
+    for (a, b), p in pairs.items():
+        if len(set(p["a"]) | set(p["b"])) < 2:
+            kappa = 1.0  # both always kept (or always rejected): kappa is undefined, agreement perfect
+        else:
+            kappa = float(cohen_kappa_score(p["a"], p["b"]))
+        out_pairs[f"{a} / {b}"] = {"tasks": len(p["a"]), "span_f1": _prf(p["tp"], p["fp"], p["fn"])["f1"] if p["tp"] + p["fp"] + p["fn"] else 1.0, "kappa_reject": round(kappa, 4)}
+    mean = lambda key: round(sum(v[key] for v in out_pairs.values()) / len(out_pairs), 4) if out_pairs else None  # noqa: E731
+    return {"tasks_with_several_annotators": multi, "span_f1": mean("span_f1"), "kappa_reject": mean("kappa_reject"), "pairs": out_pairs}

@@ -1,0 +1,137 @@
+"""A simulated annotator for demos and CI: reviews Label Studio tasks through the same REST API
+(`POST /api/tasks/<id>/annotations/`) that a person's browser uses.
+
+With the truth the mock LLM recorded for each text, it corrects the LLM's pre-annotation to the
+truth with probability `accuracy` (otherwise it submits the prediction as is, like a hurried
+human), rejects examples the truth marks as unusable or factually wrong (errors `"unusable"`,
+`"factually_wrong"`), and accepts texts it has no truth for.
+
+Several annotators are real Label Studio users (`<name>@distill.local`, created on first use in
+the admin's organization). The community edition gives API tokens only to users who log in, so
+the admin's token posts each annotation with `completed_by=<that user's id>`, which Label Studio
+records as the annotator, exactly as if that user had submitted it.
+
+Public API:
+    load_truth(path) -> dict[str, TruthRecord]                       keyed by text
+    annotator_ids(ls, names) -> dict[str, int]
+    simulate_review(ls, project_id, truth, accuracy=0.9, annotators=("annotator-1",),
+                    per_task=1, seconds_per_task=0.0, seed=0, limit=None) -> SimulateResult
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from label_studio_sdk import LabelStudio
+
+from annotators.label_studio import LABELS, REJECT_UNUSABLE, REJECT_WRONG, TEXT, VERDICT, call, to_result
+from annotators.mock_llm import TruthRecord, load_truth_records
+from data.errors import DistillError
+from data.example import Example
+
+DOMAIN = "distill.local"
+
+
+def load_truth(path: str | Path) -> dict[str, TruthRecord]:
+    """The mock LLM's truth records (true example + injected errors), keyed by text."""
+    return load_truth_records(path)
+
+
+@dataclass
+class SimulateResult:
+    annotations: int = 0
+    tasks: int = 0
+    decisions: Counter = field(default_factory=Counter)  # corrected / accepted / rejected / no_truth
+    per_annotator: Counter = field(default_factory=Counter)
+
+
+def annotator_ids(ls: LabelStudio, names: Sequence[str]) -> dict[str, int]:
+    """Label Studio user ids for these annotator names, creating the users that are missing."""
+    emails = {name: name if "@" in name else f"{name}@{DOMAIN}" for name in names}
+    users = call(ls, "listing users", lambda: {u.email: u.id for u in ls.users.list()})
+    ids = {}
+    for name, email in emails.items():
+        if email not in users:
+            user = call(ls, f"creating user {email}", ls.users.create, username=email.split("@")[0], email=email)
+            users[email] = user.id
+        ids[name] = users[email]
+    return ids
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
+def _decide(text: str, prediction: list[dict], truth: dict[str, TruthRecord | Example], accuracy: float, rng: random.Random) -> tuple[str, list[dict]]:
+    record = truth.get(text)
+    if record is None:
+        return "no_truth", prediction
+    errors = record.errors if isinstance(record, TruthRecord) else []
+    example = record.example if isinstance(record, TruthRecord) else record
+    if rng.random() >= accuracy:
+        return "accepted", prediction  # a miss: the prediction goes through unchanged
+    for error, choice in (("factually_wrong", REJECT_WRONG), ("unusable", REJECT_UNUSABLE)):
+        if error in errors:
+            return "rejected", [{"from_name": VERDICT, "to_name": TEXT, "type": "choices", "value": {"choices": [choice]}}]
+    corrected = to_result(example)
+    same = _spans(corrected) == _spans(prediction)
+    return ("accepted" if same else "corrected"), corrected
+
+
+def _spans(result: list[dict]) -> tuple[set, set]:
+    ids = {i["id"]: (i["value"]["start"], i["value"]["end"], i["value"]["labels"][0]) for i in result if i.get("from_name") == LABELS}
+    rels = {(ids.get(i["from_id"]), ids.get(i["to_id"]), tuple(i.get("labels") or ())) for i in result if i.get("type") == "relation"}
+    return set(ids.values()), rels
+
+
+def simulate_review(
+    ls: LabelStudio, project_id: int, truth: dict[str, TruthRecord] | dict[str, Example], accuracy: float = 0.9,
+    annotators: Sequence[str] = ("annotator-1",), per_task: int = 1, seconds_per_task: float = 0.0, seed: int = 0,
+    limit: int | None = None,
+) -> SimulateResult:
+    """Review the project's tasks that still need annotations, as `per_task` of `annotators` each.
+
+    `seconds_per_task` paces the review (sleeps that long per annotation, recorded as lead time).
+    Deterministic for a seed; tasks an annotator already did are not redone.
+    """
+    if not 0.0 <= accuracy <= 1.0:
+        raise DistillError(f"simulated annotator accuracy must be between 0 and 1, not {accuracy}")
+    if not annotators or not 1 <= per_task <= len(annotators):
+        raise DistillError(f"annotations per task ({per_task}) must be between 1 and the number of annotators ({len(annotators)})")
+    ids = annotator_ids(ls, annotators)
+    names_by_id = {v: k for k, v in ids.items()}
+    tasks = call(ls, f"listing tasks of project {project_id}", lambda: list(ls.tasks.list(project=project_id, fields="all", page_size=500)))
+    result = SimulateResult()
+    for n, task in enumerate(sorted(tasks, key=lambda t: t.id)):
+        if limit is not None and result.tasks >= limit:
+            break
+        done_by = {names_by_id.get(_get(a, "completed_by")) for a in (task.annotations or []) if not _get(a, "was_cancelled")}
+        submitted = sum(1 for a in (task.annotations or []) if not _get(a, "was_cancelled"))
+        if submitted >= per_task:
+            continue
+        predictions = task.predictions or []
+        prediction = list(_get(predictions[0], "result") or []) if predictions else []
+        text = (task.data or {}).get("text", "")
+        rotation = [annotators[(n + k) % len(annotators)] for k in range(len(annotators))]
+        todo = [a for a in rotation if a not in done_by][: per_task - submitted]
+        for name in todo:
+            digest = hashlib.sha1(f"{seed}\x00{name}\x00{task.id}\x00{text}".encode()).digest()
+            decision, annotation = _decide(text, prediction, truth, accuracy, random.Random(digest))
+            if seconds_per_task:
+                time.sleep(seconds_per_task)
+            call(
+                ls, f"annotating task {task.id}", ls.annotations.create, id=task.id, result=annotation, completed_by=ids[name],
+                parent_prediction=_get(predictions[0], "id") if predictions else None, lead_time=seconds_per_task or None,
+            )
+            result.annotations += 1
+            result.decisions[decision] += 1
+            result.per_annotator[name] += 1
+        result.tasks += 1
+    return result
