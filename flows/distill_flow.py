@@ -1,0 +1,312 @@
+"""The `distill` flow: generate -> review -> split -> prune -> teacher -> student -> evaluate ->
+export -> report. Orchestration only: every step calls a plain function of `annotators/`,
+`data/` or `trainers/`, and records itself in `runs/<run>/stages/` so that a rerun skips it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.futures import wait
+from prefect.input import RunInput
+from prefect.runtime import flow_run as current_flow_run
+
+from data.errors import DistillError
+from flows.config import RunConfig, load_run_config
+from flows.stages import inputs_key, run_stage
+
+SERVER_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
+
+
+def _log(message: str) -> None:
+    try:
+        get_run_logger().info(message)
+    except Exception:  # outside a run context
+        print(message)
+
+
+def _dump(config: Any) -> dict[str, Any]:
+    return config.model_dump(mode="json")
+
+
+# --- generation -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def llm_endpoint(config: RunConfig) -> Iterator[tuple[str | None, Path | None]]:
+    """The configured LLM, or the mock LLM started in-process (its truth file in the run folder)."""
+    if config.llm.base_url:
+        yield config.llm.base_url, None
+        return
+    from annotators.mock_llm import MockConfig, MockLLMServer
+
+    truth = config.run_dir / "mock_truth.jsonl"
+    mock = MockConfig(seed=config.llm.seed, model=config.llm.model, error_rate=config.llm.error_rate, truth_file=truth)
+    with MockLLMServer(mock) as server:
+        yield server.base_url, truth
+
+
+@task(name="generate-batch", **SERVER_RETRIES)
+def generate_batch(config_json: dict[str, Any], requests_json: list[dict[str, Any]], base_url: str) -> dict[str, Any]:
+    """Run one batch of planned LLM requests (answers cached in the run folder)."""
+    from annotators.generate import GenerationRequest, run_requests
+    from annotators.llm import LLMConfig
+    from data.spec import load_spec
+
+    config = RunConfig.model_validate(config_json)
+    llm = LLMConfig.from_env(base_url=base_url, model=config.llm.model, concurrency=config.llm.concurrency)
+    requests = [GenerationRequest.model_validate(r) for r in requests_json]
+    batch = run_requests(requests, load_spec(config.spec), llm, config.run_dir / "llm_cache", config.llm.k_samples)
+    if batch.error:
+        raise DistillError(batch.error)
+    return batch.model_dump(mode="json")
+
+
+def task_runner(config: RunConfig):
+    """The thread pool by default; Dask (a local cluster, or `dask_address`) by configuration."""
+    if config.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if config.dask_address:
+            return DaskTaskRunner(address=config.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True, "dashboard_address": None})
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=config.generation_batches)
+
+
+@flow(name="generate-examples")
+def generate_examples(config_json: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """Plan the requests, fan them out as mapped tasks, merge, dedup and write the run folder."""
+    from annotators.generate import BatchResult, finish_run, plan_requests
+    from annotators.llm import LLMConfig
+    from data.spec import load_spec
+
+    config = RunConfig.model_validate(config_json)
+    requests = plan_requests(load_spec(config.spec), config.llm.n, config.llm.seed)
+    size = -(-len(requests) // config.generation_batches)
+    batches = [[r.model_dump(mode="json") for r in requests[i : i + size]] for i in range(0, len(requests), size)]
+    started = time.perf_counter()
+    futures = generate_batch.map([config_json] * len(batches), batches, [base_url] * len(batches))
+    wait(futures)
+    results = [BatchResult.model_validate(f.result()) for f in futures]
+    merged = BatchResult(
+        outcomes=[o for r in results for o in r.outcomes],
+        stats={k: sum(r.stats.get(k, 0) for r in results) for k in results[0].stats},
+        error=None,
+    )
+    llm = LLMConfig(base_url=base_url, model=config.llm.model)
+    summary = finish_run(config.run_dir, requests, merged, llm, time.perf_counter() - started, config.llm.k_samples)
+    return summary.model_dump(mode="json")
+
+
+def generate_stage(config: RunConfig, base_url: str) -> dict[str, Any]:
+    """Generation as a subflow on the configured task runner."""
+    return generate_examples.with_options(task_runner=task_runner(config))(_dump(config), base_url)
+
+
+# --- review -----------------------------------------------------------------------------------
+class ReviewDone(RunInput):
+    """What `distill resume` sends to a flow paused for human review."""
+
+    note: str = ""
+
+
+def label_studio(config: RunConfig):
+    """A Label Studio SDK client for the configured (or local) server; one-line error if it is down."""
+    from annotators.label_studio import client
+    from annotators.ls_server import connection
+
+    return client(connection(url=config.review.label_studio_url))
+
+
+@task(name="push-for-review", **SERVER_RETRIES)
+def push_task(config_json: dict[str, Any]) -> dict[str, Any]:
+    from annotators.label_studio import ensure_project, push, read_run
+    from data.spec import load_spec
+
+    config = RunConfig.model_validate(config_json)
+    spec = load_spec(config.spec)
+    ls = label_studio(config)
+    project = ensure_project(ls, spec)
+    result = push(ls, project, read_run(config.run_dir), spec, run=config.name)
+    return {"project_id": project, "created": result.created, "skipped": result.skipped}
+
+
+@task(name="simulated-review", **SERVER_RETRIES)
+def simulate_task(config_json: dict[str, Any], project_id: int, truth_file: str | None) -> dict[str, Any]:
+    from annotators.simulate import load_truth, simulate_review
+
+    config = RunConfig.model_validate(config_json)
+    truth = load_truth(truth_file) if truth_file and Path(truth_file).exists() else {}
+    names = [f"annotator-{i + 1}" for i in range(config.review.annotators)]
+    result = simulate_review(label_studio(config), project_id, truth, accuracy=config.review.accuracy, annotators=names, per_task=len(names), seed=config.llm.seed)
+    return {"tasks": result.tasks}
+
+
+@task(name="pull-verified", **SERVER_RETRIES)
+def pull_task(config_json: dict[str, Any], project_id: int) -> dict[str, Any]:
+    from annotators.correctness import correctness_report, report_markdown
+    from annotators.label_studio import pull, read_run, write_verified
+    from data.spec import load_spec
+
+    config = RunConfig.model_validate(config_json)
+    generated = read_run(config.run_dir)
+    result = pull(label_studio(config), project_id, load_spec(config.spec), generated)
+    write_verified(config.run_dir, result)
+    report = correctness_report(generated, result.verified)
+    (config.run_dir / "llm_correctness.json").write_text(json.dumps(report, indent=2))
+    (config.run_dir / "llm_correctness.md").write_text(report_markdown(report))
+    return {**result.counts(), "verified_file": str(config.run_dir / "verified.jsonl")}
+
+
+def wait_for_humans(config: RunConfig, project_id: int) -> None:
+    """Suspend (deployment runs: the worker is freed) or pause until `distill resume RUN`."""
+    from prefect.flow_runs import pause_flow_run, suspend_flow_run
+
+    marker = config.run_dir / "review_resumed.json"
+    if marker.exists():
+        return
+    url = config.review.label_studio_url or label_studio(config)._client_wrapper.get_base_url()
+    (config.run_dir / "flow_run.json").write_text(json.dumps({"flow_run_id": str(current_flow_run.id), "project_id": project_id}))
+    _log(f"waiting for review in Label Studio: {url}/projects/{project_id}; then run: distill resume {config.name}")
+    timeout = int(config.review.timeout_hours * 3600)
+    if current_flow_run.get_deployment_id():
+        suspend_flow_run(wait_for_input=ReviewDone, timeout=timeout, key="human-review")
+    else:
+        pause_flow_run(wait_for_input=ReviewDone, timeout=timeout, key="human-review")
+
+
+def review_stage(config: RunConfig, truth_file: Path | None) -> dict[str, Any]:
+    """Route every example through Label Studio (or skip review with `review.mode: none`)."""
+    if config.review.mode == "none":
+        from annotators.label_studio import read_run
+        from data.formats import write_jsonl
+
+        examples = [e.model_copy(update={"review": e.review.model_copy(update={"status": "accepted", "annotator": "none"})}) for e in read_run(config.run_dir)]
+        write_jsonl(config.run_dir / "verified.jsonl", examples)
+        return {"accepted": len(examples), "mode": "none"}
+    pushed = run_stage(config.run_dir, "push", [_dump(config.review), inputs_key(config.llm.model_dump())], lambda: push_task(_dump(config)), log=_log)
+    project_id = pushed["project_id"]
+    if config.review.mode == "simulated":
+        run_stage(config.run_dir, "simulate", _dump(config.review), lambda: simulate_task(_dump(config), project_id, str(truth_file) if truth_file else None), log=_log)
+    else:
+        wait_for_humans(config, project_id)
+    counts = pull_task(_dump(config), project_id)
+    _log(f"review: {counts}")
+    return {**counts, "project_id": project_id}
+
+
+# --- data and training ------------------------------------------------------------------------
+@task(name="split")
+def split_task(config_json: dict[str, Any]) -> dict[str, Any]:
+    from data.formats import read_jsonl, save_splits, split_examples
+
+    config = RunConfig.model_validate(config_json)
+    usable = [e for e in read_jsonl(config.run_dir / "verified.jsonl") if e.review.status != "rejected"]
+    splits = split_examples(usable, dev=config.split.dev, test=config.split.test, seed=config.split.seed)
+    save_splits(splits, config.run_dir / "verified")
+    return {name: len(items) for name, items in splits.items()}
+
+
+@task(name="prune")
+def prune_task(config_json: dict[str, Any], teacher_dir: str | None) -> dict[str, Any]:
+    from data.formats import load_splits
+    from data.prune import prune_run
+
+    config = RunConfig.model_validate(config_json)
+    splits = load_splits(config.run_dir / "verified")
+    report = prune_run(splits, config.run_dir / "pruned", config.prune, teacher_dir=teacher_dir)
+    return report
+
+
+@task(name="train-teacher")
+def teacher_task(config_json: dict[str, Any]) -> str:
+    from data.formats import load_splits
+    from trainers.trainer import train_teacher
+
+    config = RunConfig.model_validate(config_json)
+    splits = load_splits(config.run_dir / "verified")
+    return str(train_teacher(splits["train"], splits["dev"], config.run_dir / "models" / "teacher", config.train))
+
+
+@task(name="train-student")
+def student_task(config_json: dict[str, Any], teacher_dir: str) -> str:
+    from data.formats import load_splits
+    from trainers.trainer import train_student
+
+    config = RunConfig.model_validate(config_json)
+    splits = load_splits(config.run_dir / "pruned")
+    return str(train_student(splits["train"], splits["dev"], teacher_dir, config.run_dir / "models" / "student", config.train, fraction=config.prune.fraction))
+
+
+@task(name="evaluate")
+def evaluate_task(config_json: dict[str, Any], model_dirs: dict[str, str]) -> list[dict[str, Any]]:
+    from data.formats import load_splits
+    from trainers.evaluate import evaluate
+
+    config = RunConfig.model_validate(config_json)
+    test = load_splits(config.run_dir / "verified")["test"]
+    return [{"model": name, **evaluate(path, test)} for name, path in model_dirs.items()]
+
+
+@task(name="export-spacy")
+def export_task(config_json: dict[str, Any], student_dir: str) -> str:
+    from data.spec import load_spec
+    from trainers.export import export_spacy
+
+    config = RunConfig.model_validate(config_json)
+    return str(export_spacy(student_dir, config.run_dir / "student-spacy", load_spec(config.spec)))
+
+
+@task(name="report")
+def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
+    from data.report import markdown_table, write_report
+
+    config = RunConfig.model_validate(config_json)
+    sections = {
+        "Data set": markdown_table([{"stage": k, **v} for k, v in results["data"].items()]),
+        "LLM against humans": _read(config.run_dir / "llm_correctness.md"),
+        "Teacher and students (gold test split)": markdown_table(results["models"], ["model", "f1", "precision", "recall", "parameters", "sentences_per_second"]),
+        "Try the student": f"```python\nimport spacy\nnlp = spacy.load({results['pipeline']!r})\ndoc = nlp('The snow leopard lives in the mountains of Central Asia and hunts blue sheep.')\nprint(doc.ents, doc._.relations)\n```",
+    }
+    models = [{"model": m["model"], "f1": m["f1"], "parameters": m["parameters"]} for m in results["models"]]
+    path = write_report(config.run_dir, f"distill run {config.name}", sections, models)
+    for title, body in sections.items():
+        create_markdown_artifact(body, key=f"{config.name}-{title.split()[0].lower()}", description=title)
+    return str(path)
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else "_(no review in this run)_"
+
+
+# --- the flow ---------------------------------------------------------------------------------
+@flow(name="distill", log_prints=True)
+def distill(config: str = "demo", overrides: list[str] | None = None) -> str:
+    """Run the whole loop for one run config (a name in flows/configs/ or a YAML path)."""
+    cfg = load_run_config(config, overrides)
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(_dump(cfg), indent=2))
+    dumped = _dump(cfg)
+    with llm_endpoint(cfg) as (base_url, truth):
+        generated = run_stage(run_dir, "generate", [_dump(cfg.llm), cfg.spec], lambda: generate_stage(cfg, base_url), outputs=[run_dir / "generated.jsonl"], log=_log)
+        reviewed = run_stage(run_dir, "review", [_dump(cfg.review), generated["kept"]], lambda: review_stage(cfg, truth), outputs=[run_dir / "verified.jsonl"], log=_log)
+    if reviewed.get("project_id") is not None:
+        create_link_artifact(f"{label_studio(cfg)._client_wrapper.get_base_url()}/projects/{reviewed['project_id']}", link_text="Label Studio project", key=f"{cfg.name}-label-studio")
+    split = run_stage(run_dir, "split", [_dump(cfg.split), reviewed], lambda: split_task(dumped), outputs=[run_dir / "verified"], log=_log)
+    teacher = run_stage(run_dir, "teacher", [_dump(cfg.train), split], lambda: teacher_task(dumped), outputs=[run_dir / "models" / "teacher"], log=_log)
+    pruned = run_stage(run_dir, "prune", [_dump(cfg.prune), split, teacher], lambda: prune_task(dumped, teacher), outputs=[run_dir / "pruned"], log=_log)
+    student = run_stage(run_dir, "student", [_dump(cfg.train), _dump(cfg.prune), pruned, teacher], lambda: student_task(dumped, teacher), outputs=[run_dir / "models" / "student"], log=_log)
+    models = run_stage(run_dir, "evaluate", [teacher, student], lambda: evaluate_task(dumped, {"teacher": teacher, "student": student}), log=_log)
+    pipeline = run_stage(run_dir, "export", [student], lambda: export_task(dumped, student), outputs=[run_dir / "student-spacy"], log=_log)
+    results = {"data": {"generated": generated, "review": reviewed, "split": split, "prune": pruned}, "models": models, "pipeline": pipeline}
+    report = report_task(dumped, results)
+    _log(f"report: {report}; spaCy pipeline: {pipeline}")
+    return report
