@@ -71,6 +71,17 @@ class BatchResult(BaseModel):
     stats: dict[str, Any]
     error: str | None = None  # set when the batch stopped early (the outcomes so far are kept)
 
+    @classmethod
+    def merge(cls, batches: list[BatchResult]) -> BatchResult:
+        """One result from batches run apart (e.g. mapped Prefect tasks): outcomes in request
+        order, counters added, lists joined, the first error kept."""
+        stats: dict[str, Any] = {}
+        for batch in batches:
+            for key, value in batch.stats.items():
+                stats[key] = stats.get(key, type(value)()) + value
+        outcomes = sorted((o for b in batches for o in b.outcomes), key=lambda o: o.request.index)
+        return cls(outcomes=outcomes, stats=stats, error=next((b.error for b in batches if b.error), None))
+
 
 class GenerateSummary(BaseModel):
     """The closing numbers of a run (also written to `generate_summary.json`)."""

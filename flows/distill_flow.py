@@ -95,11 +95,7 @@ def generate_examples(config_json: dict[str, Any], base_url: str) -> dict[str, A
     futures = generate_batch.map([config_json] * len(batches), batches, [base_url] * len(batches))
     wait(futures)
     results = [BatchResult.model_validate(f.result()) for f in futures]
-    merged = BatchResult(
-        outcomes=[o for r in results for o in r.outcomes],
-        stats={k: sum(r.stats.get(k, 0) for r in results) for k in results[0].stats},
-        error=None,
-    )
+    merged = BatchResult.merge(results)
     llm = LLMConfig(base_url=base_url, model=config.llm.model)
     summary = finish_run(config.run_dir, requests, merged, llm, time.perf_counter() - started, config.llm.k_samples)
     return summary.model_dump(mode="json")
