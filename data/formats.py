@@ -143,6 +143,9 @@ def to_dataset_dict(splits: dict[str, list[Example]]):
 
 def save_splits(splits: dict[str, list[Example]], out_dir: str | Path) -> Path:
     """Save splits as a DatasetDict on disk (`datasets.load_from_disk` reads it too)."""
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
     out_dir = Path(out_dir)
     to_dataset_dict(splits).save_to_disk(str(out_dir))
     return out_dir
