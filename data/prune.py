@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from data.dedup import dedup, normalize_text
 from data.errors import DistillError
@@ -328,3 +328,38 @@ def parse_step(spec: str, scores: dict[str, dict[str, float]] | None = None, see
 
 
 STEP_HELP = "dedup[:0.9], rejected[:pending], confidence:0.6, balance[:3], fraction:0.5[:random|teacher_loss|el2n|disagreement[:hard|easy]]"
+
+
+# --- one call for a run (flows/, `distill prune`) ---------------------------------------
+def cleaning_steps(config: Any) -> list[Step]:
+    """Dedup, rejected and (if set) the confidence threshold, from a prune config
+    (`flows.config.PruneSection`, or anything with its fields)."""
+    steps: list[Step] = [Dedup(config.near_duplicate_threshold), DropRejected()]
+    if config.min_confidence is not None:
+        steps.append(MinConfidence(config.min_confidence))
+    return steps
+
+
+def prune_run(splits: dict[str, list[Example]], out_dir: str | Path, config: Any, teacher_dir: str | Path | None = None) -> dict:
+    """Clean the train split, keep `config.fraction` of it by `config.method`, save to `out_dir`.
+
+    Score-based methods score the cleaned train split with the teacher in `teacher_dir`
+    (`trainers.scores.compute_scores`); the scores are saved to `out_dir/scores.json`.
+    Returns the report (also in `out_dir/report.json`).
+    """
+    steps = cleaning_steps(config)
+    scores = None
+    if config.fraction < 1 and config.method != "random":
+        if teacher_dir is None:
+            raise DistillError(f"pruning by {config.method} needs a trained teacher (none given)")
+        from trainers.scores import compute_scores
+
+        cleaned = prune_splits(splits, steps).splits["train"]
+        scores = compute_scores(config.method, teacher_dir, cleaned)
+    if config.fraction < 1:
+        steps.append(ToFraction(config.fraction, config.method, scores, seed=config.seed))
+    result = prune_splits(splits, steps)
+    save_pruned(result, out_dir)
+    if scores is not None:
+        _atomic_write(Path(out_dir) / "scores.json", json.dumps({config.method: scores}) + "\n")
+    return result.report()

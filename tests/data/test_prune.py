@@ -15,6 +15,7 @@ from data.prune import (
     MinConfidence,
     ToFraction,
     parse_step,
+    prune_run,
     prune_splits,
     read_removed,
     save_pruned,
@@ -149,3 +150,14 @@ def test_save_pruned_writes_datasetdict_removed_and_report(splits, tmp_path):
 def test_bad_step_specs_are_clear_errors(spec):
     with pytest.raises(DistillError, match="pruning step|unknown pruning"):
         parse_step(spec, scores={"el2n": {}})
+
+
+def test_prune_run_cleans_then_keeps_the_fraction(splits, tmp_path):
+    from flows.config import PruneSection
+
+    splits["train"][4] = splits["train"][4].model_copy(update={"review": Review(status="rejected")})
+    report = prune_run(splits, tmp_path / "pruned", PruneSection(fraction=0.5, near_duplicate_threshold=1.0, seed=1))
+    assert [(s["step"], s["after"]) for s in report["steps"]] == [("eval_overlap", 20), ("dedup", 20), ("rejected", 19), ("fraction", 10)]
+    assert len(load_splits(tmp_path / "pruned")["train"]) == 10
+    with pytest.raises(DistillError, match="needs a trained teacher"):
+        prune_run(splits, tmp_path / "p2", PruneSection(fraction=0.5, method="el2n"))
