@@ -1,0 +1,68 @@
+"""Pruning scores, the KD weight schedule, and a tiny sweep that writes its table and plots."""
+
+import json
+
+import pytest
+import torch
+
+from data.errors import DistillError
+from data.example import Entity, Example, Review
+from trainers.scores import IGNORE, disagreement_scores, el2n, entity_f1, llm_entities, token_losses
+from trainers.sweep import kd_alpha_for_fraction, pareto_front, parse_alpha_schedule, write_sweep_outputs
+
+
+def test_kd_alpha_rises_as_the_kept_fraction_falls():
+    alphas = [kd_alpha_for_fraction(f) for f in (1.0, 0.7, 0.5, 0.3, 0.1)]
+    assert alphas == [0.5, 0.65, 0.75, 0.85, 0.95]
+    assert kd_alpha_for_fraction(0.01) == 0.95
+    assert kd_alpha_for_fraction(0.5, schedule=[(0.5, 0.2), (1.0, 0.0)]) == 0.2
+    assert parse_alpha_schedule("0.1:0.9, 1.0:0.5") == [(0.1, 0.9), (1.0, 0.5)]
+    with pytest.raises(DistillError):
+        kd_alpha_for_fraction(0.0)
+    with pytest.raises(DistillError):
+        parse_alpha_schedule("0.1-0.9")
+
+
+def test_loss_and_el2n_are_per_example_and_skip_untagged_pieces():
+    confident = torch.tensor([[[10.0, -10.0], [-10.0, 10.0], [0.0, 0.0]]])
+    labels = torch.tensor([[0, 1, IGNORE]])
+    wrong = torch.tensor([[1, 0, IGNORE]])
+    logits = torch.cat([confident, confident])
+    both = torch.cat([labels, wrong])
+    loss, norm = token_losses(logits, both), el2n(logits, both)
+    assert loss[0] < 1e-6 < 10 < loss[1]
+    assert norm[0] < 1e-6 and norm[1] == pytest.approx(2**0.5, abs=1e-4)
+
+
+def test_disagreement_undoes_the_reviewers_changes():
+    text = "Kakapo eat rimu fruit in New Zealand."
+    species, food, place = Entity(start=0, end=6, label="SPECIES"), Entity(start=11, end=21, label="FEEDING"), Entity(start=25, end=36, label="HABITAT")
+    wrong = Entity(start=25, end=36, label="SPECIES")
+    diff = {"entities_added": [{"start": 25, "end": 36, "text": "New Zealand", "label": "HABITAT"}],
+            "entities_removed": [{"start": 25, "end": 36, "text": "New Zealand", "label": "SPECIES"}]}
+    corrected = Example(text=text, entities=[species, food, place], review=Review(status="corrected", diff=diff))
+    accepted = Example(text=text + " ", entities=[species, food, place], review=Review(status="accepted"))
+    assert set(llm_entities(corrected)) == {species, food, wrong}
+    assert llm_entities(accepted) == [species, food, place]
+    scores = disagreement_scores([corrected, accepted], [[species, food, place], [species, food, place]])
+    assert scores == {corrected.id: pytest.approx(1 / 3), accepted.id: 0.0}
+    assert entity_f1([], []) == 1.0 and entity_f1([species], []) == 0.0
+
+
+def test_pareto_front_keeps_only_undominated_rows():
+    rows = [{"f1": 0.5, "parameters": 1}, {"f1": 0.4, "parameters": 2}, {"f1": 0.7, "parameters": 3}, {"f1": 0.7, "parameters": 4}]
+    assert [r["parameters"] for r in pareto_front(rows, "parameters")] == [1, 3]
+
+
+def test_sweep_outputs_from_rows(tmp_path):
+    rows = [
+        {"fraction": f, "method": m, "kd": kd, "alpha": kd_alpha_for_fraction(f) if kd != "none" else 0.0, "n_train": int(10 * f),
+         "f1": f1, "precision": f1, "recall": f1, "parameters": 1000, "train_seconds": 2 * f}
+        for f, m, kd, f1 in [(1.0, "all", "none", 0.6), (1.0, "all", "hinton", 0.62), (0.5, "random", "none", 0.5), (0.5, "random", "hinton", 0.61)]
+    ]
+    paths = write_sweep_outputs(rows, tmp_path)
+    assert json.loads(paths["json"].read_text()) == rows
+    md = paths["md"].read_text()
+    assert md.startswith("| fraction | method | kd | alpha |") and "F1 0.610 >= 0.600 (reached)" in md
+    for key in ("f1_vs_fraction", "pareto"):
+        assert paths[key].read_bytes()[:4] == b"\x89PNG"
