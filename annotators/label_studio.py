@@ -98,10 +98,10 @@ def _error(ls: LabelStudio, what: str, err: BaseException, retry_seconds: float)
     )
 
 
-def client(conn: Connection, timeout: float = 120.0) -> LabelStudio:
-    """An SDK client for this connection; fails now (one line) if the token is wrong."""
+def client(conn: Connection, timeout: float = 120.0, retry_seconds: float = 10.0) -> LabelStudio:
+    """An SDK client for this connection; fails now (one line) if the server is down or the token is wrong."""
     ls = LabelStudio(base_url=conn.url, api_key=conn.token, timeout=timeout)
-    call(ls, "checking the API token", ls.users.whoami, retry_seconds=10.0)
+    call(ls, "checking the API token", ls.users.whoami, retry_seconds=retry_seconds)
     return ls
 
 
