@@ -1,0 +1,112 @@
+import json
+
+import httpx
+import pytest
+
+from annotators.generate import generate_schema, item_schema
+from annotators.grounding import ground
+from annotators.mock_llm import ERROR_KINDS, FactTable, MockConfig, MockLLM, load_truth, load_truth_records
+
+
+def body(spec, topic="Olm (Proteus anguinus)", n=5, seed=0, fmt="json_schema"):
+    messages = [{"role": "system", "content": spec.render("system")}, {"role": "user", "content": spec.render("generate", topic=topic, n=n)}]
+    payload = {"model": "mock-species", "messages": messages, "seed": seed, "temperature": 0.7}
+    if fmt == "json_schema":
+        payload["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": generate_schema(spec)}}
+    elif fmt == "json_object":
+        payload["response_format"] = {"type": "json_object"}
+    return payload
+
+
+_http = httpx.Client(timeout=5)
+
+
+def post(server, payload):
+    return _http.post(f"{server.base_url}/chat/completions", json=payload)
+
+
+def test_speaks_the_openai_api(mock_llm_server, species_spec):
+    models = _http.get(f"{mock_llm_server.base_url}/models").json()
+    assert models["data"][0]["id"] == "mock-species"
+    response = post(mock_llm_server, body(species_spec))
+    assert response.status_code == 200
+    data = response.json()
+    assert data["object"] == "chat.completion" and data["choices"][0]["finish_reason"] == "stop"
+    assert data["usage"]["total_tokens"] == data["usage"]["prompt_tokens"] + data["usage"]["completion_tokens"] > 0
+    examples = json.loads(data["choices"][0]["message"]["content"])["examples"]
+    assert len(examples) == 5
+    assert all("olm" in e["text"].lower() or "Proteus anguinus" in e["text"] or "human fish" in e["text"] for e in examples)
+
+
+@pytest.mark.parametrize("fmt", ["json_schema", "json_object", "none"])
+def test_deterministic_for_a_seed_in_every_response_format(mock_llm_factory, species_spec, fmt):
+    a, b, c = mock_llm_factory(seed=1), mock_llm_factory(seed=1), mock_llm_factory(seed=2)
+    answer = post(a, body(species_spec, fmt=fmt)).json()["choices"][0]["message"]["content"]
+    assert answer == post(b, body(species_spec, fmt=fmt)).json()["choices"][0]["message"]["content"]
+    assert answer != post(c, body(species_spec, fmt=fmt)).json()["choices"][0]["message"]["content"]
+    assert answer != post(a, body(species_spec, fmt=fmt, seed=7)).json()["choices"][0]["message"]["content"]
+
+
+def test_writes_varied_data_with_the_truth_behind_it(mock_llm_factory, species_spec):
+    server = mock_llm_factory(seed=5)
+    topics = species_spec.topic_list[::4]
+    answers = [e for t in topics for e in json.loads(post(server, body(species_spec, topic=t)).json()["choices"][0]["message"]["content"])["examples"]]
+    truth = load_truth(server.mock.config.truth_file)
+    records = load_truth_records(server.mock.config.truth_file)
+    assert len(truth) == len({a["text"] for a in answers}) >= 0.9 * len(answers)
+    # truth offsets are right, and answers agree with the truth where no error was injected
+    agree = 0
+    for answer in answers:
+        example, errors = truth[answer["text"]], records[answer["text"]].errors
+        assert all(example.span(e) in answer["text"] for e in example.entities)
+        same = ground(answer, species_spec).model_dump(include={"entities", "relations"}) == example.model_dump(include={"entities", "relations"})
+        assert same == (not errors)
+        agree += same
+    error_share = 1 - agree / len(answers)
+    assert 0.12 < error_share < 0.4  # about a quarter by default
+    kinds = {k for r in records.values() for k in r.errors}
+    assert kinds == set(ERROR_KINDS)
+    # variety: scientific names, several facts per sentence, many sentence shapes
+    texts = [a["text"] for a in answers]
+    names = [sp.sci for sp in FactTable().species]
+    assert sum(any(f" {sci}" in t or t.startswith(sci) for sci in names) for t in texts) > 0.1 * len(texts)
+    assert sum(len(truth[t].relations) >= 2 for t in texts) > 0.2 * len(texts)
+    assert len({t.split()[0] for t in texts}) > 15
+
+
+def test_answers_the_annotate_prompt_from_the_truth(mock_llm_factory, species_spec):
+    server = mock_llm_factory(error_rate=0.0)
+    text = json.loads(post(server, body(species_spec)).json()["choices"][0]["message"]["content"])["examples"][0]["text"]
+    messages = [{"role": "system", "content": "sys"}, {"role": "user", "content": species_spec.render("annotate", text=text)}]
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": item_schema(species_spec)}}
+    item = json.loads(post(server, {"model": "m", "messages": messages, "response_format": fmt}).json()["choices"][0]["message"]["content"])
+    truth = server.truth[text].example
+    assert ground(item, species_spec).entities == truth.entities
+
+
+def test_faults_and_labels_follow_the_knobs(mock_llm_factory, species_spec):
+    server = mock_llm_factory(fault_rate=0.5, seed=3, delay_s=0.01)
+    codes = [post(server, body(species_spec, seed=s)).status_code for s in range(60)]
+    assert 429 in codes and 500 in codes and codes.count(200) < 55
+    assert set(server.stats.faults) == {"rate_limit", "server_error", "delay", "malformed", "truncated"}
+    server = mock_llm_factory(unknown_label=1.0, error_rate=0.0)
+    content = post(server, body(species_spec)).json()["choices"][0]["message"]["content"]
+    assert all(e["entities"][0]["label"] == "LOCATION" for e in json.loads(content)["examples"])
+    server = mock_llm_factory(json_schema=False)
+    assert post(server, body(species_spec)).status_code == 400
+    assert post(server, body(species_spec, fmt="json_object")).status_code == 200
+
+
+def test_labels_outside_the_schema_are_not_written(species_spec):
+    spec = species_spec.model_copy(deep=True)
+    schema = generate_schema(spec)
+    schema["properties"]["examples"]["items"]["properties"]["entities"]["items"]["properties"]["label"]["enum"] = ["SPECIES", "HABITAT"]
+    mock = MockLLM(MockConfig(error_rate=0.0))
+    payload = body(spec)
+    payload["response_format"]["json_schema"]["schema"] = schema
+    import random
+
+    examples = json.loads(mock.answer(payload, random.Random(0)))["examples"]
+    labels = {e["label"] for ex in examples for e in ex["entities"]}
+    assert labels <= {"SPECIES", "HABITAT"} and "SPECIES" in labels
+    assert all(r["label"] == "live_in" for ex in examples for r in ex["relations"])
