@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import openai
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from data.errors import DistillError
 
@@ -195,9 +195,17 @@ class LLMClient:
         return {**answer, "cached": False}
 
     async def _with_retries(self, messages: list[dict[str, str]], schema: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
+        backoff = wait_exponential_jitter(multiplier=self.config.backoff_initial, max=self.config.backoff_max)
+
+        def wait(state: RetryCallState) -> float:
+            """The server's Retry-After when it sends one (capped), else exponential backoff with jitter."""
+            err = state.outcome.exception() if state.outcome else None
+            hinted = _retry_after(err) if isinstance(err, openai.APIStatusError) else None
+            return min(hinted, self.config.backoff_max) if hinted is not None else backoff(state)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.config.max_retries + 1),
-            wait=wait_exponential_jitter(multiplier=self.config.backoff_initial, max=self.config.backoff_max),
+            wait=wait,
             retry=retry_if_exception(_transient),
             before_sleep=lambda _state: self._count_retry(),
             reraise=True,
@@ -301,6 +309,19 @@ class LLMClient:
                 {"role": "user", "content": f"Your answer could not be used: {problem}. Answer again with the complete JSON only."},
             ]
         return JSONAnswer(value=None, error=problem, content=answer.get("content", ""), cached=cached)
+
+
+def _retry_after(err: openai.APIStatusError) -> float | None:
+    """Seconds from a `retry-after-ms` or `retry-after` header, if the server sent one."""
+    headers = err.response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None
 
 
 def _short(err: openai.APIStatusError) -> str:

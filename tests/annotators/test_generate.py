@@ -1,0 +1,122 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from annotators.cli import app
+from annotators.generate import generate, plan_requests
+from annotators.llm import LLMConfig
+from annotators.mock_llm import MockConfig, MockLLMServer
+from data.errors import DistillError
+from data.formats import read_jsonl
+
+runner = CliRunner()
+
+
+def cli(*args: str, env: dict | None = None):
+    return runner.invoke(app, ["generate", *args], env=env, catch_exceptions=True)
+
+
+def files(out: Path) -> tuple[dict, list, list]:
+    summary = json.loads((out / "generate_summary.json").read_text())
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    return summary, read_jsonl(out / "generated.jsonl"), rejected
+
+
+def test_plan_splits_cycles_topics_and_extends(species_spec):
+    plan = plan_requests(species_spec, 12, seed=3)
+    assert [r.n for r in plan] == [5, 5, 2]
+    assert len({r.topic for r in plan}) == 3 and plan == plan_requests(species_spec, 12, seed=3)
+    bigger = plan_requests(species_spec, 2000, seed=3)
+    assert [r.topic for r in bigger[:2]] == [r.topic for r in plan[:2]]
+    assert len({(r.topic, r.seed) for r in bigger}) == len(bigger)  # a topic asked again gets a new seed
+    assert plan_requests(species_spec, 12, seed=4)[0].topic != plan[0].topic or plan_requests(species_spec, 12, seed=5)[0].topic != plan[0].topic
+
+
+def test_an_empty_seed_list_is_an_error(species_spec):
+    empty = species_spec.model_copy(update={"topics": {"birds": []}})
+    with pytest.raises(DistillError, match="seed topic list is empty"):
+        plan_requests(empty, 10)
+
+
+def test_generate_against_the_mock_with_faults_then_rerun_makes_no_call(mock_llm_factory, tmp_path):
+    server = mock_llm_factory(fault_rate=0.2, seed=4, delay_s=0.05)
+    out = tmp_path / "run"
+    result = cli("--n", "80", "--out", str(out), "--base-url", server.base_url, "--model", "mock-species", "--concurrency", "4", "--max-retries", "8")
+    assert result.exit_code == 0, result.output
+    assert "kept" in result.output and "LLM calls made" in result.output
+    summary, kept, rejected = files(out)
+    assert sum(server.stats.faults.values()) > 0  # faults really happened
+    # every requested example is kept or rejected with a reason
+    assert summary["kept"] + sum(summary["rejected"].values()) + summary["duplicates"] == summary["requested"] == 80
+    assert len(kept) == summary["kept"] >= 60 and len(rejected) == 80 - len(kept)
+    assert all(row["reason"] for row in rejected)
+    assert summary["calls"] > 0 and summary["complete"] and summary["prompt_tokens"] > 0
+    for example in kept:  # grounded, provenance, stable ids
+        assert example.source.origin == "llm" and example.source.topic and example.source.prompt_id
+        assert example.entities and all(example.span(e).strip() == example.span(e) for e in example.entities)
+    requests = server.stats.requests
+    before = (out / "generated.jsonl").read_text()
+
+    again = cli("--n", "80", "--out", str(out), "--base-url", server.base_url, "--model", "mock-species", "--concurrency", "4")
+    assert again.exit_code == 0, again.output
+    summary2, _, _ = files(out)
+    assert summary2["calls"] == 0 and summary2["cache_hits"] >= summary["calls"] - 0
+    assert server.stats.requests == requests  # not one HTTP request
+    assert (out / "generated.jsonl").read_text() == before
+
+
+def test_unknown_labels_in_llm_output_are_counted_not_crashed(mock_llm_factory, tmp_path):
+    server = mock_llm_factory(unknown_label=1.0, error_rate=0.0)
+    result = cli("--n", "10", "--out", str(tmp_path), "--base-url", server.base_url)
+    assert result.exit_code == 0, result.output
+    summary, kept, rejected = files(tmp_path)
+    assert summary["rejected"] == {"unknown_label": 10} and not kept
+    assert "LOCATION" in rejected[0]["detail"] and rejected[0]["raw"]["text"]
+
+
+def test_a_server_that_goes_away_loses_nothing_and_the_run_continues(species_spec, tmp_path):
+    out, cfg = tmp_path / "run", dict(model="mock-species", backoff_initial=0.01, max_retries=1, timeout=2)
+    with MockLLMServer(MockConfig(seed=1)) as first:
+        generate(species_spec, 20, out, LLMConfig(base_url=first.base_url, **cfg))
+    with pytest.raises(DistillError, match=r"cannot reach the LLM server .* 4 of 8 requests finished .* rerun"):
+        generate(species_spec, 40, out, LLMConfig(base_url=first.base_url, **cfg))
+    summary, kept, _ = files(out)
+    assert not summary["complete"] and summary["done_requests"] == 4 and len(kept) > 15
+    with MockLLMServer(MockConfig(seed=1)) as second:  # another port: the cache still applies
+        resumed = generate(species_spec, 40, out, LLMConfig(base_url=second.base_url, **cfg))
+        assert resumed.calls == 4 and resumed.cache_hits == 4 and second.stats.requests == 4
+    assert resumed.complete and resumed.kept + resumed.duplicates + sum(resumed.rejected.values()) == 40
+
+
+def test_k_samples_give_confidence(mock_llm_factory, species_spec, tmp_path):
+    clean = mock_llm_factory(error_rate=0.0, seed=2)
+    summary = generate(species_spec, 10, tmp_path / "clean", LLMConfig(base_url=clean.base_url), k_samples=3)
+    kept = read_jsonl(tmp_path / "clean" / "generated.jsonl")
+    assert summary.mean_confidence == 1.0 and all(e.confidence == 1.0 for x in kept for e in x.entities)
+    noisy = mock_llm_factory(error_rate=0.6, seed=2)
+    summary = generate(species_spec, 30, tmp_path / "noisy", LLMConfig(base_url=noisy.base_url), k_samples=4)
+    kept = read_jsonl(tmp_path / "noisy" / "generated.jsonl")
+    scores = [e.confidence for x in kept for e in x.entities]
+    assert all(0 < s <= 1 for s in scores) and min(scores) < 1 and summary.mean_confidence < 1
+    assert all(x.source.confidence is not None for x in kept)
+
+
+def test_cli_errors_are_one_line_with_a_non_zero_exit(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OPENAI_API_KEY": "sk-do-not-print"}
+    distill = Path(sys.executable).with_name("distill")
+    args = [str(distill), "generate", "--n", "5", "--out", str(tmp_path), "--base-url", f"http://127.0.0.1:{port}/v1", "--max-retries", "0"]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: cannot reach the LLM server") and "Traceback" not in done.stderr
+    assert "sk-do-not-print" not in done.stdout + done.stderr
