@@ -25,6 +25,7 @@ class LLMSection(_Section):
     k_samples: int = Field(1, ge=1, description="annotation samples per example; >1 gives confidences")
     seed: int = 0
     error_rate: float = Field(0.25, ge=0, le=1, description="mock only: share of examples with an injected error")
+    truth_file: str | None = Field(None, description="an external mock's truth file, for the simulated annotator")
 
 
 class ReviewSection(_Section):

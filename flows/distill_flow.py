@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,11 @@ def _log(message: str) -> None:
         print(message)
 
 
+def _key(config: RunConfig, what: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits, dashes) for this run."""
+    return re.sub(r"[^a-z0-9-]+", "-", f"{config.name}-{what}".lower())
+
+
 def _dump(config: Any) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
@@ -41,7 +47,7 @@ def _dump(config: Any) -> dict[str, Any]:
 def llm_endpoint(config: RunConfig) -> Iterator[tuple[str | None, Path | None]]:
     """The configured LLM, or the mock LLM started in-process (its truth file in the run folder)."""
     if config.llm.base_url:
-        yield config.llm.base_url, None
+        yield config.llm.base_url, Path(config.llm.truth_file) if config.llm.truth_file else None
         return
     from annotators.mock_llm import MockConfig, MockLLMServer
 
@@ -114,11 +120,17 @@ class ReviewDone(RunInput):
 
 
 def label_studio(config: RunConfig):
-    """A Label Studio SDK client for the configured (or local) server; one-line error if it is down."""
+    """A Label Studio SDK client for the configured (or local) server."""
     from annotators.label_studio import client
     from annotators.ls_server import connection
 
     return client(connection(url=config.review.label_studio_url))
+
+
+def project_url(config: RunConfig, project_id: int) -> str:
+    from annotators.ls_server import connection
+
+    return f"{connection(url=config.review.label_studio_url).url}/projects/{project_id}"
 
 
 @task(name="push-for-review", **SERVER_RETRIES)
@@ -168,9 +180,8 @@ def wait_for_humans(config: RunConfig, project_id: int) -> None:
     marker = config.run_dir / "review_resumed.json"
     if marker.exists():
         return
-    url = config.review.label_studio_url or label_studio(config)._client_wrapper.get_base_url()
     (config.run_dir / "flow_run.json").write_text(json.dumps({"flow_run_id": str(current_flow_run.id), "project_id": project_id}))
-    _log(f"waiting for review in Label Studio: {url}/projects/{project_id}; then run: distill resume {config.name}")
+    _log(f"waiting for review in Label Studio: {project_url(config, project_id)}; then run: distill resume {config.name}")
     timeout = int(config.review.timeout_hours * 3600)
     if current_flow_run.get_deployment_id():
         suspend_flow_run(wait_for_input=ReviewDone, timeout=timeout, key="human-review")
@@ -274,7 +285,7 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
     models = [{"model": m["model"], "f1": m["f1"], "parameters": m["parameters"]} for m in results["models"]]
     path = write_report(config.run_dir, f"distill run {config.name}", sections, models)
     for title, body in sections.items():
-        create_markdown_artifact(body, key=f"{config.name}-{title.split()[0].lower()}", description=title)
+        create_markdown_artifact(body, key=_key(config, title.split()[0]), description=title)
     return str(path)
 
 
@@ -295,7 +306,7 @@ def distill(config: str = "demo", overrides: list[str] | None = None) -> str:
         generated = run_stage(run_dir, "generate", [_dump(cfg.llm), cfg.spec], lambda: generate_stage(cfg, base_url), outputs=[run_dir / "generated.jsonl"], log=_log)
         reviewed = run_stage(run_dir, "review", [_dump(cfg.review), generated["kept"]], lambda: review_stage(cfg, truth), outputs=[run_dir / "verified.jsonl"], log=_log)
     if reviewed.get("project_id") is not None:
-        create_link_artifact(f"{label_studio(cfg)._client_wrapper.get_base_url()}/projects/{reviewed['project_id']}", link_text="Label Studio project", key=f"{cfg.name}-label-studio")
+        create_link_artifact(project_url(cfg, reviewed["project_id"]), link_text="Label Studio project", key=_key(cfg, "label-studio"))
     split = run_stage(run_dir, "split", [_dump(cfg.split), reviewed], lambda: split_task(dumped), outputs=[run_dir / "verified"], log=_log)
     teacher = run_stage(run_dir, "teacher", [_dump(cfg.train), split], lambda: teacher_task(dumped), outputs=[run_dir / "models" / "teacher"], log=_log)
     pruned = run_stage(run_dir, "prune", [_dump(cfg.prune), split, teacher], lambda: prune_task(dumped, teacher), outputs=[run_dir / "pruned"], log=_log)

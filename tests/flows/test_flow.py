@@ -1,0 +1,187 @@
+"""The whole loop as Prefect flow runs: mock LLM, a real Label Studio, a tiny random encoder.
+
+One module-scoped run serves the artifact checks; the kill-and-rerun test and the human-review
+test make runs of their own. Each run uses its own spec name, so its own Label Studio project.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from annotators.label_studio import client, existing_example_ids, project_title
+from data.formats import read_jsonl
+from data.spec import SPECS_DIR, load_spec
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tiny_spec(directory: Path, name: str) -> Path:
+    """The species spec under another name (so another Label Studio project), with 12 topics."""
+    raw = yaml.safe_load((SPECS_DIR / "species.yaml").read_text())
+    raw["name"] = name
+    raw["topics"] = {group: topics[:2] for group, topics in list(raw["topics"].items())[:6]}
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def overrides(runs: Path, spec: Path, tiny_bert: Path, name: str, *extra: str) -> list[str]:
+    return [
+        f"name={name}", f"runs_dir={runs}", f"spec={spec}", "llm.n=30", "llm.concurrency=4", "generation_batches=3",
+        "review.accuracy=1.0", "split.dev=0.2", "split.test=0.2",
+        f"train.encoder={tiny_bert}", "train.epochs=2", "train.student_layers=1", "train.batch_size=8", *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def prefect():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="module")
+def ls_env(label_studio):
+    saved = {k: os.environ.get(k) for k in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY")}
+    os.environ["LABEL_STUDIO_URL"], os.environ["LABEL_STUDIO_API_KEY"] = label_studio.url, label_studio.token
+    yield label_studio
+    for key, value in saved.items():
+        os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+
+
+def project_tasks(label_studio, spec_path: Path) -> dict[str, int]:
+    ls = client(label_studio.connection)
+    title = project_title(load_spec(spec_path))
+    project = next(p for p in ls.projects.list() if p.title == title)
+    return existing_example_ids(ls, project.id)
+
+
+@pytest.fixture(scope="module")
+def finished_run(prefect, ls_env, tiny_bert, tmp_path_factory):
+    from flows.distill_flow import distill
+
+    tmp = tmp_path_factory.mktemp("flow")
+    spec = tiny_spec(tmp, "flow-e2e")
+    report = distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp, spec, tiny_bert, "e2e"))
+    return tmp / "e2e", spec, Path(report)
+
+
+def test_flow_writes_every_artifact(finished_run, ls_env):
+    run_dir, spec, report = finished_run
+    generated = read_jsonl(run_dir / "generated.jsonl")
+    verified = read_jsonl(run_dir / "verified.jsonl")
+    assert 20 <= len(generated) <= 30
+    assert sorted(project_tasks(ls_env, spec)) == sorted(e.id for e in generated)  # every example, once
+    statuses = {e.review.status for e in verified}
+    assert "corrected" in statuses and "accepted" in statuses  # the mock's errors were fixed
+    truth = {json.loads(line)["text"]: json.loads(line) for line in (run_dir / "mock_truth.jsonl").read_text().splitlines()}
+    for e in verified:  # accuracy 1.0: what the annotator kept is the mock's truth
+        if e.review.status != "rejected":
+            assert [(x.start, x.end, x.label) for x in e.entities] == [(x["start"], x["end"], x["label"]) for x in truth[e.text]["entities"]]
+    for folder in ("verified", "pruned", "models/teacher", "models/student", "student-spacy"):
+        assert (run_dir / folder).is_dir(), folder
+    text = report.read_text()
+    for heading in ("## Data set", "## LLM against humans", "## Teacher and students", "f1_vs_params.png"):
+        assert heading in text
+    assert (run_dir / "f1_vs_params.png").stat().st_size > 1000 and (run_dir / "report.html").exists()
+
+
+def test_exported_student_loads_in_spacy(finished_run):
+    run_dir, _, _ = finished_run
+    code = (
+        "import spacy, sys; nlp = spacy.load(sys.argv[1]); "
+        "doc = nlp('The snow leopard lives in the mountains of Central Asia and hunts blue sheep.'); "
+        "print(sorted(nlp.get_pipe(nlp.pipe_names[-1]).labels) if hasattr(nlp.get_pipe(nlp.pipe_names[-1]), 'labels') else '', "
+        "[e.label_ for e in doc.ents], type(doc._.relations).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(run_dir / "student-spacy")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "list" in out.stdout
+
+
+def test_rerun_skips_every_finished_stage(finished_run, prefect, ls_env, tiny_bert):
+    from flows.distill_flow import distill
+
+    run_dir, spec, _ = finished_run
+    before = {p.name: p.read_text() for p in (run_dir / "stages").iterdir()}
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("prefect.flow_runs").addHandler(handler)
+    try:
+        distill(str(REPO / "flows/configs/demo.yaml"), overrides(run_dir.parent, spec, tiny_bert, "e2e"))
+    finally:
+        logging.getLogger("prefect.flow_runs").removeHandler(handler)
+    after = {p.name: p.read_text() for p in (run_dir / "stages").iterdir()}
+    assert before == after
+    skipped = {m.split(":")[0].removeprefix("skipping ") for m in messages if m.startswith("skipping ")}
+    assert {"generate", "review", "split", "teacher", "prune", "student", "evaluate", "export"} <= skipped
+
+
+def _distill_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "-c", str(REPO / "flows/configs/demo.yaml"), *[a for o in args for a in ("-s", o)]],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_killed_run_repeats_no_llm_call_and_no_task(ls_env, tiny_bert, mock_llm_factory, tmp_path):
+    mock = mock_llm_factory(latency_s=0.4, seed=7)
+    spec = tiny_spec(tmp_path, "flow-kill")
+    args = overrides(tmp_path, spec, tiny_bert, "killed", f"llm.base_url={mock.base_url}",
+                     f"llm.truth_file={mock.mock.config.truth_file}", "llm.concurrency=1", "generation_batches=1", "llm.n=40")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+    first = _distill_cli(args, env)
+    deadline = time.monotonic() + 180
+    while mock.stats.requests < 3 and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    calls_before = mock.stats.requests
+    cached = len(list((tmp_path / "killed" / "llm_cache").glob("*/*.json")))
+    assert 2 <= cached < 8, "the kill should land during generation"
+    second = _distill_cli(args, env)
+    output, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, output[-3000:]
+    # 40 examples at 5 a call = 8 calls: the rerun makes exactly the ones not finished before
+    assert mock.stats.requests - calls_before == 8 - cached
+    generated = read_jsonl(tmp_path / "killed" / "generated.jsonl")
+    assert sorted(project_tasks(ls_env, spec)) == sorted(e.id for e in generated)
+
+
+def test_human_review_pauses_and_resumes(prefect, ls_env, tiny_bert, tmp_path):
+    from annotators.simulate import simulate_review
+    from flows.distill_flow import distill
+    from flows.run_cli import resume
+
+    spec = tiny_spec(tmp_path, "flow-human")
+    args = overrides(tmp_path, spec, tiny_bert, "human", "review.mode=human", "llm.n=15")
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(report=distill(str(REPO / "flows/configs/demo.yaml"), args)), daemon=True)
+    thread.start()
+    record = tmp_path / "human" / "flow_run.json"
+    deadline = time.monotonic() + 300
+    while not record.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert record.exists(), "the flow should wait for review"
+    time.sleep(2)
+    assert thread.is_alive() and not (tmp_path / "human" / "verified.jsonl").exists()
+    # a person reviews in Label Studio (here: through the same API), then resumes the run
+    truth = {}
+    simulate_review(client(ls_env.connection), json.loads(record.read_text())["project_id"], truth, annotators=["reviewer@example.org"])
+    resume("human", runs_dir=tmp_path, note="all done")
+    thread.join(timeout=600)
+    assert not thread.is_alive() and Path(outcome["report"]).exists()
+    verified = read_jsonl(tmp_path / "human" / "verified.jsonl")
+    assert verified and {e.review.annotator for e in verified} == {"reviewer@example.org"}
