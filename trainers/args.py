@@ -1,0 +1,57 @@
+"""`TrainingArgs`: every knob of teacher and student training in one validated model.
+
+`TrainingArgs.from_any(obj)` accepts a `TrainingArgs`, a dict, or any object with the same
+field names (e.g. the flow's `TrainSection`); unknown fields are ignored there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+KD = Literal["none", "hinton", "annealing"]
+
+
+class TrainingArgs(BaseModel):
+    """Hyper-parameters for `train_teacher` and `train_student` (defaults suit MiniLM on CPU)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encoder: str | None = Field(None, description="HF name or local path; None: the offline MiniLM")
+    student_layers: int = Field(3, ge=1, description="layers taken from the teacher for the student")
+    student_encoder: str | None = Field(None, description="another (small) encoder for the student instead of teacher layers")
+    kd: KD = "hinton"
+    alpha: float | None = Field(None, ge=0, le=1, description="KD weight; None: from the pruning fraction (0.5 on all data)")
+    temperature: float = Field(2.0, gt=0)
+    anneal_max_temperature: float = Field(8.0, ge=1, description="Annealing-KD: T_max of phase 1")
+    anneal_epoch_share: float = Field(0.5, gt=0, lt=1, description="Annealing-KD: share of epochs spent in phase 1")
+    epochs: int = Field(8, ge=1)
+    patience: int = Field(2, ge=1, description="epochs without dev improvement before stopping")
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    head_learning_rate: float = Field(1e-3, gt=0, description="learning rate of the new NER/RE heads")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_length: int = Field(128, ge=16, description="word pieces per window; longer texts are split into windows")
+    stride: int = Field(32, ge=0, description="word pieces shared by consecutive windows")
+    relations: bool = Field(True, description="train the relation head when the data has relations")
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; None: all cores")
+    device: str = Field("auto", description="auto, cpu or cuda")
+    eval_batch_size: int = Field(64, ge=1)
+    progress: bool = True
+
+    @classmethod
+    def from_any(cls, obj: Any = None, **overrides: Any) -> TrainingArgs:
+        """Build from a TrainingArgs, a dict or a pydantic model with (some of) the same fields."""
+        if obj is None:
+            values: dict[str, Any] = {}
+        elif isinstance(obj, dict):
+            values = dict(obj)
+        elif hasattr(obj, "model_dump"):
+            values = obj.model_dump()
+        else:
+            values = dict(vars(obj))
+        values.update(overrides)
+        return cls.model_validate({k: v for k, v in values.items() if k in cls.model_fields})

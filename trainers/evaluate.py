@@ -1,0 +1,196 @@
+"""Evaluation on gold data, and per-example scores for pruning.
+
+- `evaluate(model_dir, test, out_dir=None) -> dict`: entity-level (seqeval, strict spans on the
+  words of `data.formats.tokenize`) precision/recall/F1 per label, micro and macro; token-level
+  macro F1 over the entity types; relation classification on gold entities (per relation and
+  weighted F1, "no_relation" left out); parameters, size on disk, CPU sentences per second.
+  Writes `metrics.json` and `metrics.md` into `out_dir` (default: the model directory).
+- `ner_scores(gold, predicted)`, `relation_scores(loaded, examples)`, `speed(loaded, texts)`.
+- `per_example_scores(model_dir, examples, kind="teacher_loss"|"el2n") -> {id: score}` and
+  `predicted_entities(model_dir, examples)` (for LLM-vs-teacher disagreement).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from seqeval.metrics import classification_report
+from seqeval.scheme import IOB2
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+from data.errors import DistillError
+from data.example import Entity, Example
+from data.formats import bio_tokens
+from trainers.modeling import Loaded, load_model, predict, predict_entities, re_pair_logits
+from trainers.ner import ner_features
+from trainers.relations import NO_RELATION, re_features
+
+
+def word_tags(example: Example) -> list[str]:
+    """BIO tag per word (the CoNLL tokenization of `data.formats`)."""
+    return [tag for _, tag, _, _ in bio_tokens(example)]
+
+
+def ner_scores(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> dict[str, Any]:
+    """Entity-level strict seqeval scores (micro, macro, per label) and token-level macro F1."""
+    y_true = [word_tags(g) for g in gold]
+    y_pred = [word_tags(Example(id=g.id, text=g.text, entities=list(p))) for g, p in zip(gold, predicted, strict=True)]
+    report = classification_report(y_true, y_pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    labels = sorted(k for k in report if k not in ("micro avg", "macro avg", "weighted avg"))
+    flat_true = [t.split("-", 1)[-1] for seq in y_true for t in seq]
+    flat_pred = [t.split("-", 1)[-1] for seq in y_pred for t in seq]
+    types = sorted({t for t in flat_true if t != "O"})
+    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+    return {
+        "precision": round(float(micro["precision"]), 4),
+        "recall": round(float(micro["recall"]), 4),
+        "f1": round(float(micro["f1-score"]), 4),
+        "macro_f1": round(float(report.get("macro avg", {}).get("f1-score", 0.0)), 4),
+        "token_macro_f1": round(float(f1_score(flat_true, flat_pred, labels=types, average="macro", zero_division=0)), 4) if types else 0.0,
+        "per_label": {
+            k: {"precision": round(float(report[k]["precision"]), 4), "recall": round(float(report[k]["recall"]), 4), "f1": round(float(report[k]["f1-score"]), 4), "support": int(report[k]["support"])}
+            for k in labels
+        },
+    }
+
+
+def relation_scores(loaded: Loaded, examples: Sequence[Example], batch_size: int = 64) -> dict[str, Any]:
+    """Relation classification of the gold entity pairs: per relation and weighted F1."""
+    labels = loaded.relation_labels
+    allowed = [tuple(p) for p in loaded.meta.get("allowed_pairs", [])]
+    if len(labels) < 2 or not allowed:
+        return {}
+    feats = re_features(loaded.tokenizer, examples, allowed, labels, loaded.meta["max_length"])
+    y_true = [labels[f.label] for f in feats.features]
+    y_pred = [labels[int(l.argmax())] for l in re_pair_logits(loaded, feats.features, batch_size)] if feats.features else []
+    # gold relations whose label pair the model never considers are reported, not scored
+    missed = sum(1 for e in examples for r in e.relations if (e.entities[r.head].label, e.entities[r.tail].label) not in set(allowed))
+    positive = [l for l in labels if l != NO_RELATION]
+    present = [l for l in positive if l in y_true or l in y_pred]
+    if not present:
+        return {"weighted_f1": 0.0, "per_relation": {}, "pairs": len(y_true), "skipped_pairs": feats.skipped, "uncovered_gold": missed}
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=present, zero_division=0)
+    weighted = f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)
+    return {
+        "weighted_f1": round(float(weighted), 4),
+        "per_relation": {l: {"precision": round(float(a), 4), "recall": round(float(b), 4), "f1": round(float(c), 4), "support": int(d)} for l, a, b, c, d in zip(present, p, r, f, s)},
+        "pairs": len(y_true),
+        "skipped_pairs": feats.skipped,
+        "uncovered_gold": missed,
+    }
+
+
+def speed(loaded: Loaded, texts: Sequence[str], batch_size: int = 64, min_sentences: int = 256) -> float:
+    """CPU-or-device sentences per second of full prediction (entities and relations), batched."""
+    if not texts:
+        return 0.0
+    sample = list(texts) * max(1, -(-min_sentences // len(texts)))
+    predict(loaded, sample[:batch_size], batch_size)  # warm-up
+    start = time.perf_counter()
+    predict(loaded, sample, batch_size)
+    return round(len(sample) / (time.perf_counter() - start), 1)
+
+
+def size_on_disk(model_dir: str | Path) -> int:
+    """Bytes of the model directory (weights, tokenizer, metadata; not the logits cache)."""
+    return sum(p.stat().st_size for p in Path(model_dir).rglob("*") if p.is_file() and "logits_cache" not in p.parts and p.name not in ("metrics.json", "metrics.md"))
+
+
+def evaluate(model_dir: str | Path, test: Sequence[Example], out_dir: str | Path | None = None, batch_size: int = 64, measure_speed: bool = True) -> dict[str, Any]:
+    """All metrics of a model directory on a gold test split; written as metrics.json and metrics.md."""
+    test = [e for e in test if e.review.status != "rejected"]
+    if not test:
+        raise DistillError(f"evaluate {model_dir}: the test split is empty")
+    loaded = load_model(model_dir, device="cpu")
+    known = set(loaded.meta["entity_labels"])
+    for e in test:
+        for ent in e.entities:
+            if ent.label not in known:
+                raise DistillError(f"example {e.id}: entity label {ent.label!r} is unknown to the model {model_dir} (knows {', '.join(sorted(known))})")
+    torch.manual_seed(0)
+    predicted = predict_entities(loaded, [e.text for e in test], batch_size)
+    metrics: dict[str, Any] = {
+        "model": str(model_dir),
+        "role": loaded.meta.get("role"),
+        "kd": loaded.meta.get("kd"),
+        "n_test": len(test),
+        **ner_scores(test, predicted),
+        "relations": relation_scores(loaded, test, batch_size),
+        "parameters": loaded.meta.get("parameters"),
+        "layers": loaded.model.encoder.config.num_hidden_layers,
+        "size_mb": round(size_on_disk(model_dir) / 1e6, 1),
+        "train_seconds": loaded.meta.get("train_seconds"),
+    }
+    metrics["relation_f1"] = metrics["relations"].get("weighted_f1") if metrics["relations"] else None
+    metrics["sentences_per_second"] = speed(loaded, [e.text for e in test], batch_size) if measure_speed else None
+    write_metrics(metrics, out_dir or model_dir)
+    return metrics
+
+
+def write_metrics(metrics: dict[str, Any], out_dir: str | Path) -> None:
+    """metrics.json and metrics.md."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
+    (out_dir / "metrics.md").write_text(metrics_markdown(metrics), encoding="utf-8")
+
+
+def metrics_markdown(m: dict[str, Any]) -> str:
+    """Markdown tables: entities per label, summary, relations per label."""
+    lines = [f"# Metrics: {m['model']}", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |" for k, v in m["per_label"].items()]
+    lines += [f"| **micro** | {m['precision']:.3f} | {m['recall']:.3f} | **{m['f1']:.3f}** | |", f"| macro | | | {m['macro_f1']:.3f} | |", ""]
+    lines += [
+        "| token macro F1 | relation weighted F1 | parameters | layers | size (MB) | sentences/s (CPU) | training s |",
+        "|---|---|---|---|---|---|---|",
+        f"| {m['token_macro_f1']:.3f} | {_fmt(m.get('relation_f1'))} | {m['parameters']:,} | {m['layers']} | {m['size_mb']} | {_fmt(m.get('sentences_per_second'), 1)} | {_fmt(m.get('train_seconds'), 1)} |",
+        "",
+    ]
+    if m.get("relations", {}).get("per_relation"):
+        lines += ["| relation | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |" for k, v in m["relations"]["per_relation"].items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+# --- per-example scores for pruning -------------------------------------------------------
+@torch.inference_mode()
+def per_example_scores(model_dir: str | Path, examples: Sequence[Example], kind: str = "teacher_loss", batch_size: int = 64) -> dict[str, float]:
+    """`{example id: score}`: mean tag cross-entropy (`teacher_loss`) or mean EL2N (`el2n`) of a model.
+
+    Higher is harder. Use the final teacher for `teacher_loss` and an early checkpoint (e.g.
+    `train_teacher(..., args with epochs=1)`) for `el2n`.
+    """
+    from trainers.scores import el2n, token_losses
+
+    if kind not in ("teacher_loss", "el2n"):
+        raise DistillError(f"unknown score {kind!r} (use teacher_loss or el2n)")
+    loaded = load_model(model_dir)
+    feats, _ = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta["max_length"], loaded.meta["stride"])
+    from trainers.modeling import ner_batch
+
+    total = [0.0] * len(examples)
+    count = [0] * len(examples)
+    fn = token_losses if kind == "teacher_loss" else el2n
+    for start in range(0, len(feats), batch_size):
+        chunk = feats[start : start + batch_size]
+        b = ner_batch(chunk, loaded.tokenizer.pad_token_id or 0, loaded.device)
+        values = fn(loaded.model.ner_logits(b["ids"], b["mask"]), b["labels"]).cpu().tolist()
+        for f, v in zip(chunk, values):
+            total[f.example] += v
+            count[f.example] += 1
+    return {e.id: round(total[k] / max(1, count[k]), 6) for k, e in enumerate(examples)}
+
+
+def predicted_entities(model_dir: str | Path, examples: Sequence[Example], batch_size: int = 64) -> list[list[Entity]]:
+    """A model's entities for each example's text (for the `disagreement` pruning score)."""
+    return predict_entities(load_model(model_dir), [e.text for e in examples], batch_size)

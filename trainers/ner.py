@@ -1,0 +1,160 @@
+"""Token classification data: BIO tags on word pieces from char-offset entities, windows, decoding.
+
+Every word piece of an entity is tagged (B- on the piece where the entity starts, I- on the
+rest), so tags map straight back to character spans. Texts longer than the encoder's window are
+split into overlapping windows of `max_length` pieces (`stride` shared); at prediction time the
+logits of a piece seen in two windows are averaged. Nothing is truncated.
+
+- `tag_names(labels) -> ["O", "B-X", "I-X", ...]`
+- `ner_features(tokenizer, examples, tags, max_length, stride) -> list[NerFeature]`
+- `decode_entities(text, offsets, tag_ids, tags) -> list[Entity]` (spans snapped to whole words)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from data.example import Entity, Example
+from data.formats import tokenize as word_tokens
+
+IGNORE = -100
+N_SPECIAL = 2  # [CLS] and [SEP] around every window
+
+
+def tag_names(entity_labels: Sequence[str]) -> list[str]:
+    """BIO tag set for the labels: O first, then B-/I- per label."""
+    return ["O"] + [f"{p}-{label}" for label in entity_labels for p in ("B", "I")]
+
+
+@dataclass
+class Encoded:
+    """A text as word pieces without special tokens: ids and char offsets."""
+
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+
+
+@dataclass
+class NerFeature:
+    """One window: input ids with special tokens, tag ids (-100 on specials), where it came from."""
+
+    example: int
+    first_token: int  # index in the example's Encoded pieces of the window's first piece
+    input_ids: list[int]
+    labels: list[int] = field(default_factory=list)
+
+
+def encode(tokenizer, text: str) -> Encoded:
+    """Word pieces of `text` (no special tokens) with char offsets."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+    return Encoded(list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]])
+
+
+def window_bounds(n_tokens: int, max_length: int, stride: int, n_special: int = 2) -> list[tuple[int, int]]:
+    """[start, end) piece ranges covering `n_tokens`, each at most `max_length - n_special` long."""
+    size = max(1, max_length - n_special)
+    step = max(1, size - stride)
+    if n_tokens <= size:
+        return [(0, n_tokens)]
+    bounds, start = [], 0
+    while True:
+        end = min(start + size, n_tokens)
+        bounds.append((start, end))
+        if end == n_tokens:
+            return bounds
+        start += step
+
+
+def piece_tags(offsets: Sequence[tuple[int, int]], entities: Sequence[Entity], tag_index: dict[str, int]) -> list[int]:
+    """Tag id per word piece: B- where an entity starts, I- inside it, O elsewhere."""
+    tags = [tag_index["O"]] * len(offsets)
+    for e in entities:
+        first = True
+        for i, (s, t) in enumerate(offsets):
+            if t <= s or s < e.start or s >= e.end:
+                continue
+            tags[i] = tag_index[f"{'B' if first else 'I'}-{e.label}"]
+            first = False
+    return tags
+
+
+def with_specials(tokenizer, ids: list[int]) -> list[int]:
+    """`[CLS] ids [SEP]` (the tokenizer's own start and end tokens)."""
+    first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    return [first, *ids, last]
+
+
+def ner_features(tokenizer, examples: Sequence[Example], tags: Sequence[str], max_length: int, stride: int) -> tuple[list[NerFeature], list[Encoded]]:
+    """Windows with tag ids for each example (and each example's encoded pieces)."""
+    tag_index = {t: i for i, t in enumerate(tags)}
+    features, encoded = [], []
+    for k, example in enumerate(examples):
+        enc = encode(tokenizer, example.text)
+        encoded.append(enc)
+        piece_labels = piece_tags(enc.offsets, example.entities, tag_index)
+        for start, end in window_bounds(len(enc.ids), max_length, stride, N_SPECIAL):
+            ids = with_specials(tokenizer, enc.ids[start:end])
+            labels = [IGNORE, *piece_labels[start:end], IGNORE]
+            features.append(NerFeature(k, start, ids, labels))
+    return features, encoded
+
+
+def content_positions(tokenizer, n_pieces: int) -> list[int]:
+    """Positions of the content pieces inside `with_specials(...)` of `n_pieces` pieces."""
+    return list(range(1, n_pieces + 1))
+
+
+def merge_windows(features: Sequence[NerFeature], window_logits: Sequence[torch.Tensor], encoded: Sequence[Encoded], tokenizer) -> list[torch.Tensor]:
+    """Per example, logits [n_pieces, C] with pieces seen by several windows averaged."""
+    n_tags = window_logits[0].shape[-1] if window_logits else 0
+    sums = [torch.zeros(len(e.ids), n_tags) for e in encoded]
+    counts = [torch.zeros(len(e.ids), 1) for e in encoded]
+    for f, logits in zip(features, window_logits, strict=True):
+        n = len(f.input_ids) - N_SPECIAL
+        rows = logits[content_positions(tokenizer, n)].float()
+        sums[f.example][f.first_token : f.first_token + n] += rows
+        counts[f.example][f.first_token : f.first_token + n] += 1
+    return [s / c.clamp(min=1) for s, c in zip(sums, counts)]
+
+
+def decode_entities(text: str, offsets: Sequence[tuple[int, int]], tag_ids: Sequence[int], tags: Sequence[str], scores: Sequence[float] | None = None) -> list[Entity]:
+    """BIO tags on pieces -> entities, snapped outwards to whole words, without overlaps.
+
+    An I- tag that does not continue an open entity of its label starts a new one (lenient).
+    `scores` (one per piece) become the entity's `confidence` (their mean).
+    """
+    spans: list[list] = []  # [start, end, label, scores]
+    open_span: list | None = None
+    for i, (tag_id, (s, t)) in enumerate(zip(tag_ids, offsets)):
+        if t <= s:
+            continue
+        tag = tags[tag_id]
+        score = scores[i] if scores is not None else 1.0
+        if tag == "O":
+            open_span = None
+            continue
+        prefix, label = tag.split("-", 1)
+        if prefix == "I" and open_span is not None and open_span[2] == label:
+            open_span[1] = t
+            open_span[3].append(score)
+        else:
+            open_span = [s, t, label, [score]]
+            spans.append(open_span)
+    return _snap(text, spans)
+
+
+def _snap(text: str, spans: list[list]) -> list[Entity]:
+    words = word_tokens(text)
+    out: list[Entity] = []
+    for s, t, label, scores in spans:
+        inside = [(a, b) for a, b in words if a < t and b > s]
+        if inside:
+            s, t = min(s, inside[0][0]), max(t, inside[-1][1])
+        if out and s < out[-1].end:
+            continue  # overlaps the previous entity after snapping: keep the first
+        out.append(Entity(start=s, end=t, label=label, confidence=round(sum(scores) / len(scores), 4)))
+    return out

@@ -1,0 +1,331 @@
+"""Training: the teacher (full encoder) and the student (fewer layers or a small encoder, with KD).
+
+    train_teacher(train, dev, out_dir, args=None, spec=None) -> Path
+    train_student(train, dev, teacher_dir, out_dir, args=None, kd=None, alpha=None,
+                  temperature=None, fraction=1.0) -> Path
+
+Both train NER (BIO tags on word pieces) and, when the data has relations, relation
+classification (typed entity markers, with "no_relation") on one shared encoder; NER and RE
+batches are interleaved. AdamW with linear warm-up and decay; after each epoch the dev split is
+scored (mean of entity micro F1 and relation weighted F1) and training stops after
+`args.patience` epochs without improvement; the best epoch is kept. Seeded and repeatable.
+Examples with `review.status == "rejected"` are dropped. `args` is a `TrainingArgs` or anything
+`TrainingArgs.from_any` takes (e.g. the flow's `TrainSection`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+from transformers import get_linear_schedule_with_warmup, set_seed
+
+from data.errors import DistillError
+from data.example import Example
+from data.formats import check_labels
+from trainers.args import TrainingArgs
+from trainers.distillation import annealing_factor, cached_teacher_logits, kd_loss
+from trainers.encoders import load_encoder, resolve_encoder, truncate_layers
+from trainers.evaluate import ner_scores, relation_scores
+from trainers.modeling import Loaded, NerReModel, load_model, ner_batch, ner_window_logits, pick_device, predict_entities, re_batch, re_pair_logits, save_model
+from trainers.ner import NerFeature, ner_features, tag_names
+from trainers.relations import NO_RELATION, ReFeature, allowed_pairs_from_examples, allowed_pairs_from_spec, re_features
+
+
+# --- data checks ------------------------------------------------------------------------------
+def usable(examples: Sequence[Example]) -> list[Example]:
+    """Training data: every example a reviewer did not reject."""
+    return [e for e in examples if e.review.status != "rejected"]
+
+
+def check_split(name: str, examples: Sequence[Example]) -> None:
+    if not examples:
+        raise DistillError(f"the {name} split is empty (after dropping rejected examples): nothing to train or score on")
+
+
+def check_disjoint(train: Sequence[Example], other: Sequence[Example], name: str) -> None:
+    """A dev or test split must share no text with training (scores would be inflated)."""
+    seen = {e.text.strip() for e in train}
+    shared = [e for e in other if e.text.strip() in seen]
+    if shared:
+        raise DistillError(f"the {name} split shares {len(shared)} text(s) with training (e.g. example {shared[0].id}); split without overlap (distill split)")
+
+
+def label_sets(train: Sequence[Example], dev: Sequence[Example], spec: Any = None) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """Entity labels, relation labels (no_relation first) and allowed pairs, from a spec or the data."""
+    if spec is not None:
+        check_labels([*train, *dev], spec.entity_labels, spec.relation_labels)
+        return list(spec.entity_labels), [NO_RELATION, *spec.relation_labels], allowed_pairs_from_spec(spec)
+    entities = sorted({x.label for e in [*train, *dev] for x in e.entities})
+    relations = sorted({r.label for e in [*train, *dev] for r in e.relations})
+    if not entities:
+        raise DistillError("the training data has no entities at all: nothing to learn")
+    return entities, [NO_RELATION, *relations], allowed_pairs_from_examples(train)
+
+
+# --- features ---------------------------------------------------------------------------------
+@dataclass
+class Features:
+    ner: list[NerFeature]
+    re: list[ReFeature]
+    windows_split: int  # texts longer than one window
+    re_skipped: int
+
+
+def build_features(tokenizer: Any, examples: Sequence[Example], meta: dict[str, Any], with_relations: bool) -> Features:
+    """NER windows and (when asked) relation pairs of the examples, with what was windowed or skipped."""
+    ner, _ = ner_features(tokenizer, examples, meta["tags"], meta["max_length"], meta["stride"])
+    windowed = len({f.example for f in ner if f.first_token > 0})
+    if not with_relations:
+        return Features(ner, [], windowed, 0)
+    re = re_features(tokenizer, examples, [tuple(p) for p in meta["allowed_pairs"]], meta["relation_labels"], meta["max_length"])
+    return Features(ner, re.features, windowed, re.skipped)
+
+
+# --- public API -------------------------------------------------------------------------------
+def train_teacher(train: Sequence[Example], dev: Sequence[Example], out_dir: str | Path, args: Any = None, spec: Any = None) -> Path:
+    """Fine-tune the full encoder on the training split; save it to `out_dir`; return `out_dir`."""
+    args = TrainingArgs.from_any(args)
+    train, dev = _prepare(train, dev)
+    entity_labels, relation_labels, allowed = label_sets(train, dev, spec)
+    _setup(args)
+    encoder, tokenizer = load_encoder(args.encoder)
+    meta = _meta("teacher", entity_labels, relation_labels, allowed, args, source=resolve_encoder(args.encoder))
+    model = NerReModel(encoder, len(meta["tags"]), len(relation_labels))
+    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=None, kd="none")
+
+
+def train_student(
+    train: Sequence[Example],
+    dev: Sequence[Example],
+    teacher_dir: str | Path,
+    out_dir: str | Path,
+    args: Any = None,
+    kd: str | None = None,
+    alpha: float | None = None,
+    temperature: float | None = None,
+    fraction: float = 1.0,
+) -> Path:
+    """Train a smaller student with KD from the teacher in `teacher_dir`; save to `out_dir`.
+
+    The student is `args.student_layers` of the teacher's layers (heads copied too), or
+    `args.student_encoder` when set (it must share the teacher's vocabulary for KD). `kd`,
+    `alpha`, `temperature` override `args`; alpha None follows the pruning `fraction`
+    (`trainers.sweep.kd_alpha_for_fraction`: 0.5 on all the data).
+    """
+    args = TrainingArgs.from_any(args, **{k: v for k, v in (("kd", kd), ("alpha", alpha), ("temperature", temperature)) if v is not None})
+    if args.alpha is None:
+        from trainers.sweep import kd_alpha_for_fraction
+
+        args = args.model_copy(update={"alpha": kd_alpha_for_fraction(fraction)})
+    train, dev = _prepare(train, dev)
+    _setup(args)
+    teacher = load_model(teacher_dir, device=str(pick_device(args.device)))
+    tm = teacher.meta
+    for e in [*train, *dev]:
+        for ent in e.entities:
+            if ent.label not in tm["entity_labels"]:
+                raise DistillError(f"example {e.id}: entity label {ent.label!r} is unknown to the teacher {teacher_dir}")
+    model, tokenizer, source = _student_model(teacher, args)
+    meta = _meta("student", tm["entity_labels"], tm["relation_labels"], [tuple(p) for p in tm["allowed_pairs"]], args, source=source)
+    meta.update(teacher=str(teacher_dir), kd=args.kd, alpha=args.alpha, temperature=args.temperature, fraction=fraction, teacher_parameters=tm.get("parameters"))
+    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=teacher, kd=args.kd)
+
+
+# --- internals --------------------------------------------------------------------------------
+def _prepare(train: Sequence[Example], dev: Sequence[Example]) -> tuple[list[Example], list[Example]]:
+    train, dev = usable(train), usable(dev)
+    check_split("train", train)
+    check_split("dev", dev)
+    check_disjoint(train, dev, "dev")
+    return train, dev
+
+
+def _setup(args: TrainingArgs) -> None:
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
+    set_seed(args.seed)
+    random.seed(args.seed)
+
+
+def _meta(role: str, entity_labels: list[str], relation_labels: list[str], allowed: list[tuple[str, str]], args: TrainingArgs, source: str) -> dict[str, Any]:
+    return {
+        "role": role,
+        "entity_labels": entity_labels,
+        "tags": tag_names(entity_labels),
+        "relation_labels": relation_labels,
+        "allowed_pairs": [list(p) for p in allowed],
+        "max_length": args.max_length,
+        "stride": args.stride,
+        "source_encoder": source,
+        "kd": "none",
+        "args": args.model_dump(),
+    }
+
+
+def _student_model(teacher: Loaded, args: TrainingArgs) -> tuple[NerReModel, Any, str]:
+    n_tags, n_rel = len(teacher.meta["tags"]), len(teacher.meta["relation_labels"])
+    if args.student_encoder:
+        encoder, tokenizer = load_encoder(args.student_encoder)
+        if args.kd != "none" and tokenizer.get_vocab() != teacher.tokenizer.get_vocab():
+            raise DistillError(f"student encoder {args.student_encoder}: KD on word pieces needs the teacher's vocabulary; use --kd none or layers of the teacher")
+        return NerReModel(encoder, n_tags, n_rel), tokenizer, resolve_encoder(args.student_encoder)
+    model = copy.deepcopy(teacher.model).cpu()
+    truncate_layers(model.encoder, args.student_layers)
+    return model, teacher.tokenizer, f"{teacher.path} (layers {args.student_layers} of {teacher.model.encoder.config.num_hidden_layers})"
+
+
+def _teacher_logits(teacher: Loaded, feats: Features, args: TrainingArgs) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    ner = cached_teacher_logits(teacher.path, [f.input_ids for f in feats.ner], lambda: ner_window_logits(teacher, feats.ner, args.eval_batch_size), "ner")
+    re = cached_teacher_logits(teacher.path, [[*f.input_ids, f.head_pos, f.tail_pos] for f in feats.re], lambda: re_pair_logits(teacher, feats.re, args.eval_batch_size), "re") if feats.re else []
+    return ner, re
+
+
+def _train_and_save(model: NerReModel, tokenizer: Any, meta: dict[str, Any], train: list[Example], dev: list[Example], args: TrainingArgs, out_dir: str | Path, teacher: Loaded | None, kd: str) -> Path:
+    with_re = args.relations and len(meta["relation_labels"]) > 1 and bool(meta["allowed_pairs"])
+    feats = build_features(tokenizer, train, meta, with_re)
+    teacher_ner, teacher_re = _teacher_logits(teacher, feats, args) if teacher is not None and kd != "none" else ([], [])
+    device = pick_device(args.device)
+    model.to(device)
+    start = time.perf_counter()
+    fit = _Fit(model, tokenizer, meta, feats, dev, args, device, teacher_ner, teacher_re)
+    if kd == "annealing":
+        phase1 = max(1, round(args.epochs * args.anneal_epoch_share))
+        fit.run(phase1, kd="annealing", anneal=True, early_stop=False)
+        fit.run(max(1, args.epochs - phase1), kd="annealing", anneal=False, early_stop=True)
+    else:
+        fit.run(args.epochs, kd=kd, anneal=False, early_stop=True)
+    fit.restore_best()
+    meta.update(
+        train_seconds=round(time.perf_counter() - start, 1),
+        n_train=len(train),
+        n_dev=len(dev),
+        texts_in_windows=feats.windows_split,
+        relation_pairs=len(feats.re),
+        relation_pairs_skipped=feats.re_skipped,
+        history=fit.history,
+        best_epoch=fit.best_epoch,
+        dev=fit.best_scores,
+    )
+    model.cpu()
+    return save_model(model, tokenizer, meta, out_dir)
+
+
+class _Fit:
+    """The epoch loop shared by teacher and student (one or two phases)."""
+
+    def __init__(self, model: NerReModel, tokenizer: Any, meta: dict[str, Any], feats: Features, dev: list[Example], args: TrainingArgs, device: torch.device, teacher_ner: list, teacher_re: list) -> None:
+        self.model, self.tokenizer, self.meta, self.feats, self.dev, self.args, self.device = model, tokenizer, meta, feats, dev, args, device
+        self.teacher_ner, self.teacher_re = teacher_ner, teacher_re
+        self.history: list[dict[str, Any]] = []
+        self.best_score, self.best_epoch, self.best_state, self.best_scores = -1.0, 0, None, {}
+        self.epoch = 0
+
+    def _batches(self, epoch: int) -> list[tuple[str, list[int]]]:
+        g = torch.Generator().manual_seed(self.args.seed * 1000 + epoch)
+        bs = self.args.batch_size
+        out = []
+        for kind, feats in (("ner", self.feats.ner), ("re", self.feats.re)):
+            order = torch.randperm(len(feats), generator=g).tolist()
+            out += [(kind, order[i : i + bs]) for i in range(0, len(order), bs)]
+        return [out[i] for i in torch.randperm(len(out), generator=g).tolist()]
+
+    def _optimizer(self, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+        decay = lambda n: not any(k in n for k in ("bias", "LayerNorm", "layer_norm", "norm.weight"))  # noqa: E731
+        groups = [
+            {"params": [p for n, p in self.model.encoder.named_parameters() if decay(n)], "lr": self.args.learning_rate, "weight_decay": self.args.weight_decay},
+            {"params": [p for n, p in self.model.encoder.named_parameters() if not decay(n)], "lr": self.args.learning_rate, "weight_decay": 0.0},
+            {"params": [p for n, p in self.model.named_parameters() if not n.startswith("encoder.")], "lr": self.args.head_learning_rate, "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(groups)
+        return optimizer, get_linear_schedule_with_warmup(optimizer, int(self.args.warmup_ratio * steps), steps)
+
+    def _loss(self, kind: str, idx: list[int], kd: str, factor: float | None) -> torch.Tensor:
+        pad_id = self.tokenizer.pad_token_id or 0
+        a = self.args
+        if kind == "ner":
+            b = ner_batch([self.feats.ner[i] for i in idx], pad_id, self.device)
+            logits = self.model.ner_logits(b["ids"], b["mask"])
+            teacher = self._stack([self.teacher_ner[i] for i in idx], logits.shape) if self.teacher_ner else None
+        else:
+            b = re_batch([self.feats.re[i] for i in idx], pad_id, self.device)
+            logits = self.model.re_logits(b["ids"], b["mask"], b["head"], b["tail"])
+            teacher = torch.stack([self.teacher_re[i] for i in idx]).to(self.device).float() if self.teacher_re else None
+        return kd_loss(kd, logits, teacher, b["labels"], alpha=a.alpha or 0.0, temperature=a.temperature, factor=factor)
+
+    def _stack(self, rows: list[torch.Tensor], shape: torch.Size) -> torch.Tensor:
+        out = torch.zeros(shape, device=self.device)
+        for i, r in enumerate(rows):
+            out[i, : r.shape[0]] = r.to(self.device).float()
+        return out
+
+    def run(self, epochs: int, kd: str, anneal: bool, early_stop: bool) -> None:
+        steps = epochs * len(self._batches(0))
+        optimizer, scheduler = self._optimizer(steps)
+        step, stale = 0, 0
+        label = f"{self.meta['role']} {'annealing phase 1' if anneal else ('KD ' + kd if kd != 'none' else '')}".strip()
+        with _progress(self.args.progress) as progress:
+            task = progress.add_task(label, total=steps, loss=float("nan"))
+            for _ in range(epochs):
+                self.epoch += 1
+                self.model.train()
+                total, n = 0.0, 0
+                for kind, idx in self._batches(self.epoch):
+                    factor = annealing_factor(step, steps, self.args.anneal_max_temperature) if anneal else None
+                    loss = self._loss(kind, idx, kd, factor)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    step += 1
+                    total, n = total + loss.item(), n + 1
+                    progress.update(task, advance=1, loss=total / n)
+                scores = self.score_dev()
+                self.history.append({"epoch": self.epoch, "loss": round(total / max(n, 1), 5), "phase": "anneal" if anneal else "train", **scores})
+                if not early_stop:  # annealing phase 1: phase 2 starts from its end, whatever the dev score
+                    continue
+                if scores["score"] > self.best_score:
+                    self.best_score, self.best_epoch, self.best_scores = scores["score"], self.epoch, scores
+                    self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                    stale = 0
+                else:
+                    stale += 1
+                    if stale >= self.args.patience:
+                        break
+
+    def score_dev(self) -> dict[str, float]:
+        """Dev entity micro F1, relation weighted F1 and their mean (the early-stopping score)."""
+        self.model.eval()
+        loaded = Loaded(self.model, self.tokenizer, self.meta, Path("."))
+        predicted = predict_entities(loaded, [e.text for e in self.dev], self.args.eval_batch_size)
+        ner = ner_scores(self.dev, predicted)["f1"]
+        re = relation_scores(loaded, self.dev, self.args.eval_batch_size).get("weighted_f1") if self.feats.re else None
+        score = ner if re is None else (ner + re) / 2
+        return {"dev_f1": ner, "dev_relation_f1": re, "score": round(score, 5)}
+
+    def restore_best(self) -> None:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+
+class _SpeedColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        return Text(f"{task.speed:.1f} batch/s" if task.speed else "")
+
+
+def _progress(enabled: bool) -> Progress:
+    """A progress bar with the running mean loss and batches per second."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+        _SpeedColumn(), TimeElapsedColumn(), disable=not enabled,
+    )
+
