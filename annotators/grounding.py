@@ -46,6 +46,14 @@ def _at_boundary(text: str, start: int, end: int) -> bool:
     return left_ok and right_ok
 
 
+def _find_all(text: str, needle: str) -> list[tuple[int, int]]:
+    hits, start = [], text.find(needle)
+    while start >= 0:
+        hits.append((start, start + len(needle)))
+        start = text.find(needle, start + 1)
+    return hits
+
+
 def find_mention(text: str, mention: str) -> list[tuple[int, int]]:
     """All (start, end) occurrences of `mention` in `text` that respect word boundaries.
 
@@ -56,8 +64,7 @@ def find_mention(text: str, mention: str) -> list[tuple[int, int]]:
     stripped = mention.strip(_STRIP)
     variants = [stripped, unicodedata.normalize("NFC", stripped), unicodedata.normalize("NFD", stripped), mention]
     for variant in dict.fromkeys(v for v in variants if v):
-        hits = [(m.start(), m.end()) for m in re.finditer(re.escape(variant), text)]
-        hits = [h for h in hits if _at_boundary(text, *h)]
+        hits = [h for h in _find_all(text, variant) if _at_boundary(text, *h)]
         if hits:
             return hits
     words = unicodedata.normalize("NFC", stripped).split()
