@@ -193,14 +193,20 @@ def predict_entities(loaded: Loaded, texts: Sequence[str], batch_size: int = 64)
     return out
 
 
-def predict_relations(loaded: Loaded, texts: Sequence[str], entities: Sequence[Sequence[Entity]], batch_size: int = 64) -> list[list[Relation]]:
-    """Relations among the given entities of each text (no_relation pairs left out)."""
+def predict_relations(
+    loaded: Loaded, texts: Sequence[str], entities: Sequence[Sequence[Entity]], batch_size: int = 64, allowed: Sequence[Sequence[str]] | None = None
+) -> list[list[Relation]]:
+    """Relations among the given entities of each text (no_relation pairs left out).
+
+    Candidate pairs: entity label pairs in `allowed` (default: the model's `allowed_pairs`).
+    """
     labels = loaded.relation_labels
     out: list[list[Relation]] = [[] for _ in texts]
-    if len(labels) < 2 or not loaded.meta.get("allowed_pairs"):
+    allowed = [tuple(p) for p in (loaded.meta.get("allowed_pairs", []) if allowed is None else allowed)]
+    if len(labels) < 2 or not allowed:
         return out
     examples = [Example(id=str(i), text=t) for i, t in enumerate(texts)]
-    feats = re_features(loaded.tokenizer, examples, [tuple(p) for p in loaded.meta["allowed_pairs"]], labels, loaded.meta["max_length"], entities=entities)
+    feats = re_features(loaded.tokenizer, examples, allowed, labels, loaded.meta["max_length"], entities=entities)
     if not feats.features:
         return out
     for f, logits in zip(feats.features, re_pair_logits(loaded, feats.features, batch_size)):
