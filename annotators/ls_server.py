@@ -104,6 +104,7 @@ def _credentials(data_dir: Path) -> dict[str, str]:
             raise DistillError(f"{path}: the credentials file is readable by others; run `chmod 600 {path}`")
         return json.loads(path.read_text())
     data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # the database holds the token too
     creds = {
         "email": ADMIN_EMAIL,
         "password": secrets.token_urlsafe(18),
