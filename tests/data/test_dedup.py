@@ -23,7 +23,11 @@ def test_exact_and_near_duplicates_keep_the_first():
 
 
 def test_dedup_over_more_than_one_block_is_greedy_in_order():
-    items = [ex(f"Species number {i} lives in habitat {i * 7919 % 1000} with feeding style {i}.") for i in range(600)]
-    items.append(ex(items[550].text.replace("lives", "live")))
-    kept, removed = dedup(items, threshold=0.97)
+    import random
+
+    rng = random.Random(0)
+    words = "leopard axolotl forest river reef swamp krill bamboo eggs nests cubs dens pools ants seeds".split()
+    items = [ex(" ".join(rng.choice(words) for _ in range(12)) + f" {i}") for i in range(600)]
+    items.append(ex(items[550].text + "s"))
+    kept, removed = dedup(items, threshold=0.95)
     assert len(removed) == 1 and removed[0][0] is items[-1]
