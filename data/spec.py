@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +159,12 @@ class TaskSpec(BaseModel):
 
     def render(self, prompt: str, **variables: Any) -> str:
         """Render one of the prompt templates with the spec itself in scope."""
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-        template = env.from_string(getattr(self.prompts, prompt))
-        return template.render(spec=self, entities=self.entities, relations=self.relations, few_shot=self.few_shot, **variables)
+        return _compile(getattr(self.prompts, prompt)).render(spec=self, entities=self.entities, relations=self.relations, few_shot=self.few_shot, **variables)
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(source: str) -> jinja2.Template:
+    return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(source)
 
 
 def _no_duplicates(items: list[str], what: str) -> None:
