@@ -4,7 +4,6 @@ pull and the correctness report; idempotent pushes; a killed push and a server r
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
