@@ -1,5 +1,138 @@
-"""CLI commands of this package (registered in flows/cli.py)."""
+"""`distill train`, `distill evaluate`, `distill export-spacy` (registered in flows/cli.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from data.errors import DistillError
 
 app = typer.Typer()
+console = Console()
+
+
+def load_split(path: Path, name: str) -> list:
+    """Examples of one split: a file (any format) or the `name` split of a DatasetDict folder."""
+    from data.formats import load_splits, read_examples
+
+    if path.is_dir():
+        splits = load_splits(path)
+        if name not in splits:
+            raise DistillError(f"{path}: has no {name!r} split (has {', '.join(splits)})")
+        return splits[name]
+    return read_examples(path)
+
+
+def run_splits(run_dir: Path) -> dict[str, list]:
+    """train/dev/test of a run folder's `verified/`, and the pruned train split when there is one."""
+    from data.formats import load_splits
+
+    if not (run_dir / "verified").exists():
+        raise DistillError(f"{run_dir}: no verified/ split in this run folder (run the review and split stages first)")
+    splits = load_splits(run_dir / "verified")
+    pruned = run_dir / "pruned"
+    splits["student_train"] = load_splits(pruned)["train"] if (pruned / "dataset_dict.json").exists() else splits.get("train", [])
+    return splits
+
+
+def results_table(rows: list[dict]) -> Table:
+    """A rich table of evaluation results, one row per model."""
+    table = Table("model", "entity F1", "token macro F1", "relation F1", "parameters", "train s", "sentences/s")
+    for r in rows:
+        rel = r.get("relation_f1")
+        table.add_row(
+            r["name"], f"{r['f1']:.3f}", f"{r['token_macro_f1']:.3f}", "n/a" if rel is None else f"{rel:.3f}",
+            f"{r['parameters']:,}", str(r.get("train_seconds")), str(r.get("sentences_per_second")),
+        )
+    return table
+
+
+@app.command()
+def train(
+    run: Optional[Path] = typer.Argument(None, help="Run folder (uses verified/ and, for the student, pruned/)."),
+    train_path: Optional[Path] = typer.Option(None, "--train", help="Training examples: JSONL, CoNLL, DocBin or a DatasetDict folder."),
+    dev_path: Optional[Path] = typer.Option(None, "--dev", help="Dev examples (early stopping)."),
+    test_path: Optional[Path] = typer.Option(None, "--test", help="Gold test examples (evaluated after training)."),
+    out: Optional[Path] = typer.Option(None, help="Where models go (default: RUN/models, else ./models)."),
+    spec: Optional[str] = typer.Option(None, help="Task spec name or YAML (labels and allowed relations); default: labels from the data."),
+    encoder: Optional[str] = typer.Option(None, help="Teacher encoder: HF name or local path (default: offline MiniLM)."),
+    teacher: Optional[Path] = typer.Option(None, help="Use this trained teacher instead of training one."),
+    student: bool = typer.Option(True, help="Also train the student."),
+    student_layers: int = typer.Option(3, help="Teacher layers kept for the student."),
+    student_encoder: Optional[str] = typer.Option(None, help="A small encoder for the student instead of teacher layers."),
+    kd: str = typer.Option("hinton", help="none | hinton | annealing"),
+    alpha: Optional[float] = typer.Option(None, help="KD weight (default: from the pruning fraction, 0.5 on all data)."),
+    temperature: float = typer.Option(2.0),
+    epochs: int = typer.Option(8),
+    batch_size: int = typer.Option(16),
+    learning_rate: float = typer.Option(1e-4, "--lr"),
+    max_length: int = typer.Option(128, help="Word pieces per window (longer texts are windowed)."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Train the teacher and the KD student; evaluate both on the test split when there is one."""
+    from data.spec import load_spec
+    from trainers.args import TrainingArgs
+    from trainers.evaluate import evaluate
+    from trainers.trainer import check_disjoint, train_student, train_teacher
+
+    if kd not in ("none", "hinton", "annealing"):
+        raise DistillError(f"--kd {kd!r}: use none, hinton or annealing")
+    if run is not None:
+        splits = run_splits(run)
+        out = out or run / "models"
+    elif train_path is not None and dev_path is not None:
+        splits = {"train": load_split(train_path, "train"), "dev": load_split(dev_path, "dev"), "test": load_split(test_path, "test") if test_path else []}
+        splits["student_train"] = splits["train"]
+        out = out or Path("models")
+    else:
+        raise DistillError("give a run folder, or --train and --dev files")
+    if splits.get("test"):
+        check_disjoint(splits["train"], splits["test"], "test")
+    args = TrainingArgs(
+        encoder=encoder, student_layers=student_layers, student_encoder=student_encoder, kd=kd, alpha=alpha, temperature=temperature,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed, device=device,
+    )
+    task = load_spec(spec) if spec else None
+    teacher_dir = teacher or train_teacher(splits["train"], splits["dev"], out / "teacher", args, spec=task)
+    models = {"teacher": teacher_dir}
+    if student:
+        models[f"student-{kd}"] = train_student(splits["student_train"], splits["dev"], teacher_dir, out / f"student-{kd}", args)
+    console.print(f"models in {out}: {', '.join(str(p) for p in models.values())}")
+    if splits.get("test"):
+        rows = [{"name": name, **evaluate(path, splits["test"])} for name, path in models.items()]
+        console.print(results_table(rows))
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model_dir: Path = typer.Argument(..., help="A trained model directory."),
+    test: Path = typer.Option(..., help="Gold examples: a file, or a DatasetDict folder (its test split)."),
+    out: Optional[Path] = typer.Option(None, help="Where metrics.json/metrics.md go (default: the model directory)."),
+) -> None:
+    """Entity and relation scores, size and CPU speed of a model on gold data."""
+    from trainers.evaluate import evaluate
+
+    metrics = evaluate(model_dir, load_split(test, "test"), out_dir=out)
+    console.print(results_table([{"name": str(model_dir), **metrics}]))
+    console.print(json.dumps(metrics["per_label"]))
+
+
+@app.command("export-spacy")
+def export_spacy_command(
+    model_dir: Path = typer.Argument(..., help="A trained model directory (usually the student)."),
+    out: Path = typer.Argument(..., help="Output pipeline directory for spacy.load."),
+    spec: Optional[str] = typer.Option(None, help="Task spec whose labels and relation types the pipeline uses."),
+    lang: str = typer.Option("en", help="spaCy language of the tokenizer."),
+) -> None:
+    """Export a model as a spaCy pipeline (doc.ents and doc._.relations)."""
+    from data.spec import load_spec
+    from trainers.export import export_spacy
+
+    path = export_spacy(model_dir, out, load_spec(spec) if spec else None, lang=lang)
+    console.print(f"spaCy pipeline: {path}  (spacy.load({str(path)!r}); package it with python -m spacy package {path} dist/)")

@@ -1,0 +1,74 @@
+"""KD losses, the Annealing-KD schedule and the teacher-logits cache, on fixed tensors."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainers.distillation import annealing_factor, annealing_loss, annealing_temperature, cached_teacher_logits, hinton_loss, kd_loss
+
+STUDENT = torch.tensor([[[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]])
+TEACHER = torch.tensor([[[2.0, 1.0, 0.0], [0.5, 0.5, 2.0]]])
+LABELS = torch.tensor([[1, 2]])
+
+
+def test_hinton_loss_is_cross_entropy_at_alpha_zero():
+    expected = F.cross_entropy(STUDENT[0], LABELS[0])
+    assert torch.allclose(hinton_loss(STUDENT, TEACHER, LABELS, alpha=0.0, temperature=3.0), expected)
+
+
+def test_hinton_loss_matches_hand_computed_value():
+    alpha, t = 0.7, 2.0
+    kl = 0.0
+    for s_row, t_row in zip(STUDENT[0].tolist(), TEACHER[0].tolist()):
+        p = [math.exp(x / t) / sum(math.exp(y / t) for y in t_row) for x in t_row]
+        q = [math.exp(x / t) / sum(math.exp(y / t) for y in s_row) for x in s_row]
+        kl += sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+    kl /= 2  # mean over the two positions
+    ce = 0.0
+    for row, y in zip(STUDENT[0].tolist(), LABELS[0].tolist()):
+        ce += -math.log(math.exp(row[y]) / sum(math.exp(x) for x in row))
+    ce /= 2
+    expected = alpha * t * t * kl + (1 - alpha) * ce
+    assert hinton_loss(STUDENT, TEACHER, LABELS, alpha=alpha, temperature=t).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_ignored_positions_do_not_count():
+    labels = torch.tensor([[1, -100]])
+    full = hinton_loss(STUDENT[:, :1], TEACHER[:, :1], labels[:, :1], alpha=0.5, temperature=2.0)
+    assert hinton_loss(STUDENT, TEACHER, labels, alpha=0.5, temperature=2.0).item() == pytest.approx(full.item())
+
+
+def test_annealing_schedule_rises_step_by_step_from_one_over_tmax_to_one():
+    total, t_max = 100, 4.0
+    factors = [annealing_factor(s, total, t_max) for s in range(total)]
+    assert factors[0] == pytest.approx(1 / t_max)
+    assert factors[-1] == pytest.approx(1.0)
+    assert all(b >= a for a, b in zip(factors, factors[1:]))
+    assert sorted(set(factors)) == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert [annealing_temperature(s, total, t_max) for s in (0, 25, 50, 99)] == [4.0, 3.0, 2.0, 1.0]
+
+
+def test_annealing_loss_regresses_on_scaled_teacher_logits():
+    assert annealing_loss(TEACHER * 0.5, TEACHER, LABELS, 0.5).item() == pytest.approx(0.0)
+    assert annealing_loss(STUDENT, TEACHER, LABELS, 1.0).item() == pytest.approx(F.mse_loss(STUDENT, TEACHER).item())
+    # phase 2 (no factor) is plain cross-entropy
+    assert kd_loss("annealing", STUDENT, TEACHER, LABELS, alpha=0.9, temperature=2.0).item() == pytest.approx(F.cross_entropy(STUDENT[0], LABELS[0]).item())
+
+
+def test_teacher_logits_are_computed_once_and_reused(tmp_path):
+    (tmp_path / "heads.pt").write_bytes(b"weights")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return [torch.randn(3, 5), torch.randn(2, 5)]
+
+    inputs = [[1, 2, 3], [4, 5]]
+    first = cached_teacher_logits(tmp_path, inputs, compute, "ner")
+    second = cached_teacher_logits(tmp_path, inputs, compute, "ner")
+    assert len(calls) == 1
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    cached_teacher_logits(tmp_path, [[1, 2, 3], [4, 6]], compute, "ner")  # other inputs: a miss
+    assert len(calls) == 2

@@ -1,0 +1,81 @@
+"""BIO alignment on word pieces, windows for long texts, decoding, and relation candidates/markers."""
+
+import pytest
+import torch
+
+from data.example import Entity, Example
+from trainers.encoders import load_encoder, resolve_encoder, student_layer_ids, truncate_layers
+from trainers.ner import decode_entities, merge_windows, ner_features, tag_names, window_bounds
+from trainers.relations import NO_RELATION, candidate_pairs, mark_pair, re_features
+from data.errors import DistillError
+
+TEXT = "The Amur leopard lives in the temperate forests of the Russian Far East and hunts roe deer."
+
+
+def example() -> Example:
+    spans = [("Amur leopard", "SPECIES"), ("temperate forests of the Russian Far East", "HABITAT"), ("roe deer", "FEEDING")]
+    ents = [Entity(start=TEXT.index(m), end=TEXT.index(m) + len(m), label=l) for m, l in spans]
+    return Example(text=TEXT, entities=ents, relations=[{"head": 0, "tail": 1, "label": "live_in"}])
+
+
+def test_window_bounds_cover_everything_with_overlap():
+    bounds = window_bounds(25, max_length=12, stride=4)
+    assert bounds[0] == (0, 10) and bounds[-1][1] == 25
+    assert all(b[0] < a[1] for a, b in zip(bounds, bounds[1:]))  # consecutive windows overlap
+    assert window_bounds(5, 12, 4) == [(0, 5)]
+
+
+def test_bio_tags_round_trip_through_windows(tiny_bert):
+    _, tok = load_encoder(tiny_bert)
+    tags = tag_names(["SPECIES", "HABITAT", "FEEDING"])
+    ex = example()
+    feats, enc = ner_features(tok, [ex], tags, max_length=16, stride=4)
+    assert len(feats) > 1, "a long text is split into windows, not truncated"
+    assert all(len(f.input_ids) <= 16 for f in feats)
+    one_hot = [torch.nn.functional.one_hot(torch.tensor([max(0, l) for l in f.labels]), len(tags)).float() for f in feats]
+    merged = merge_windows(feats, one_hot, enc, tok)[0]
+    assert merged.shape[0] == len(enc[0].ids)
+    decoded = decode_entities(ex.text, enc[0].offsets, merged.argmax(-1).tolist(), tags)
+    assert [(e.start, e.end, e.label) for e in decoded] == [(e.start, e.end, e.label) for e in ex.entities]
+
+
+def test_decoding_snaps_to_words_and_is_lenient():
+    text = "big leopards run"
+    offsets = [(0, 3), (4, 7), (7, 12), (13, 16)]
+    tags = tag_names(["SPECIES"])
+    # "leo" tagged I- without a B-, "##pards" left O: still the whole word "leopards"
+    got = decode_entities(text, offsets, [0, 2, 0, 0], tags)
+    assert [(e.start, e.end, e.label) for e in got] == [(4, 12, "SPECIES")]
+
+
+def test_relation_candidates_follow_allowed_label_pairs():
+    ex = example()
+    assert candidate_pairs(ex.entities, [("SPECIES", "HABITAT"), ("SPECIES", "FEEDING")]) == [(0, 1), (0, 2)]
+    marked, h, t, _ = mark_pair(ex.text, ex.entities[0], ex.entities[1])
+    assert marked[h] == "@" and marked[t] == "#"
+    assert "@ * species * Amur leopard @" in marked and "# ^ habitat ^ temperate forests of the Russian Far East #" in marked
+
+
+def test_relation_features_label_none_and_skip_pairs_that_do_not_fit(tiny_bert):
+    _, tok = load_encoder(tiny_bert)
+    labels = [NO_RELATION, "live_in", "feed_on"]
+    allowed = [("SPECIES", "HABITAT"), ("SPECIES", "FEEDING")]
+    feats = re_features(tok, [example()], allowed, labels, max_length=128)
+    assert [(f.pair, labels[f.label]) for f in feats.features] == [((0, 1), "live_in"), ((0, 2), NO_RELATION)]
+    f = feats.features[0]
+    assert tok.convert_ids_to_tokens(f.input_ids)[f.head_pos] == "@" and tok.convert_ids_to_tokens(f.input_ids)[f.tail_pos] == "#"
+    short = re_features(tok, [example()], allowed, labels, max_length=24)
+    assert short.skipped >= 1 and len(short.features) + short.skipped == 2
+
+
+def test_student_layers_and_encoder_errors(tiny_bert, tmp_path):
+    assert student_layer_ids(6, 3) == [0, 2, 4] and student_layer_ids(6, 2) == [0, 3]
+    model, _ = load_encoder(tiny_bert)
+    truncate_layers(model, 1)
+    assert model.config.num_hidden_layers == 1
+    out = model(input_ids=torch.tensor([[2, 10, 3]])).last_hidden_state
+    assert out.shape == (1, 3, 32)
+    with pytest.raises(DistillError, match="directory not found"):
+        resolve_encoder(str(tmp_path / "nope"))
+    with pytest.raises(DistillError, match="between 1 and"):
+        student_layer_ids(2, 3)

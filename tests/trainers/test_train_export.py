@@ -1,0 +1,141 @@
+"""Training, evaluation, errors, and CoNLL/JSONL -> model -> spaCy pipeline -> spacy.load in a new process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from data.errors import DistillError
+from data.example import Entity, Example
+from data.formats import write_conll, write_jsonl
+from data.spec import load_spec
+from tests.trainers.synthetic import make_examples
+from trainers.evaluate import evaluate, per_example_scores
+from trainers.export import export_spacy
+from trainers.trainer import train_student, train_teacher
+
+pytestmark = pytest.mark.slow
+NEW_TEXT = "The kakapo lives in mountain slopes and eats worms."
+
+
+def tiny_args(tiny_bert: Path, **more) -> dict:
+    return {"encoder": str(tiny_bert), "epochs": 6, "batch_size": 8, "learning_rate": 3e-3, "head_learning_rate": 3e-3, "max_length": 64, "stride": 16, "progress": False, "threads": 2, **more}
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, list[Example]]:
+    ex = make_examples(90, seed=1)
+    return {"train": ex[:60], "dev": ex[60:75], "test": ex[75:]}
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_bert, data, tmp_path_factory) -> Path:
+    return train_teacher(data["train"], data["dev"], tmp_path_factory.mktemp("models") / "teacher", tiny_args(tiny_bert), spec=load_spec("species"))
+
+
+@pytest.fixture(scope="module")
+def student(tiny_bert, data, teacher) -> Path:
+    return train_student(data["train"], data["dev"], teacher, teacher.parent / "student", tiny_args(tiny_bert, student_layers=1), kd="hinton", alpha=0.5)
+
+
+def test_training_moves_the_loss_and_learns(teacher):
+    meta = json.loads((teacher / "model.json").read_text())
+    losses = [h["loss"] for h in meta["history"]]
+    assert losses[-1] < losses[0] * 0.7
+    assert meta["dev"]["dev_f1"] > 0.5
+    assert meta["relation_pairs"] > 0
+
+
+def test_training_is_repeatable(tiny_bert, data, tmp_path):
+    args = tiny_args(tiny_bert, epochs=1)
+    a = json.loads((train_teacher(data["train"][:20], data["dev"], tmp_path / "a", args) / "model.json").read_text())
+    b = json.loads((train_teacher(data["train"][:20], data["dev"], tmp_path / "b", args) / "model.json").read_text())
+    assert a["history"][0]["loss"] == b["history"][0]["loss"]
+
+
+def test_student_is_smaller_uses_cache_and_evaluates(student, teacher, data):
+    meta = json.loads((student / "model.json").read_text())
+    assert meta["kd"] == "hinton" and meta["parameters"] < meta["teacher_parameters"]
+    assert len(list((teacher / "logits_cache").glob("ner-*.pt"))) == 1
+    metrics = evaluate(student, data["test"])
+    assert {"f1", "precision", "recall", "macro_f1", "token_macro_f1", "per_label", "relations", "parameters", "size_mb", "sentences_per_second"} <= metrics.keys()
+    assert set(metrics["per_label"]) <= {"SPECIES", "HABITAT", "FEEDING", "BREEDING"}
+    assert metrics["sentences_per_second"] > 0
+    assert (student / "metrics.md").read_text().count("|") > 10
+    scores = per_example_scores(teacher, data["test"][:3])
+    assert set(scores) == {e.id for e in data["test"][:3]} and all(v >= 0 for v in scores.values())
+
+
+def test_annealing_student_trains(tiny_bert, data, teacher, tmp_path):
+    path = train_student(data["train"][:20], data["dev"], teacher, tmp_path / "ann", tiny_args(tiny_bert, student_layers=1, epochs=2), kd="annealing")
+    phases = [h["phase"] for h in json.loads((path / "model.json").read_text())["history"]]
+    assert phases == ["anneal", "train"]
+
+
+def test_spacy_pipeline_loads_in_a_new_process(student, tmp_path):
+    out = export_spacy(student, tmp_path / "pipeline", load_spec("species"))
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["labels"]["distill_ner_re"] == ["SPECIES", "HABITAT", "FEEDING", "BREEDING"]
+    assert meta["distill"]["source"]["kd"] == "hinton" and meta["distill"]["metrics"]
+    code = (
+        "import json, spacy, sys\n"
+        f"nlp = spacy.load({str(out)!r})\n"
+        f"doc = nlp({NEW_TEXT!r})\n"
+        "docs = list(nlp.pipe([doc.text] * 5, batch_size=2))\n"
+        "rels = [(h.text, t.text, l, s) for h, t, l, s in doc._.relations]\n"
+        "print(json.dumps({'ents': [(e.text, e.label_) for e in doc.ents], 'rels': rels, 'n': len(docs)}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["n"] == 5
+    assert ["kakapo", "SPECIES"] in got["ents"]
+    assert any(h == "kakapo" and l == "live_in" for h, _, l, _ in got["rels"])
+
+
+def test_conll_files_through_the_cli(tiny_bert, data, tmp_path):
+    from flows.cli import app
+
+    for name in ("train", "dev", "test"):
+        write_conll(tmp_path / f"{name}.conll", data[name][:20], drop_relations=True)
+    result = CliRunner().invoke(app, [
+        "train", "--train", str(tmp_path / "train.conll"), "--dev", str(tmp_path / "dev.conll"), "--test", str(tmp_path / "test.conll"),
+        "--out", str(tmp_path / "models"), "--encoder", str(tiny_bert), "--epochs", "1", "--student-layers", "1", "--kd", "none", "--max-length", "64",
+    ])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "models" / "student-none" / "metrics.json").exists()
+    meta = json.loads((tmp_path / "models" / "teacher" / "model.json").read_text())
+    assert meta["relation_labels"] == ["no_relation"]  # CoNLL carries no relations
+    result = CliRunner().invoke(app, ["export-spacy", str(tmp_path / "models" / "student-none"), str(tmp_path / "nlp")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "nlp" / "meta.json").exists()
+
+
+def test_bad_input_is_a_one_line_error(tiny_bert, data, tmp_path):
+    args = tiny_args(tiny_bert, epochs=1)
+    with pytest.raises(DistillError, match="train split is empty"):
+        train_teacher([], data["dev"], tmp_path / "m", args)
+    with pytest.raises(DistillError, match="dev split shares"):
+        train_teacher(data["train"], data["train"][:3], tmp_path / "m", args)
+    odd = Example(text="A dodo eats fruit.", entities=[Entity(start=2, end=6, label="BIRD")])
+    with pytest.raises(DistillError, match="unknown entity label 'BIRD'"):
+        train_teacher([odd], data["dev"], tmp_path / "m", args, spec=load_spec("species"))
+    with pytest.raises(DistillError, match="directory not found"):
+        train_teacher(data["train"], data["dev"], tmp_path / "m", {**args, "encoder": str(tmp_path / "missing")})
+    write_jsonl(tmp_path / "t.jsonl", data["train"][:5])
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--train", str(tmp_path / "t.jsonl"), "--dev", str(tmp_path / "t.jsonl"), "--test", str(tmp_path / "t.jsonl"), "--encoder", str(tiny_bert)])
+    assert result.exit_code != 0 and isinstance(result.exception, DistillError) and "shares" in str(result.exception)
+
+
+def test_long_text_is_windowed_not_truncated(tiny_bert, tmp_path, data):
+    long_text = " ".join(e.text for e in data["train"][:12])
+    long = Example(text=long_text, entities=[Entity(start=long_text.rindex("worms") if "worms" in long_text else 0, end=(long_text.rindex("worms") + 5) if "worms" in long_text else 3, label="FEEDING")])
+    path = train_teacher([long, *data["train"][:10]], data["dev"][:4], tmp_path / "long", tiny_args(tiny_bert, epochs=1, max_length=32, stride=8))
+    assert json.loads((path / "model.json").read_text())["texts_in_windows"] >= 1
