@@ -235,11 +235,13 @@ def prune_task(config_json: dict[str, Any], teacher_dir: str | None) -> dict[str
 @task(name="train-teacher")
 def teacher_task(config_json: dict[str, Any]) -> str:
     from data.formats import load_splits
+    from data.spec import load_spec
     from trainers.trainer import train_teacher
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.run_dir / "verified")
-    return str(train_teacher(splits["train"], splits["dev"], config.run_dir / "models" / "teacher", config.train))
+    out = config.run_dir / "models" / "teacher"
+    return str(train_teacher(splits["train"], splits["dev"], out, config.train, spec=load_spec(config.spec)))
 
 
 @task(name="train-student")
@@ -249,7 +251,8 @@ def student_task(config_json: dict[str, Any], teacher_dir: str) -> str:
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.run_dir / "pruned")
-    return str(train_student(splits["train"], splits["dev"], teacher_dir, config.run_dir / "models" / "student", config.train, fraction=config.prune.fraction))
+    out = config.run_dir / "models" / "student"
+    return str(train_student(splits["train"], splits["dev"], teacher_dir, out, config.train, fraction=config.prune.fraction))
 
 
 @task(name="evaluate")
@@ -259,7 +262,7 @@ def evaluate_task(config_json: dict[str, Any], model_dirs: dict[str, str]) -> li
 
     config = RunConfig.model_validate(config_json)
     test = load_splits(config.run_dir / "verified")["test"]
-    return [{"model": name, **evaluate(path, test)} for name, path in model_dirs.items()]
+    return [{**evaluate(path, test), "model": name} for name, path in model_dirs.items()]
 
 
 @task(name="export-spacy")
@@ -277,9 +280,11 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
 
     config = RunConfig.model_validate(config_json)
     sections = {
-        "Data set": markdown_table([{"stage": k, **v} for k, v in results["data"].items()]),
+        "Data set": markdown_table(dataset_rows(results["data"]), ["stage", "numbers"]),
         "LLM against humans": _read(config.run_dir / "llm_correctness.md"),
-        "Teacher and students (gold test split)": markdown_table(results["models"], ["model", "f1", "precision", "recall", "parameters", "sentences_per_second"]),
+        "Teacher and students (gold test split)": markdown_table(
+            results["models"], ["model", "layers", "kd", "f1", "precision", "recall", "token_macro_f1", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
+        ),
         "Try the student": f"```python\nimport spacy\nnlp = spacy.load({results['pipeline']!r})\ndoc = nlp('The snow leopard lives in the mountains of Central Asia and hunts blue sheep.')\nprint(doc.ents, doc._.relations)\n```",
     }
     models = [{"model": m["model"], "f1": m["f1"], "parameters": m["parameters"]} for m in results["models"]]
@@ -287,6 +292,20 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
     for title, body in sections.items():
         create_markdown_artifact(body, key=_key(config, title.split()[0]), description=title)
     return str(path)
+
+
+def dataset_rows(data: dict[str, Any]) -> list[dict[str, str]]:
+    """One line per stage: what was generated, reviewed, split and pruned."""
+    gen, review, split, prune = data["generated"], data["review"], data["split"], data["prune"]
+    rejected = ", ".join(f"{k} {v}" for k, v in gen["rejected"].items()) or "none"
+    removed = ", ".join(f"{k} {v}" for k, v in prune["removed_by_reason"].items()) or "none"
+    return [
+        {"stage": "generated", "numbers": f"{gen['kept']} kept of {gen['requested']} asked; rejected: {rejected}; duplicates {gen['duplicates']}; "
+                                          f"{gen['calls']} LLM calls, {gen['cache_hits']} from cache, {gen['prompt_tokens'] + gen['completion_tokens']} tokens, {gen['seconds']} s"},
+        {"stage": "reviewed", "numbers": ", ".join(f"{k} {v}" for k, v in review.items() if isinstance(v, int) and k != "project_id")},
+        {"stage": "split", "numbers": ", ".join(f"{k} {v}" for k, v in split.items())},
+        {"stage": "pruned", "numbers": f"train kept {prune['splits']['train']} ({prune['fraction_kept']:.0%}); removed: {removed}"},
+    ]
 
 
 def _read(path: Path) -> str:
