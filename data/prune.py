@@ -355,7 +355,7 @@ def prune_run(splits: dict[str, list[Example]], out_dir: str | Path, config: Any
         from trainers.scores import compute_scores
 
         cleaned = prune_splits(splits, steps).splits["train"]
-        scores = compute_scores(config.method, teacher_dir, cleaned)
+        scores = compute_scores(config.method, teacher_dir, cleaned, dev=splits.get("dev"))
     if config.fraction < 1:
         steps.append(ToFraction(config.fraction, config.method, scores, seed=config.seed))
     result = prune_splits(splits, steps)

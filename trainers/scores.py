@@ -14,11 +14,15 @@ for `data.prune.ToFraction`:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from data.errors import DistillError
 from data.example import Entity, Example
 
 IGNORE = -100  # label id of word pieces that carry no tag (special tokens, continuation pieces)
@@ -75,3 +79,49 @@ def _key(e: Entity | dict) -> tuple[int, int, str]:
 def disagreement_scores(examples: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> dict[str, float]:
     """`1 - entity F1` between each example's LLM entities and the teacher's predicted entities."""
     return {e.id: round(1.0 - entity_f1(llm_entities(e), p), 6) for e, p in zip(examples, predicted, strict=True)}
+
+
+# --- scores from a teacher directory ------------------------------------------------------
+def compute_scores(
+    method: str,
+    teacher_dir: str | Path,
+    examples: Sequence[Example],
+    dev: Sequence[Example] | None = None,
+    early_dir: str | Path | None = None,
+) -> dict[str, float]:
+    """`{example id: hardness}` for `teacher_loss`, `el2n` or `disagreement`, from the teacher.
+
+    EL2N uses an early teacher: `early_dir` if it holds a model, else one trained here for one
+    epoch with the teacher's own settings on `examples` (needs `dev`), saved next to the
+    teacher as `<teacher_dir>-early` and reused while the examples stay the same.
+    """
+    from trainers.evaluate import per_example_scores, predicted_entities
+
+    if not examples:
+        return {}
+    if method == "teacher_loss":
+        return per_example_scores(teacher_dir, examples, "teacher_loss")
+    if method == "disagreement":
+        return disagreement_scores(examples, predicted_entities(teacher_dir, examples))
+    if method == "el2n":
+        return per_example_scores(early_teacher(teacher_dir, examples, dev, early_dir), examples, "el2n")
+    raise DistillError(f"no scores for pruning method {method!r} (use teacher_loss, el2n or disagreement)")
+
+
+def early_teacher(teacher_dir: str | Path, examples: Sequence[Example], dev: Sequence[Example] | None, early_dir: str | Path | None = None, epochs: int = 1) -> Path:
+    """A teacher trained for `epochs` epoch(s) only (for EL2N), reused if already trained on these examples."""
+    from trainers.modeling import read_meta
+    from trainers.trainer import train_teacher
+
+    early = Path(early_dir) if early_dir else Path(f"{Path(teacher_dir).as_posix().rstrip('/')}-early")
+    key = hashlib.sha1("\n".join(sorted(e.id for e in examples)).encode()).hexdigest()[:16]
+    if (early / "model.json").exists() and (early_dir is not None or read_meta(early).get("data_key") == key):
+        return early
+    if not dev:
+        raise DistillError(f"EL2N needs an early teacher: none at {early}, and no dev split to train one")
+    meta = read_meta(teacher_dir)
+    args = {**meta.get("args", {}), "encoder": meta.get("source_encoder"), "epochs": epochs, "progress": False}
+    train_teacher(examples, dev, early, args)
+    meta_path = early / "model.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "data_key": key}, indent=1) + "\n", encoding="utf-8")
+    return early

@@ -8,8 +8,8 @@ and the less from the hard labels of the few examples that are left.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import matplotlib
 import numpy as np
 
 from data.errors import DistillError
+from data.example import Example
 from data.report import markdown_table
 
 matplotlib.use("Agg")
@@ -26,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 # (kept fraction, KD weight alpha) anchors, linearly interpolated and flat outside:
 # alpha = 1 - fraction / 2 between 10% (alpha 0.95) and all the data (alpha 0.5).
 DEFAULT_ALPHA_SCHEDULE: tuple[tuple[float, float], ...] = ((0.1, 0.95), (1.0, 0.5))
-TABLE_COLUMNS = ["fraction", "method", "kd", "alpha", "n_train", "f1", "precision", "recall", "parameters", "train_seconds"]
+TABLE_COLUMNS = ["fraction", "method", "kd", "alpha", "n_train", "f1", "precision", "recall", "relation_f1", "parameters", "train_seconds"]
 
 
 def kd_alpha_for_fraction(fraction: float, schedule: Sequence[tuple[float, float]] | None = None) -> float:
@@ -53,6 +54,117 @@ def parse_alpha_schedule(text: str) -> list[tuple[float, float]]:
     if not pairs or any(len(p) != 2 for p in pairs):
         raise DistillError(f"KD alpha schedule {text!r}: use fraction:alpha pairs, e.g. 0.1:0.9,1.0:0.5")
     return pairs  # type: ignore[return-value]
+
+
+# --- running the sweep ------------------------------------------------------------------
+def run_sweep(
+    splits: dict[str, list[Example]],
+    teacher_dir: str | Path,
+    fractions: Sequence[float],
+    methods: Sequence[str],
+    kd_settings: Sequence[str],
+    args: Any,
+    out_dir: str | Path,
+    seed: int = 0,
+    alpha_schedule: Sequence[tuple[float, float]] | None = None,
+    scores: dict[str, dict[str, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """Train one student per (fraction, method, KD setting), evaluate it, and write the outputs.
+
+    The train split is pruned with `ToFraction` (fraction 1.0 is trained once, as method `all`);
+    dev and test are never pruned. Students are scored on test (dev when there is no test); the
+    teacher is a reference row. KD alpha: `args.alpha` when set, else `kd_alpha_for_fraction`
+    (with `alpha_schedule` if given). Models go to `out_dir/models/<name>/`, removed examples to
+    `out_dir/pruned/<name>.removed.jsonl`; a finished model is reused when rerun with the same
+    inputs. Returns the table rows (also in `out_dir/sweep.json`).
+    """
+    from data.prune import DropRejected, ToFraction, prune_splits
+    from trainers.args import TrainingArgs
+    from trainers.scores import compute_scores
+
+    out_dir = Path(out_dir)
+    args = TrainingArgs.from_any(args)
+    _check_grid(fractions, methods, kd_settings)
+    base = prune_splits(splits, [DropRejected()]).splits
+    eval_name = "test" if base.get("test") else "dev"
+    if not base.get(eval_name):
+        raise DistillError("sweep: no test or dev split to score the students on")
+    scores = dict(scores or {})
+    for method in sorted(set(methods) - {"random"} - scores.keys()):
+        scores[method] = compute_scores(method, teacher_dir, base["train"], dev=base.get("dev"), early_dir=None)
+    rows = [_teacher_row(teacher_dir, base[eval_name])]
+    for fraction in sorted(set(fractions), reverse=True):
+        for method in (["all"] if fraction >= 1 else list(methods)):
+            train = base["train"]
+            if fraction < 1:
+                pruned = prune_splits(base, [ToFraction(fraction, method, scores.get(method), seed=seed)], drop_eval_overlap=False)
+                train = pruned.splits["train"]
+                _write_removed(pruned.removed, out_dir / "pruned" / f"{method}-{fraction:g}.removed.jsonl")
+            for kd in kd_settings:
+                alpha = args.alpha if args.alpha is not None else kd_alpha_for_fraction(fraction, alpha_schedule)
+                run_args = args.model_copy(update={"kd": kd, "alpha": alpha if kd != "none" else 0.0})
+                rows.append(_student_row(base, train, eval_name, teacher_dir, out_dir / "models" / f"{method}-{fraction:g}-{kd}", run_args, fraction, method))
+    write_sweep_outputs(rows, out_dir)
+    return rows
+
+
+def _check_grid(fractions: Sequence[float], methods: Sequence[str], kd_settings: Sequence[str]) -> None:
+    from data.prune import METHODS
+
+    if not fractions or not methods or not kd_settings:
+        raise DistillError("sweep: give at least one fraction, one method and one KD setting")
+    for f in fractions:
+        if not 0 < f <= 1:
+            raise DistillError(f"sweep: fraction {f} is not in (0, 1]")
+    for m in methods:
+        if m not in METHODS:
+            raise DistillError(f"sweep: unknown pruning method {m!r} (known: {', '.join(METHODS)})")
+    for kd in kd_settings:
+        if kd not in ("none", "hinton", "annealing"):
+            raise DistillError(f"sweep: unknown KD setting {kd!r} (none, hinton or annealing)")
+
+
+def _write_removed(removed: list[Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(r.to_json() + "\n" for r in removed), encoding="utf-8")
+
+
+def _teacher_row(teacher_dir: str | Path, gold: list[Example]) -> dict[str, Any]:
+    from trainers.evaluate import evaluate
+
+    m = evaluate(teacher_dir, gold, out_dir=None, measure_speed=False)
+    return _row(1.0, "teacher", "teacher", None, _meta(teacher_dir).get("n_train"), m, str(teacher_dir))
+
+
+def _student_row(base: dict[str, list[Example]], train: list[Example], eval_name: str, teacher_dir: str | Path, model_dir: Path, args: Any, fraction: float, method: str) -> dict[str, Any]:
+    from trainers.evaluate import evaluate
+    from trainers.trainer import train_student
+
+    key = hashlib.sha1(json.dumps([sorted(e.id for e in train), str(teacher_dir), args.model_dump(), fraction], default=str).encode()).hexdigest()[:16]
+    saved = model_dir / "sweep_row.json"
+    if saved.exists():
+        row = json.loads(saved.read_text(encoding="utf-8"))
+        if row.get("key") == key:
+            return row["row"]
+    train_student(train, base["dev"], teacher_dir, model_dir, args, fraction=fraction)
+    m = evaluate(model_dir, base[eval_name], measure_speed=False)
+    row = _row(fraction, method, args.kd, _meta(model_dir).get("alpha") if args.kd == "hinton" else None, len(train), m, str(model_dir))
+    saved.write_text(json.dumps({"key": key, "row": row}) + "\n", encoding="utf-8")
+    return row
+
+
+def _meta(model_dir: str | Path) -> dict[str, Any]:
+    from trainers.modeling import read_meta
+
+    return read_meta(model_dir)
+
+
+def _row(fraction: float, method: str, kd: str, alpha: float | None, n_train: int | None, m: dict[str, Any], model_dir: str) -> dict[str, Any]:
+    return {
+        "fraction": fraction, "method": method, "kd": kd, "alpha": alpha, "n_train": n_train,
+        "f1": m["f1"], "precision": m["precision"], "recall": m["recall"], "relation_f1": m.get("relation_f1"),
+        "parameters": m["parameters"], "train_seconds": m.get("train_seconds") or 0.0, "model_dir": model_dir,
+    }
 
 
 # --- table and plots ----------------------------------------------------------------------
@@ -97,7 +209,8 @@ def half_data_verdict(rows: list[dict[str, Any]]) -> str:
 
 
 def _series(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Rows grouped by `method / kd`; the full-data point (method `all`) joins every method's line."""
+    """Student rows grouped by `method / kd`; the full-data point (method `all`) joins every method's line."""
+    rows = [r for r in rows if r["method"] != "teacher"]
     full = [r for r in rows if r["method"] == "all"]
     methods = sorted({r["method"] for r in rows if r["method"] != "all"}) or ["all"]
     series: dict[str, list[dict[str, Any]]] = {}
@@ -115,6 +228,8 @@ def plot_f1_vs_fraction(rows: list[dict[str, Any]], path: Path) -> Path:
     for label, points in _series(rows).items():
         style = "--" if label.endswith("KD none") else "-"
         ax.plot([p["fraction"] for p in points], [p["f1"] for p in points], style, marker="o", label=label)
+    for teacher in (r for r in rows if r["method"] == "teacher"):
+        ax.axhline(teacher["f1"], color="grey", linestyle=":", label="teacher (all data)")
     ax.set_xlabel("fraction of the training set kept")
     ax.set_ylabel("entity micro F1")
     ax.set_title("Student F1 against pruning fraction")
@@ -130,6 +245,8 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path) -> Path:
         scale = 1e6 if key == "parameters" else 1.0
         for label, points in _series(rows).items():
             ax.scatter([p[key] / scale for p in points], [p["f1"] for p in points], s=25, label=label)
+        for teacher in (r for r in rows if r["method"] == "teacher"):
+            ax.scatter([teacher[key] / scale], [teacher["f1"]], marker="*", s=120, color="black", label="teacher")
         front = pareto_front(rows, key)
         ax.plot([p[key] / scale for p in front], [p["f1"] for p in front], "k:", linewidth=1, label="Pareto front")
         ax.set_xlabel(xlabel)

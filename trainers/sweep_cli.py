@@ -60,8 +60,7 @@ def prune(
         from trainers.scores import compute_scores
 
         for method in missing:  # scored on the whole train split; steps before may remove some
-            known[method] = compute_scores(method, teacher, splits.get("train", []))
-        out.mkdir(parents=True, exist_ok=True)
+            known[method] = compute_scores(method, teacher, splits.get("train", []), dev=splits.get("dev"))
     result = prune_splits(splits, [parse_step(s, known, seed) for s in step])
     save_pruned(result, out)
     if needed:

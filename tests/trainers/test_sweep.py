@@ -66,3 +66,43 @@ def test_sweep_outputs_from_rows(tmp_path):
     assert md.startswith("| fraction | method | kd | alpha |") and "F1 0.610 >= 0.600 (reached)" in md
     for key in ("f1_vs_fraction", "pareto"):
         assert paths[key].read_bytes()[:4] == b"\x89PNG"
+
+
+def _splits():
+    from tests.trainers.synthetic import make_examples
+
+    unique = list({e.text: e for e in make_examples(40, seed=3)}.values())
+    return {"train": unique[:14], "dev": unique[14:18], "test": unique[18:22]}
+
+
+def test_sweep_on_a_tiny_encoder_writes_table_and_plots(tiny_bert, tmp_path):
+    from trainers.scores import compute_scores
+    from trainers.sweep import run_sweep
+    from trainers.trainer import train_teacher
+
+    splits = _splits()
+    args = {"encoder": str(tiny_bert), "epochs": 1, "batch_size": 8, "progress": False, "threads": 1, "relations": False, "student_layers": 1}
+    teacher = train_teacher(splits["train"], splits["dev"], tmp_path / "teacher", args)
+    for method in ("teacher_loss", "el2n", "disagreement"):
+        scores = compute_scores(method, teacher, splits["train"], dev=splits["dev"])
+        assert set(scores) == {e.id for e in splits["train"]} and all(v >= 0 for v in scores.values())
+    assert (tmp_path / "teacher-early" / "model.json").exists()
+
+    rows = run_sweep(splits, teacher, [1.0, 0.5], ["random", "el2n"], ["none", "hinton"], args, tmp_path / "sweep", seed=0)
+    students = [r for r in rows if r["method"] != "teacher"]
+    assert sorted((r["fraction"], r["method"], r["kd"]) for r in students) == [
+        (0.5, "el2n", "hinton"), (0.5, "el2n", "none"), (0.5, "random", "hinton"), (0.5, "random", "none"), (1.0, "all", "hinton"), (1.0, "all", "none")]
+    assert {r["n_train"] for r in students if r["fraction"] == 0.5} == {7}
+    assert {r["alpha"] for r in students if r["kd"] == "hinton"} == {0.5, 0.75}
+    assert all(0 <= r["f1"] <= 1 and r["parameters"] > 0 for r in rows)
+    out = tmp_path / "sweep"
+    assert json.loads((out / "sweep.json").read_text()) == rows
+    assert "| 0.500 | el2n | hinton | 0.750 | 7 |" in (out / "sweep.md").read_text()
+    for png in ("sweep_f1_vs_fraction.png", "sweep_pareto.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    removed = [json.loads(line) for line in (out / "pruned" / "el2n-0.5.removed.jsonl").read_text().splitlines()]
+    assert len(removed) == 7 and all("by el2n" in r["reason"] for r in removed)
+    # a rerun reuses every finished student
+    mtime = (out / "models" / "random-0.5-none" / "heads.pt").stat().st_mtime_ns
+    assert run_sweep(splits, teacher, [1.0, 0.5], ["random", "el2n"], ["none", "hinton"], args, out, seed=0) == rows
+    assert (out / "models" / "random-0.5-none" / "heads.pt").stat().st_mtime_ns == mtime
