@@ -68,3 +68,39 @@ def prune(
     for row in result.steps:
         console.print(f"{row['step']:>12}: {row['before']} -> {row['after']} (removed {row['removed']})")
     console.print(", ".join(f"{name}: {len(items)}" for name, items in result.splits.items()) + f" -> {out} (reasons in {out / 'removed.jsonl'})")
+
+
+@app.command()
+def sweep(
+    verified: Path = typer.Argument(..., help="Verified splits (a DatasetDict folder with train/dev/test)."),
+    teacher: Path = typer.Option(..., help="Teacher model folder, trained on all of the train split."),
+    out: Path = typer.Option(..., help="Folder for sweep.json, sweep.md, the plots and the students."),
+    fractions: str = typer.Option("1.0,0.7,0.5,0.3,0.1", help="Kept fractions, comma-separated."),
+    methods: str = typer.Option("random,teacher_loss,el2n,disagreement", help="Pruning methods, comma-separated."),
+    kd: str = typer.Option("none,hinton", help="KD settings, comma-separated: none, hinton, annealing."),
+    alpha: float | None = typer.Option(None, help="A fixed KD weight for every fraction (default: the schedule)."),
+    alpha_schedule: str | None = typer.Option(None, help="fraction:alpha anchors, e.g. 0.1:0.9,1.0:0.5 (default 0.1:0.95,1.0:0.5)."),
+    student_layers: int = typer.Option(3, help="Teacher layers kept for the student."),
+    epochs: int = typer.Option(8),
+    batch_size: int = typer.Option(16),
+    learning_rate: float = typer.Option(1e-4, "--lr"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Train students over pruning fractions x methods x KD on/off; write the table and plots."""
+    from data.formats import load_splits
+    from data.report import markdown_table
+    from trainers.modeling import read_meta
+    from trainers.sweep import TABLE_COLUMNS, parse_alpha_schedule, run_sweep
+
+    try:
+        fraction_list = [float(f) for f in _csv(fractions)]
+    except ValueError:
+        raise DistillError(f"--fractions {fractions!r}: use numbers such as 1.0,0.5,0.1") from None
+    teacher_args = read_meta(teacher).get("args", {})
+    args = {**teacher_args, "student_layers": student_layers, "epochs": epochs, "batch_size": batch_size,
+            "learning_rate": learning_rate, "seed": seed, "device": device, "alpha": alpha}
+    schedule = parse_alpha_schedule(alpha_schedule) if alpha_schedule else None
+    rows = run_sweep(load_splits(verified), teacher, fraction_list, _csv(methods), _csv(kd), args, out, seed=seed, alpha_schedule=schedule)
+    console.print(markdown_table(sorted(rows, key=lambda r: (-r["fraction"], r["method"], r["kd"])), TABLE_COLUMNS), markup=False)
+    console.print(f"-> {out / 'sweep.md'}, {out / 'sweep_f1_vs_fraction.png'}, {out / 'sweep_pareto.png'}")

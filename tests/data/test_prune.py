@@ -161,3 +161,23 @@ def test_prune_run_cleans_then_keeps_the_fraction(splits, tmp_path):
     assert len(load_splits(tmp_path / "pruned")["train"]) == 10
     with pytest.raises(DistillError, match="needs a trained teacher"):
         prune_run(splits, tmp_path / "p2", PruneSection(fraction=0.5, method="el2n"))
+
+
+def test_prune_command_writes_pruned_splits_and_reasons(splits, tmp_path):
+    from typer.testing import CliRunner
+
+    from data.formats import save_splits
+    from trainers.sweep_cli import app
+
+    save_splits(splits, tmp_path / "verified")
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps({"el2n": _scores(splits["train"])}))
+    runner = CliRunner()
+    result = runner.invoke(app, ["prune", str(tmp_path / "verified"), "--out", str(tmp_path / "pruned"), "--step", "dedup:1",
+                                 "--step", "fraction:0.5:el2n", "--scores", str(scores)])
+    assert result.exit_code == 0, result.output
+    assert "fraction: 20 -> 10" in result.output
+    assert len(load_splits(tmp_path / "pruned")["train"]) == 10
+    assert len(read_removed(tmp_path / "pruned" / "removed.jsonl")) == 10
+    failed = runner.invoke(app, ["prune", str(tmp_path / "verified"), "--out", str(tmp_path / "p2"), "--step", "fraction:0.5:el2n"])
+    assert isinstance(failed.exception, DistillError) and "pass --teacher or --scores" in str(failed.exception)
