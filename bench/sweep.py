@@ -1,0 +1,109 @@
+"""Benchmark: the pruning sweep on a verified set, and the 50%-with-KD check of issue 7.
+
+    .venv/bin/python bench/sweep.py runs/NAME                 # a run folder (verified/)
+    .venv/bin/python bench/sweep.py verified/                 # a DatasetDict folder
+    .venv/bin/python bench/sweep.py data.jsonl                # one file: split 70/15/15 (seeded)
+    .venv/bin/python bench/sweep.py --demo 400                # mock LLM data, reviewed offline from its truth
+
+Trains a teacher on all the training data (or takes --teacher), then students over the given
+fractions x methods x KD settings, prints the sweep table and checks the target: the student on
+50% of the data with KD reaches at least the F1 of the student on 100% without KD. Everything
+(models, sweep.json, sweep.md, plots) goes to OUT.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import typer  # noqa: E402
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+def demo_splits(n: int, out: Path, seed: int) -> dict[str, list]:
+    """Mock LLM examples (with injected errors), reviewed offline against the mock's truth.
+
+    Like a careful reviewer: texts the truth marks unusable or factually wrong are rejected, the
+    rest get the true entities and relations, with `review.diff` recording what changed.
+    """
+    from annotators.label_studio import review_diff
+    from annotators.mock_llm import load_truth_records
+    from data.example import Example, Review
+    from data.formats import read_jsonl, split_examples
+
+    gen = out / "generated"
+    if not (gen / "generated.jsonl").exists():
+        subprocess.run([str(Path(sys.executable).parent / "distill"), "generate", "--mock", "--n", str(n), "--out", str(gen), "--seed", str(seed)],
+                       check=True, stdout=subprocess.DEVNULL)
+    truth = load_truth_records(gen / "mock_truth.jsonl")
+    verified = []
+    for llm in read_jsonl(gen / "generated.jsonl"):
+        record = truth.get(llm.text)
+        if record is None or {"unusable", "factually_wrong"} & set(record.errors):
+            continue
+        diff = review_diff(llm, record.example.entities, record.example.relations)
+        status = "corrected" if any(diff.values()) else "accepted"
+        verified.append(Example(id=llm.id, text=llm.text, entities=record.example.entities, relations=record.example.relations,
+                                source=llm.source, review=Review(status=status, annotator="bench-truth", diff=diff if status == "corrected" else None)))
+    return split_examples(verified, dev=0.15, test=0.15, seed=seed)
+
+
+def load_splits_any(data: Path, seed: int) -> dict[str, list]:
+    from data.formats import load_splits, read_examples, split_examples
+
+    if (data / "verified" / "dataset_dict.json").exists():
+        return load_splits(data / "verified")
+    if (data / "dataset_dict.json").exists():
+        return load_splits(data)
+    return split_examples([e for e in read_examples(data) if e.review.status != "rejected"], dev=0.15, test=0.15, seed=seed)
+
+
+@app.command()
+def main(
+    data: Optional[Path] = typer.Argument(None, help="Run folder, DatasetDict folder, or one JSONL/CoNLL file."),
+    demo: int = typer.Option(0, help="Instead of DATA: this many mock LLM examples, reviewed offline from the mock's truth."),
+    out: Path = typer.Option(Path("bench_out/sweep"), help="Models and results."),
+    teacher: Optional[Path] = typer.Option(None, help="A trained teacher (default: train one on all the train split)."),
+    encoder: Optional[str] = typer.Option(None, help="Teacher encoder (default: offline MiniLM)."),
+    fractions: str = typer.Option("1.0,0.5", help="Kept fractions."),
+    methods: str = typer.Option("random", help="Pruning methods: random, teacher_loss, el2n, disagreement."),
+    kds: str = typer.Option("none,hinton", help="KD settings."),
+    student_layers: int = typer.Option(3),
+    teacher_epochs: int = typer.Option(6),
+    epochs: int = typer.Option(6),
+    batch_size: int = typer.Option(16),
+    seed: int = typer.Option(0),
+) -> None:
+    from data.report import markdown_table
+    from trainers.sweep import TABLE_COLUMNS, half_data_verdict, run_sweep
+    from trainers.trainer import train_teacher
+
+    start = time.perf_counter()
+    if demo:
+        splits = demo_splits(demo, out, seed)
+    elif data is not None:
+        splits = load_splits_any(data, seed)
+    else:
+        raise SystemExit("give DATA (run folder, DatasetDict or file) or --demo N")
+    print(", ".join(f"{k}: {len(v)}" for k, v in splits.items()))
+    args = {"encoder": encoder, "epochs": teacher_epochs, "batch_size": batch_size, "seed": seed, "progress": False, "student_layers": student_layers}
+    if teacher is None:
+        teacher = out / "teacher"
+        if not (teacher / "model.json").exists():
+            train_teacher(splits["train"], splits["dev"], teacher, args)
+    rows = run_sweep(splits, teacher, [float(f) for f in fractions.split(",")], methods.split(","), kds.split(","), {**args, "epochs": epochs}, out, seed=seed)
+    print(markdown_table(sorted(rows, key=lambda r: (-r["fraction"], r["method"], r["kd"])), TABLE_COLUMNS))
+    print(half_data_verdict(rows) or "(no 50% KD row and 100% no-KD row to compare)")
+    print(f"total {time.perf_counter() - start:.0f} s -> {out}/sweep.md")
+
+
+if __name__ == "__main__":
+    app()
