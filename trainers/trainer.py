@@ -239,7 +239,9 @@ class _Fit:
         return [out[i] for i in torch.randperm(len(out), generator=g).tolist()]
 
     def _optimizer(self, steps: int) -> tuple[torch.optim.Optimizer, Any]:
-        decay = lambda n: not any(k in n for k in ("bias", "LayerNorm", "layer_norm", "norm.weight"))  # noqa: E731
+        def decay(name: str) -> bool:
+            return not any(k in name for k in ("bias", "LayerNorm", "layer_norm", "norm.weight"))
+
         groups = [
             {"params": [p for n, p in self.model.encoder.named_parameters() if decay(n)], "lr": self.args.learning_rate, "weight_decay": self.args.weight_decay},
             {"params": [p for n, p in self.model.encoder.named_parameters() if not decay(n)], "lr": self.args.learning_rate, "weight_decay": 0.0},

@@ -135,7 +135,12 @@ def test_bad_input_is_a_one_line_error(tiny_bert, data, tmp_path):
 
 
 def test_long_text_is_windowed_not_truncated(tiny_bert, tmp_path, data):
-    long_text = " ".join(e.text for e in data["train"][:12])
-    long = Example(text=long_text, entities=[Entity(start=long_text.rindex("worms") if "worms" in long_text else 0, end=(long_text.rindex("worms") + 5) if "worms" in long_text else 3, label="FEEDING")])
+    text = " ".join(e.text for e in data["train"][:12]) + " The saola eats worms."
+    start = text.rindex("worms")
+    long = Example(text=text, entities=[Entity(start=start, end=start + 5, label="FEEDING")])
     path = train_teacher([long, *data["train"][:10]], data["dev"][:4], tmp_path / "long", tiny_args(tiny_bert, epochs=1, max_length=32, stride=8))
     assert json.loads((path / "model.json").read_text())["texts_in_windows"] >= 1
+    from trainers.modeling import load_model, predict_entities
+
+    (entities,) = predict_entities(load_model(path), [text])
+    assert all(0 <= e.start < e.end <= len(text) for e in entities)  # offsets valid to the very end

@@ -1,0 +1,127 @@
+"""Benchmark: teacher and half-depth students (KD none / hinton / annealing) on a verified data set.
+
+    .venv/bin/python bench/train.py runs/NAME                  # a run folder (verified/, pruned/)
+    .venv/bin/python bench/train.py data.jsonl                 # one file: split 80/10/10 (seeded)
+    .venv/bin/python bench/train.py --train a.conll --dev b.conll --test c.conll
+
+Prints one Markdown table: F1 per label, entity micro F1 (seqeval, strict spans), token-level
+macro F1 over the entity types, relation weighted F1, parameters, training seconds, CPU sentences
+per second; then the checks of issue 4 (student keeps >= 99% of the teacher's F1 at >= 1.8x its
+speed; >= 200 sentences/s in spaCy on CPU). Results also go to OUT/bench.json and OUT/bench.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import typer  # noqa: E402
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+def load_data(data: Optional[Path], train: Optional[Path], dev: Optional[Path], test: Optional[Path], seed: int) -> dict[str, list]:
+    from data.formats import read_examples, split_examples
+    from trainers.cli import load_split, run_splits
+
+    if train and dev and test:
+        return {"train": load_split(train, "train"), "dev": load_split(dev, "dev"), "test": load_split(test, "test")}
+    if data is None:
+        raise SystemExit("give a run folder or data file, or --train/--dev/--test")
+    if (data / "verified").exists():
+        splits = run_splits(data)
+        return {"train": splits["train"], "dev": splits["dev"], "test": splits["test"]}
+    if (data / "dataset_dict.json").exists():
+        return {k: load_split(data, k) for k in ("train", "dev", "test")}
+    return split_examples([e for e in read_examples(data) if e.review.status != "rejected"], dev=0.1, test=0.1, seed=seed)
+
+
+def spacy_speed(model_dir: Path, out: Path, texts: list[str], n: int = 1000) -> float:
+    """Sentences per second of `nlp.pipe` on CPU for the exported pipeline."""
+    import spacy
+
+    from trainers.export import export_spacy
+
+    nlp = spacy.load(export_spacy(model_dir, out))
+    sample = (texts * (n // max(1, len(texts)) + 1))[:n]
+    list(nlp.pipe(sample[:64]))
+    start = time.perf_counter()
+    list(nlp.pipe(sample, batch_size=64))
+    return round(n / (time.perf_counter() - start), 1)
+
+
+def table(rows: list[dict], labels: list[str]) -> str:
+    head = ["model", *labels, "entity F1", "token macro F1", "relation F1", "parameters", "train s", "sent/s (CPU)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        per = [f"{r['per_label'].get(l, {}).get('f1', 0.0) * 100:.1f}" for l in labels]
+        rel = "n/a" if r.get("relation_f1") is None else f"{r['relation_f1'] * 100:.1f}"
+        lines.append(
+            f"| {r['name']} | " + " | ".join(per) + f" | **{r['f1'] * 100:.1f}** | {r['token_macro_f1'] * 100:.1f} | {rel} | "
+            f"{r['parameters'] / 1e6:.1f}M | {r['train_seconds']:.0f} | {r['sentences_per_second']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+@app.command()
+def main(
+    data: Optional[Path] = typer.Argument(None, help="Run folder, DatasetDict folder, or one JSONL/CoNLL file."),
+    train: Optional[Path] = typer.Option(None),
+    dev: Optional[Path] = typer.Option(None),
+    test: Optional[Path] = typer.Option(None),
+    out: Path = typer.Option(Path("bench_out"), help="Models and results."),
+    encoder: Optional[str] = typer.Option(None, help="Teacher encoder (default: offline MiniLM)."),
+    student_layers: int = typer.Option(3),
+    kds: str = typer.Option("none,hinton,annealing", help="Comma-separated KD settings for the student."),
+    epochs: int = typer.Option(6),
+    student_epochs: Optional[int] = typer.Option(None, help="Default: same as --epochs."),
+    batch_size: int = typer.Option(16),
+    learning_rate: float = typer.Option(1e-4, "--lr"),
+    max_train: Optional[int] = typer.Option(None, help="Use at most this many training examples."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train the teacher and students, evaluate on the gold test split, print one table."""
+    from trainers.args import TrainingArgs
+    from trainers.evaluate import evaluate
+    from trainers.trainer import train_student, train_teacher
+
+    splits = load_data(data, train, dev, test, seed)
+    if max_train:
+        splits["train"] = splits["train"][:max_train]
+    print(f"data: train {len(splits['train'])}, dev {len(splits['dev'])}, test {len(splits['test'])}")
+    args = TrainingArgs(encoder=encoder, student_layers=student_layers, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    rows = []
+    teacher = train_teacher(splits["train"], splits["dev"], out / "teacher", args)
+    rows.append({"name": "teacher", **evaluate(teacher, splits["test"])})
+    student_args = args.model_copy(update={"epochs": student_epochs or epochs})
+    for kd in [k.strip() for k in kds.split(",") if k.strip()]:
+        path = train_student(splits["train"], splits["dev"], teacher, out / f"student-{kd}", student_args, kd=kd)
+        rows.append({"name": f"student {student_layers}L KD {kd}", "path": str(path), **evaluate(path, splits["test"])})
+    labels = sorted({l for r in rows for l in r["per_label"]})
+    md = table(rows, labels)
+    best = max(rows[1:], key=lambda r: r["f1"]) if len(rows) > 1 else None
+    checks = []
+    if best:
+        keep = best["f1"] / max(rows[0]["f1"], 1e-9)
+        faster = best["sentences_per_second"] / max(rows[0]["sentences_per_second"], 1e-9)
+        spacy_sps = spacy_speed(Path(best["path"]), out / "student-spacy", [e.text for e in splits["test"]])
+        checks = [
+            f"best student ({best['name']}) keeps {keep * 100:.1f}% of the teacher's entity F1 (target >= 99%): {'PASS' if keep >= 0.99 else 'FAIL'}",
+            f"student speed / teacher speed = {faster:.2f}x (target >= 1.8x): {'PASS' if faster >= 1.8 else 'FAIL'}",
+            f"student in spaCy: {spacy_sps:.0f} sentences/s on CPU (target >= 200): {'PASS' if spacy_sps >= 200 else 'FAIL'}",
+            f"teacher parameters {rows[0]['parameters'] / 1e6:.1f}M (target <= 25M); training seconds, teacher + students: {sum(r['train_seconds'] for r in rows):.0f}",
+        ]
+    report = md + "\n\n" + "\n".join(f"- {c}" for c in checks) + "\n"
+    print(report)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.md").write_text(report, encoding="utf-8")
+    (out / "bench.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    app()
