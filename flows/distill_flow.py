@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.futures import wait
 from prefect.input import RunInput
+from prefect.runtime import deployment as current_deployment
 from prefect.runtime import flow_run as current_flow_run
 
 from data.errors import DistillError
@@ -183,7 +184,7 @@ def wait_for_humans(config: RunConfig, project_id: int) -> None:
     (config.run_dir / "flow_run.json").write_text(json.dumps({"flow_run_id": str(current_flow_run.id), "project_id": project_id}))
     _log(f"waiting for review in Label Studio: {project_url(config, project_id)}; then run: distill resume {config.name}")
     timeout = int(config.review.timeout_hours * 3600)
-    if current_flow_run.get_deployment_id():
+    if current_deployment.id:
         suspend_flow_run(wait_for_input=ReviewDone, timeout=timeout, key="human-review")
     else:
         pause_flow_run(wait_for_input=ReviewDone, timeout=timeout, key="human-review")
