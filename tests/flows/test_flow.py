@@ -185,3 +185,17 @@ def test_human_review_pauses_and_resumes(prefect, ls_env, tiny_bert, tmp_path):
     assert not thread.is_alive() and Path(outcome["report"]).exists()
     verified = read_jsonl(tmp_path / "human" / "verified.jsonl")
     assert verified and {e.review.annotator for e in verified} == {"reviewer@example.org"}
+
+
+def test_generation_fans_out_the_same_on_dask(prefect, mock_llm_server, tmp_path):
+    from flows.config import load_run_config
+    from flows.distill_flow import generate_stage
+
+    spec = tiny_spec(tmp_path, "flow-dask")
+    outputs = {}
+    for runner in ("thread", "dask"):
+        config = load_run_config(None, [f"name={runner}", f"runs_dir={tmp_path}", f"spec={spec}", "llm.n=20", f"task_runner={runner}", "generation_batches=2"])
+        summary = generate_stage(config, mock_llm_server.base_url)
+        assert summary["requests"] == 4 and summary["complete"]
+        outputs[runner] = [(e.id, e.text) for e in read_jsonl(tmp_path / runner / "generated.jsonl")]
+    assert outputs["dask"] == outputs["thread"] and len(outputs["dask"]) >= 15
