@@ -24,6 +24,22 @@ def _quiet_prefect() -> None:
         os.environ.setdefault(key, value)
 
 
+def check_servers(cfg) -> None:
+    """Fail in one line, before the flow starts, when a server the run needs is not up."""
+    import httpx
+
+    if cfg.review.mode != "none":
+        from annotators.label_studio import client
+        from annotators.ls_server import connection
+
+        client(connection(url=cfg.review.label_studio_url), retry_seconds=2)  # says how to start it
+    if cfg.llm.base_url:
+        try:
+            httpx.get(cfg.llm.base_url.rstrip("/") + "/models", timeout=10)
+        except httpx.HTTPError as err:
+            raise DistillError(f"the LLM server at {cfg.llm.base_url} is not reachable ({type(err).__name__}); start it or fix llm.base_url") from None
+
+
 @app.command()
 def run(
     config: str = typer.Option("demo", "--config", "-c", help="Run config: a name in flows/configs/ or a YAML path."),
@@ -33,6 +49,7 @@ def run(
     from flows.config import load_run_config
 
     cfg = load_run_config(config, set_)  # a broken config fails here, before anything starts
+    check_servers(cfg)
     _quiet_prefect()
     from flows.distill_flow import distill
 

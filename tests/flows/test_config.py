@@ -53,3 +53,16 @@ def test_stage_is_skipped_only_when_inputs_and_outputs_are_unchanged(tmp_path):
     out.unlink()
     run_stage(tmp_path, "make", {"a": 2}, body, outputs=[out], log=messages.append)  # output gone
     assert len(calls) == 3
+
+
+def test_run_refuses_early_when_a_server_is_down(tmp_path):
+    import subprocess
+    import sys
+
+    for override, expected in (("review.label_studio_url=http://127.0.0.1:9", "Label Studio at http://127.0.0.1:9 is not answering"),
+                               ("llm.base_url=http://127.0.0.1:9/v1", "LLM server at http://127.0.0.1:9/v1 is not reachable")):
+        extra = [] if override.startswith("review") else ["-s", "review.mode=none"]
+        out = subprocess.run([sys.executable, "-m", "flows.cli", "run", "-s", override, "-s", f"runs_dir={tmp_path}", *extra],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1 and expected in out.stderr and "Traceback" not in out.stderr
+        assert not (tmp_path / "demo").exists()  # nothing started
