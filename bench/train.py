@@ -84,6 +84,7 @@ def main(
     learning_rate: float = typer.Option(1e-4, "--lr"),
     max_train: Optional[int] = typer.Option(None, help="Use at most this many training examples."),
     seed: int = typer.Option(0),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: all cores)."),
 ) -> None:
     """Train the teacher and students, evaluate on the gold test split, print one table."""
     from trainers.args import TrainingArgs
@@ -94,7 +95,7 @@ def main(
     if max_train:
         splits["train"] = splits["train"][:max_train]
     print(f"data: train {len(splits['train'])}, dev {len(splits['dev'])}, test {len(splits['test'])}")
-    args = TrainingArgs(encoder=encoder, student_layers=student_layers, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    args = TrainingArgs(encoder=encoder, student_layers=student_layers, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, threads=threads)
     rows = []
     teacher = train_teacher(splits["train"], splits["dev"], out / "teacher", args)
     rows.append({"name": "teacher", **evaluate(teacher, splits["test"])})

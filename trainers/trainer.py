@@ -293,6 +293,9 @@ class _Fit:
                     progress.update(task, advance=1, loss=total / n)
                 scores = self.score_dev()
                 self.history.append({"epoch": self.epoch, "loss": round(total / max(n, 1), 5), "phase": "anneal" if anneal else "train", **scores})
+                if self.args.progress:
+                    rel = "" if scores["dev_relation_f1"] is None else f", dev relation F1 {scores['dev_relation_f1']:.3f}"
+                    progress.console.print(f"{label} epoch {self.epoch}: loss {total / max(n, 1):.4f}, dev entity F1 {scores['dev_f1']:.3f}{rel}")
                 if not early_stop:  # annealing phase 1: phase 2 starts from its end, whatever the dev score
                     continue
                 if scores["score"] > self.best_score:
