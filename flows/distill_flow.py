@@ -314,7 +314,7 @@ def _read(path: Path) -> str:
 
 
 # --- the flow ---------------------------------------------------------------------------------
-@flow(name="distill", log_prints=True)
+@flow(name="distill")
 def distill(config: str = "demo", overrides: list[str] | None = None) -> str:
     """Run the whole loop for one run config (a name in flows/configs/ or a YAML path)."""
     cfg = load_run_config(config, overrides)

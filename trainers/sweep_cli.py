@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from data.errors import DistillError
+from data.prune import STEP_HELP
 
 app = typer.Typer()
 console = Console()
@@ -37,7 +38,7 @@ def _load_scores(path: Path | None) -> dict[str, dict[str, float]]:
 def prune(
     verified: Path = typer.Argument(..., help="Verified splits (a DatasetDict folder with train/dev/test)."),
     out: Path = typer.Option(..., help="Folder for the pruned DatasetDict, removed.jsonl and report.json."),
-    step: list[str] = typer.Option(["dedup", "rejected"], help="Pruning steps in order (repeat the option)."),
+    step: list[str] = typer.Option(["dedup", "rejected"], help=f"Pruning steps in order (repeat the option): {STEP_HELP}."),
     teacher: Path | None = typer.Option(None, help="Teacher model folder, to compute the scores that score-based steps need."),
     scores: Path | None = typer.Option(None, help='Precomputed scores: JSON {"method": {"example id": score}}.'),
     seed: int = typer.Option(0, help="Seed for random choices."),
