@@ -4,6 +4,7 @@ Public API:
     correctness_report(llm_examples, verified) -> dict       P/R/F1 of the LLM vs the humans, per label
     report_markdown(report) -> str                           the same as a Markdown table
     agreement(per_task: dict[int, list[Judgement]]) -> dict  span F1 between annotators, Cohen's kappa
+    write_correctness(run_dir) -> (dict, str)                the report of a run, as correctness.{json,md}
 
 Entities match on exact span and label; relations on (head span, tail span, label). Rejected
 examples are left out of P/R/F1 (the text itself was wrong, so there is no right annotation) and
@@ -12,12 +13,15 @@ counted apart, as the rejection rate.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from itertools import combinations
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sklearn.metrics import cohen_kappa_score
 
+from data.errors import DistillError
 from data.example import Example
 
 if TYPE_CHECKING:
@@ -119,3 +123,20 @@ def agreement(per_task: dict[int, list[Judgement]]) -> dict[str, Any]:
         out_pairs[f"{a} / {b}"] = {"tasks": len(p["a"]), "span_f1": _prf(p["tp"], p["fp"], p["fn"])["f1"] if p["tp"] + p["fp"] + p["fn"] else 1.0, "kappa_reject": round(kappa, 4)}
     mean = lambda key: round(sum(v[key] for v in out_pairs.values()) / len(out_pairs), 4) if out_pairs else None  # noqa: E731
     return {"tasks_with_several_annotators": multi, "span_f1": mean("span_f1"), "kappa_reject": mean("kappa_reject"), "pairs": out_pairs}
+
+
+def write_correctness(run_dir: str | Path) -> tuple[dict[str, Any], str]:
+    """Compare a run's `generated.jsonl` with its `verified.jsonl`; write `correctness.{json,md}`."""
+    from annotators.label_studio import read_run
+    from data.formats import read_jsonl
+
+    run_dir = Path(run_dir)
+    verified_path = run_dir / "verified.jsonl"
+    if not verified_path.exists():
+        raise DistillError(f"{verified_path}: not found; run `distill review pull --run {run_dir}` first")
+    report = correctness_report(read_run(run_dir), read_jsonl(verified_path))
+    markdown = report_markdown(report)
+    (run_dir / "correctness.json").write_text(json.dumps(report, indent=2) + "\n")
+    (run_dir / "correctness.md").write_text(markdown)
+    return report, markdown
+

@@ -167,16 +167,8 @@ def simulate_cmd(
 @app.command("report")
 def report_cmd(run: Path = RUN) -> None:
     """How correct was the LLM: P/R/F1 against the humans, per label (RUN/correctness.{md,json})."""
-    from annotators.correctness import correctness_report, report_markdown
-    from annotators.label_studio import read_run
-    from data.formats import read_jsonl
+    from annotators.correctness import write_correctness
 
-    verified_path = run / "verified.jsonl"
-    if not verified_path.exists():
-        raise DistillError(f"{verified_path}: not found; run `distill review pull --run {run}` first")
-    report = correctness_report(read_run(run), read_jsonl(verified_path))
-    markdown = report_markdown(report)
-    (run / "correctness.json").write_text(json.dumps(report, indent=2) + "\n")
-    (run / "correctness.md").write_text(markdown)
+    _, markdown = write_correctness(run)
     console.print(markdown)
     console.print(f"-> {run / 'correctness.md'}, {run / 'correctness.json'}")

@@ -160,7 +160,7 @@ def simulate_task(config_json: dict[str, Any], project_id: int, truth_file: str 
 
 @task(name="pull-verified", **SERVER_RETRIES)
 def pull_task(config_json: dict[str, Any], project_id: int) -> dict[str, Any]:
-    from annotators.correctness import correctness_report, report_markdown
+    from annotators.correctness import write_correctness
     from annotators.label_studio import pull, read_run, write_verified
     from data.spec import load_spec
 
@@ -168,9 +168,7 @@ def pull_task(config_json: dict[str, Any], project_id: int) -> dict[str, Any]:
     generated = read_run(config.run_dir)
     result = pull(label_studio(config), project_id, load_spec(config.spec), generated)
     write_verified(config.run_dir, result)
-    report = correctness_report(generated, result.verified)
-    (config.run_dir / "llm_correctness.json").write_text(json.dumps(report, indent=2))
-    (config.run_dir / "llm_correctness.md").write_text(report_markdown(report))
+    write_correctness(config.run_dir)
     return {**result.counts(), "verified_file": str(config.run_dir / "verified.jsonl")}
 
 
@@ -282,7 +280,7 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
     config = RunConfig.model_validate(config_json)
     sections = {
         "Data set": markdown_table(dataset_rows(results["data"]), ["stage", "numbers"]),
-        "LLM against humans": _read(config.run_dir / "llm_correctness.md"),
+        "LLM against humans": _read(config.run_dir / "correctness.md"),
         "Teacher and students (gold test split)": markdown_table(
             results["models"], ["model", "layers", "kd", "f1", "precision", "recall", "token_macro_f1", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
         ),
