@@ -7,7 +7,7 @@
   `phi(T) = 1 - (T - 1) / t_max` with T stepping down from t_max to 1, so phi rises step by step
   from 1/t_max to 1; `annealing_loss` regresses the student's logits on `phi * teacher logits`
   (MSE). Phase 2 is plain cross-entropy on the hard labels.
-- `cached_teacher_logits(teacher_dir, features, compute)`: teacher logits computed once per
+- `cached_teacher_logits(teacher_dir, inputs, compute)`: teacher logits computed once per
   teacher and feature set (keyed by a hash of the teacher weights and every input id), stored
   under `teacher_dir/logits_cache/`, so KD costs little more than plain training.
 """
@@ -91,15 +91,16 @@ def fingerprint(teacher_dir: str | Path, inputs: Sequence[Sequence[int]], extra:
 def cached_teacher_logits(
     teacher_dir: str | Path,
     inputs: Sequence[Sequence[int]],
-    compute: Callable[[], list[torch.Tensor]],
+    compute: Callable[[], dict[str, list[torch.Tensor]]],
     name: str = "logits",
-) -> list[torch.Tensor]:
-    """Teacher logits for `inputs`, from `teacher_dir/logits_cache/` or computed once and saved."""
+) -> dict[str, list[torch.Tensor]]:
+    """Teacher logits for `inputs` (named lists of tensors), from `teacher_dir/logits_cache/` or
+    computed once and saved (as float16)."""
     key = fingerprint(teacher_dir, inputs, name)
     path = Path(teacher_dir) / "logits_cache" / f"{name}-{key}.pt"
     if path.exists():
         return torch.load(path, weights_only=True)
-    logits = [t.detach().to("cpu", torch.float16) for t in compute()]
+    logits = {k: [t.detach().to("cpu", torch.float16) for t in v] for k, v in compute().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(logits, tmp)

@@ -26,9 +26,9 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 from data.errors import DistillError
 from data.example import Entity, Example
 from data.formats import bio_tokens
-from trainers.modeling import Loaded, load_model, predict, predict_entities, re_pair_logits
+from trainers.modeling import Loaded, load_model, predict, predict_entities, window_outputs
 from trainers.ner import ner_features
-from trainers.relations import NO_RELATION, re_features
+from trainers.relations import NO_RELATION, relation_pairs
 
 
 def word_tags(example: Example) -> list[str]:
@@ -65,9 +65,10 @@ def relation_scores(loaded: Loaded, examples: Sequence[Example], batch_size: int
     allowed = [tuple(p) for p in loaded.meta.get("allowed_pairs", [])]
     if len(labels) < 2 or not allowed:
         return {}
-    feats = re_features(loaded.tokenizer, examples, allowed, labels, loaded.meta["max_length"])
-    y_true = [labels[f.label] for f in feats.features]
-    y_pred = [labels[int(l.argmax())] for l in re_pair_logits(loaded, feats.features, batch_size)] if feats.features else []
+    features, encoded = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta["max_length"], loaded.meta["stride"])
+    feats = relation_pairs(features, encoded, examples, loaded.meta["entity_labels"], allowed, labels)
+    y_true = [labels[p.label] for p in feats.pairs]
+    y_pred = [labels[int(l.argmax())] for l in window_outputs(loaded, features, feats, batch_size)[1]] if feats.pairs else []
     # gold relations whose label pair the model never considers are reported, not scored
     missed = sum(1 for e in examples for r in e.relations if (e.entities[r.head].label, e.entities[r.tail].label) not in set(allowed))
     positive = [l for l in labels if l != NO_RELATION]
@@ -184,7 +185,7 @@ def per_example_scores(model_dir: str | Path, examples: Sequence[Example], kind:
     for start in range(0, len(feats), batch_size):
         chunk = feats[start : start + batch_size]
         b = ner_batch(chunk, loaded.tokenizer.pad_token_id or 0, loaded.device)
-        values = fn(loaded.model.ner_logits(b["ids"], b["mask"]), b["labels"]).cpu().tolist()
+        values = fn(loaded.model(b["ids"], b["mask"])[0], b["labels"]).cpu().tolist()
         for f, v in zip(chunk, values):
             total[f.example] += v
             count[f.example] += 1

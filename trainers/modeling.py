@@ -4,9 +4,10 @@ A model directory holds `encoder/` (transformers weights, config and tokenizer),
 and `model.json` (tags, entity and relation labels, allowed (head, tail) label pairs, window
 settings, training arguments, history, provenance). `evaluate` adds `metrics.json`/`metrics.md`.
 
-- `NerReModel(encoder, n_tags, n_relations)`: `.ner_logits(ids, mask)`, `.re_logits(ids, mask, head, tail)`
+- `NerReModel(encoder, n_tags, n_relations, n_entity_labels)`: `model(ids, mask, pairs) -> (tag logits, relation logits)`
 - `save_model(model, tokenizer, meta, out_dir)`, `load_model(model_dir) -> Loaded`
 - `predict(loaded, texts) -> list[Example]` (entities and relations), batched, windows for long texts
+- `window_outputs(loaded, features, pairs)`: tag and relation logits of known windows and pairs (KD, scoring)
 """
 
 from __future__ import annotations
@@ -25,32 +26,54 @@ from data.errors import DistillError
 from data.example import Entity, Example, Relation
 from trainers.encoders import count_parameters
 from trainers.ner import NerFeature, decode_entities, merge_windows, ner_features
-from trainers.relations import NO_RELATION, ReFeature, re_features
+from trainers.relations import NO_RELATION, Pair, Pairs, relation_pairs
 
 
 class NerReModel(torch.nn.Module):
-    """Encoder + linear tag head (per word piece) + linear relation head (on the two marker pieces)."""
+    """Encoder + linear tag head (per word piece) + span-pair relation head, on one forward pass.
 
-    def __init__(self, encoder: torch.nn.Module, n_tags: int, n_relations: int, dropout: float = 0.1) -> None:
+    The relation head reads, for each (head, tail) pair, the max-pooled hidden states of the head
+    span, the tail span and the pieces between them, and an embedding of each entity label.
+    """
+
+    def __init__(self, encoder: torch.nn.Module, n_tags: int, n_relations: int, n_entity_labels: int, dropout: float = 0.1, label_dim: int = 32) -> None:
         super().__init__()
         hidden = encoder.config.hidden_size
         self.encoder = encoder
         self.dropout = torch.nn.Dropout(dropout)
         self.ner_head = torch.nn.Linear(hidden, n_tags)
-        self.re_head = torch.nn.Linear(2 * hidden, max(1, n_relations))
+        self.label_embedding = torch.nn.Embedding(max(1, n_entity_labels), label_dim)
+        self.re_head = torch.nn.Sequential(
+            torch.nn.Linear(3 * hidden + 2 * label_dim, hidden), torch.nn.GELU(), torch.nn.Dropout(dropout), torch.nn.Linear(hidden, max(1, n_relations))
+        )
 
-    def _hidden(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state)
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, pairs: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tag logits [B, T, n_tags] and, for `pairs` (see `pair_batch`), relation logits [P, n_relations]."""
+        hidden = self.dropout(self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state)
+        return self.ner_head(hidden), (self.re_logits(hidden, pairs) if pairs else None)
 
-    def ner_logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[B, T, n_tags]."""
-        return self.ner_head(self._hidden(ids, mask))
+    def re_logits(self, hidden: torch.Tensor, pairs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Relation logits [P, n_relations] from hidden states [B, T, H] and pair spans."""
+        rows = hidden[pairs["rows"]]  # [P, T, H]
+        head, tail = pairs["head"], pairs["tail"]  # [P, 2] each: [start, end)
+        head_first = head[:, 0] <= tail[:, 0]
+        between_start = torch.where(head_first, head[:, 1], tail[:, 1])
+        between_end = torch.where(head_first, tail[:, 0], head[:, 0])
+        features = [
+            _span_max(rows, head[:, 0], head[:, 1]),
+            _span_max(rows, tail[:, 0], tail[:, 1]),
+            _span_max(rows, between_start, between_end),
+            self.label_embedding(pairs["labels"]).flatten(1),
+        ]
+        return self.re_head(torch.cat(features, dim=-1))
 
-    def re_logits(self, ids: torch.Tensor, mask: torch.Tensor, head: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
-        """[B, n_relations] from the hidden states of the opening head and tail markers."""
-        hidden = self._hidden(ids, mask)
-        rows = torch.arange(ids.shape[0], device=ids.device)
-        return self.re_head(torch.cat([hidden[rows, head], hidden[rows, tail]], dim=-1))
+
+def _span_max(rows: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """Max over positions [start, end) of each row [P, T, H] -> [P, H]; zeros for an empty span."""
+    positions = torch.arange(rows.shape[1], device=rows.device)
+    inside = (positions >= start[:, None]) & (positions < end[:, None])
+    pooled = rows.masked_fill(~inside[..., None], torch.finfo(rows.dtype).min).max(dim=1).values
+    return torch.where(inside.any(dim=1, keepdim=True), pooled, torch.zeros_like(pooled))
 
 
 @dataclass
@@ -112,7 +135,7 @@ def load_model(model_dir: str | Path, device: str = "cpu") -> Loaded:
     meta = read_meta(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir / "encoder")
     encoder = AutoModel.from_pretrained(model_dir / "encoder")
-    model = NerReModel(encoder, len(meta["tags"]), len(meta["relation_labels"]))
+    model = NerReModel(encoder, len(meta["tags"]), len(meta["relation_labels"]), len(meta["entity_labels"]))
     model.load_state_dict(torch.load(model_dir / "heads.pt", weights_only=True), strict=False)
     model.to(pick_device(device)).eval()
     return Loaded(model, tokenizer, meta, model_dir)
@@ -135,13 +158,16 @@ def _mask_of(features: Sequence[Any], device: torch.device) -> torch.Tensor:
     return torch.tensor([[1] * len(f.input_ids) + [0] * (width - len(f.input_ids)) for f in features], dtype=torch.bool, device=device)
 
 
-def re_batch(features: Sequence[ReFeature], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+def pair_batch(pairs: Sequence[Pair], rows: dict[int, int], device: torch.device) -> dict[str, torch.Tensor] | None:
+    """Relation inputs of `pairs`; `rows` maps a pair's window index to its row in the NER batch."""
+    if not pairs:
+        return None
     return {
-        "ids": pad([f.input_ids for f in features], pad_id).to(device),
-        "mask": _mask_of(features, device),
-        "head": torch.tensor([f.head_pos for f in features], device=device),
-        "tail": torch.tensor([f.tail_pos for f in features], device=device),
-        "labels": torch.tensor([f.label for f in features], device=device),
+        "rows": torch.tensor([rows[p.feature] for p in pairs], device=device),
+        "head": torch.tensor([p.head for p in pairs], device=device),
+        "tail": torch.tensor([p.tail for p in pairs], device=device),
+        "labels": torch.tensor([p.labels for p in pairs], device=device),
+        "target": torch.tensor([p.label for p in pairs], device=device),
     }
 
 
@@ -153,72 +179,72 @@ def by_length(features: Sequence[Any], batch_size: int) -> list[list[int]]:
 
 # --- inference --------------------------------------------------------------------------------
 @torch.inference_mode()
-def ner_window_logits(loaded: Loaded, features: Sequence[NerFeature], batch_size: int = 64) -> list[torch.Tensor]:
-    """Logits [len(input_ids), n_tags] per window (CPU tensors), in feature order."""
-    out: list[torch.Tensor | None] = [None] * len(features)
+def window_outputs(loaded: Loaded, features: Sequence[NerFeature], pairs: Pairs | None = None, batch_size: int = 64) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Tag logits [len(input_ids), n_tags] per window and relation logits per pair (CPU), in input order."""
+    ner_out: list[torch.Tensor | None] = [None] * len(features)
+    pair_list = pairs.pairs if pairs else []
+    re_out: list[torch.Tensor | None] = [None] * len(pair_list)
+    of_window = pairs.by_feature() if pairs else {}
     pad_id = loaded.tokenizer.pad_token_id or 0
     for idx in by_length(features, batch_size):
         batch = ner_batch([features[i] for i in idx], pad_id, loaded.device)
-        logits = loaded.model.ner_logits(batch["ids"], batch["mask"]).float().cpu()
+        chosen = [k for i in idx for k in of_window.get(i, [])]
+        pb = pair_batch([pair_list[k] for k in chosen], {i: row for row, i in enumerate(idx)}, loaded.device)
+        tags, rels = loaded.model(batch["ids"], batch["mask"], pb)
+        tags = tags.float().cpu()
         for row, i in enumerate(idx):
-            out[i] = logits[row, : len(features[i].input_ids)]
+            ner_out[i] = tags[row, : len(features[i].input_ids)]
+        if rels is not None:
+            for k, logits in zip(chosen, rels.float().cpu()):
+                re_out[k] = logits
+    return ner_out, re_out  # type: ignore[return-value]
+
+
+def predict(loaded: Loaded, texts: Sequence[str], batch_size: int = 64, allowed: Sequence[Sequence[str]] | None = None) -> list[Example]:
+    """Entities and relations for each text, as `Example`s: one encoder pass per window for both.
+
+    Texts are processed in chunks of `batch_size` of similar length. Relation candidates are the
+    predicted entity pairs whose labels are in `allowed` (default: the model's `allowed_pairs`).
+    """
+    out: list[Example | None] = [None] * len(texts)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        for i, example in zip(chunk, _predict_chunk(loaded, [texts[i] for i in chunk], allowed)):
+            out[i] = example
     return out  # type: ignore[return-value]
 
 
 @torch.inference_mode()
-def re_pair_logits(loaded: Loaded, features: Sequence[ReFeature], batch_size: int = 64) -> list[torch.Tensor]:
-    """Logits [n_relations] per candidate pair (CPU tensors), in feature order."""
-    out: list[torch.Tensor | None] = [None] * len(features)
-    pad_id = loaded.tokenizer.pad_token_id or 0
-    for idx in by_length(features, batch_size):
-        b = re_batch([features[i] for i in idx], pad_id, loaded.device)
-        logits = loaded.model.re_logits(b["ids"], b["mask"], b["head"], b["tail"]).float().cpu()
-        for row, i in enumerate(idx):
-            out[i] = logits[row]
-    return out  # type: ignore[return-value]
+def _predict_chunk(loaded: Loaded, texts: Sequence[str], allowed: Sequence[Sequence[str]] | None) -> list[Example]:
+    examples = [Example(text=t) for t in texts]
+    features, encoded = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta["max_length"], loaded.meta["stride"])
+    if not features:
+        return examples
+    batch = ner_batch(features, loaded.tokenizer.pad_token_id or 0, loaded.device)
+    model = loaded.model
+    hidden = model.encoder(input_ids=batch["ids"], attention_mask=batch["mask"]).last_hidden_state
+    tags = model.ner_head(hidden).float().cpu()
+    windows = [tags[row, : len(f.input_ids)] for row, f in enumerate(features)]
+    for example, enc, logits in zip(examples, encoded, merge_windows(features, windows, encoded, loaded.tokenizer)):
+        best = logits.softmax(-1).max(-1)
+        example.entities = decode_entities(example.text, enc.offsets, best.indices.tolist(), loaded.tags, best.values.tolist())
+    labels = loaded.relation_labels
+    allowed = [tuple(p) for p in (loaded.meta.get("allowed_pairs", []) if allowed is None else allowed)]
+    if len(labels) < 2 or not allowed:
+        return examples
+    pairs = relation_pairs(features, encoded, examples, loaded.meta["entity_labels"], allowed, labels, entities=[e.entities for e in examples])
+    pb = pair_batch(pairs.pairs, {k: k for k in range(len(features))}, loaded.device)
+    if pb is None:
+        return examples
+    probs = model.re_logits(hidden, pb).float().softmax(-1).cpu()
+    for p, row in zip(pairs.pairs, probs):
+        k = int(row.argmax())
+        if labels[k] != NO_RELATION:
+            examples[p.example].relations.append(Relation(head=p.pair[0], tail=p.pair[1], label=labels[k], confidence=round(float(row[k]), 4)))
+    return examples
 
 
 def predict_entities(loaded: Loaded, texts: Sequence[str], batch_size: int = 64) -> list[list[Entity]]:
     """Entities per text (char offsets, confidence = mean tag probability)."""
-    examples = [Example(id=str(i), text=t) for i, t in enumerate(texts)]
-    features, encoded = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta["max_length"], loaded.meta["stride"])
-    if not features:
-        return [[] for _ in texts]
-    per_text = merge_windows(features, ner_window_logits(loaded, features, batch_size), encoded, loaded.tokenizer)
-    out = []
-    for text, enc, logits in zip(texts, encoded, per_text):
-        probs = logits.softmax(-1)
-        best = probs.max(-1)
-        out.append(decode_entities(text, enc.offsets, best.indices.tolist(), loaded.tags, best.values.tolist()))
-    return out
-
-
-def predict_relations(
-    loaded: Loaded, texts: Sequence[str], entities: Sequence[Sequence[Entity]], batch_size: int = 64, allowed: Sequence[Sequence[str]] | None = None
-) -> list[list[Relation]]:
-    """Relations among the given entities of each text (no_relation pairs left out).
-
-    Candidate pairs: entity label pairs in `allowed` (default: the model's `allowed_pairs`).
-    """
-    labels = loaded.relation_labels
-    out: list[list[Relation]] = [[] for _ in texts]
-    allowed = [tuple(p) for p in (loaded.meta.get("allowed_pairs", []) if allowed is None else allowed)]
-    if len(labels) < 2 or not allowed:
-        return out
-    examples = [Example(id=str(i), text=t) for i, t in enumerate(texts)]
-    feats = re_features(loaded.tokenizer, examples, allowed, labels, loaded.meta["max_length"], entities=entities)
-    if not feats.features:
-        return out
-    for f, logits in zip(feats.features, re_pair_logits(loaded, feats.features, batch_size)):
-        probs = logits.softmax(-1)
-        k = int(probs.argmax())
-        if labels[k] != NO_RELATION:
-            out[f.example].append(Relation(head=f.pair[0], tail=f.pair[1], label=labels[k], confidence=round(float(probs[k]), 4)))
-    return out
-
-
-def predict(loaded: Loaded, texts: Sequence[str], batch_size: int = 64) -> list[Example]:
-    """Entities and relations for each text, as `Example`s."""
-    entities = predict_entities(loaded, texts, batch_size)
-    relations = predict_relations(loaded, texts, entities, batch_size)
-    return [Example(text=t, entities=e, relations=r) for t, e, r in zip(texts, entities, relations)]
+    return [e.entities for e in predict(loaded, texts, batch_size, allowed=[])]

@@ -1,13 +1,17 @@
-"""Relation classification data: typed entity markers around each candidate pair, plus "no_relation".
+"""Relation candidates on the NER encoder's word pieces, plus "no_relation".
 
-For a head and a tail entity the text is rewritten with typed punctuation markers (Zhou & Chen,
-2021), which need no new vocabulary, so a layer-truncated student shares the teacher's tokenizer:
-`... @ * species * Amur leopard @ lives in the # ^ habitat ^ temperate forests # ...`.
-The classifier reads the pieces of the opening `@` and `#`. Candidate pairs are the ordered
-entity pairs whose labels some relation type allows (from the spec, or seen in training data);
-every candidate without a gold relation is a `no_relation` example, so the model can say "none".
-A pair whose marked span does not fit in `max_length` pieces is not classified (predicted
-`no_relation`) and counted in `ReFeatures.skipped`.
+Relations are classified from the same forward pass as the entities (one encoder pass per
+sentence for both tasks): for an ordered (head, tail) entity pair the relation head reads the
+max-pooled word pieces of the head span, of the tail span and of the context between them, and
+embeddings of the two entity labels (the span-pair classifier of SpERT, Eberts & Ulges 2020).
+One forward per sentence, not one per pair as with entity-marker inputs, is what makes the
+student fast on CPU.
+
+Candidate pairs are the ordered entity pairs whose labels some relation type allows (from the
+spec, or seen in training data); every candidate without a gold relation is a `no_relation`
+example, so the model can say "none". A pair is read in the first window that holds both
+entities; a pair that no window holds (entities farther apart than `max_length` pieces) is not
+classified (predicted `no_relation`) and counted in `Pairs.skipped`.
 """
 
 from __future__ import annotations
@@ -16,10 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from data.example import Entity, Example
-from trainers.ner import N_SPECIAL, content_positions, with_specials
+from trainers.ner import N_SPECIAL, Encoded, NerFeature
 
 NO_RELATION = "no_relation"
-HEAD_MARK, TAIL_MARK = ("@", "*"), ("#", "^")
 
 
 def allowed_pairs_from_spec(spec) -> list[tuple[str, str]]:
@@ -46,79 +49,87 @@ def gold_pair_labels(example: Example) -> dict[tuple[int, int], str]:
     return out
 
 
-def mark_pair(text: str, head: Entity, tail: Entity) -> tuple[str, int, int, int]:
-    """Text with typed markers around head and tail; char positions of the opening `@` and `#`
-    and of the marker that closes the later of the two."""
-    pieces, positions, cursor, out_len = [], {}, 0, 0
-    for which, e in sorted((("head", head), ("tail", tail)), key=lambda x: x[1].start):
-        opener, inner = HEAD_MARK if which == "head" else TAIL_MARK
-        kind = e.label.lower().replace("_", " ")
-        before = text[cursor : e.start]
-        pieces.append(before)
-        out_len += len(before)
-        positions[which] = out_len
-        chunk = f"{opener} {inner} {kind} {inner} {text[e.start : e.end]} {opener}"
-        pieces.append(chunk)
-        out_len += len(chunk)
-        cursor = e.end
-    pieces.append(text[cursor:])
-    return "".join(pieces), positions["head"], positions["tail"], out_len - 1
+def entity_pieces(offsets: Sequence[tuple[int, int]], entity: Entity) -> tuple[int, int] | None:
+    """[first, last + 1) of the word pieces that overlap the entity's characters (None: none do)."""
+    inside = [i for i, (s, t) in enumerate(offsets) if t > s and s < entity.end and t > entity.start]
+    return (inside[0], inside[-1] + 1) if inside else None
 
 
 @dataclass
-class ReFeature:
-    """One candidate pair: input ids with specials, positions of the two markers, label id."""
+class Pair:
+    """One candidate pair, located in one NER window: spans are [start, end) positions in the
+    window's input ids (special tokens included)."""
 
+    feature: int  # index of the window (NerFeature) that holds both entities
     example: int
-    pair: tuple[int, int]
-    input_ids: list[int]
-    head_pos: int
-    tail_pos: int
-    label: int = 0
+    pair: tuple[int, int]  # (head, tail) entity indices in the example
+    head: tuple[int, int]
+    tail: tuple[int, int]
+    labels: tuple[int, int]  # entity label ids of head and tail
+    label: int = 0  # relation label id (0 = no_relation)
 
 
 @dataclass
-class ReFeatures:
-    features: list[ReFeature] = field(default_factory=list)
+class Pairs:
+    pairs: list[Pair] = field(default_factory=list)
     skipped: int = 0
 
+    def by_feature(self) -> dict[int, list[int]]:
+        """Window index -> indices of its pairs."""
+        out: dict[int, list[int]] = {}
+        for k, p in enumerate(self.pairs):
+            out.setdefault(p.feature, []).append(k)
+        return out
 
-def re_features(
-    tokenizer,
+
+def relation_pairs(
+    features: Sequence[NerFeature],
+    encoded: Sequence[Encoded],
     examples: Sequence[Example],
+    entity_labels: Sequence[str],
     allowed: Iterable[tuple[str, str]],
     relation_labels: Sequence[str],
-    max_length: int,
     entities: Sequence[Sequence[Entity]] | None = None,
-) -> ReFeatures:
-    """A feature per candidate pair of each example (gold entities, or `entities` when given)."""
+) -> Pairs:
+    """Candidate pairs of each example (gold entities and labels, or `entities` unlabelled)."""
     allowed = list(allowed)
-    index = {label: i for i, label in enumerate(relation_labels)}
-    out = ReFeatures()
-    size = max_length - N_SPECIAL
-    for k, example in enumerate(examples):
-        ents = list(entities[k]) if entities is not None else example.entities
+    label_id = {label: i for i, label in enumerate(entity_labels)}
+    relation_id = {label: i for i, label in enumerate(relation_labels)}
+    windows: dict[int, list[int]] = {}
+    for k, f in enumerate(features):
+        windows.setdefault(f.example, []).append(k)
+    out = Pairs()
+    for x, example in enumerate(examples):
+        ents = list(entities[x]) if entities is not None else example.entities
         gold = gold_pair_labels(example) if entities is None else {}
+        spans = [entity_pieces(encoded[x].offsets, e) for e in ents]
         for i, j in candidate_pairs(ents, allowed):
-            feature = _pair_feature(tokenizer, example.text, ents[i], ents[j], size)
-            if feature is None:
+            found = _window_of(features, windows.get(x, []), spans[i], spans[j])
+            if found is None:
                 out.skipped += 1
                 continue
-            ids, hp, tp = feature
-            out.features.append(ReFeature(k, (i, j), ids, hp, tp, index.get(gold.get((i, j), NO_RELATION), 0)))
+            k, shift = found
+            out.pairs.append(
+                Pair(
+                    feature=k,
+                    example=x,
+                    pair=(i, j),
+                    head=(spans[i][0] + shift, spans[i][1] + shift),
+                    tail=(spans[j][0] + shift, spans[j][1] + shift),
+                    labels=(label_id[ents[i].label], label_id[ents[j].label]),
+                    label=relation_id.get(gold.get((i, j), NO_RELATION), 0),
+                )
+            )
     return out
 
 
-def _pair_feature(tokenizer, text: str, head: Entity, tail: Entity, size: int) -> tuple[list[int], int, int] | None:
-    marked, hc, tc, close_c = mark_pair(text, head, tail)
-    enc = tokenizer(marked, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
-    ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
-    hp, tp, close = (next(i for i, (s, _) in enumerate(offsets) if s >= c) for c in (hc, tc, close_c))
-    lo = min(hp, tp)
-    if close - lo + 1 > size:
+def _window_of(features: Sequence[NerFeature], window_ids: list[int], a: tuple[int, int] | None, b: tuple[int, int] | None) -> tuple[int, int] | None:
+    """(window index, piece -> position shift) of the first window holding both spans."""
+    if a is None or b is None:
         return None
-    start = max(0, min(lo, (lo + close) // 2 - size // 2))
-    start = min(start, max(0, len(ids) - size))
-    window = ids[start : start + size]
-    positions = content_positions(tokenizer, len(window))
-    return with_specials(tokenizer, window), positions[hp - start], positions[tp - start]
+    lo, hi = min(a[0], b[0]), max(a[1], b[1])
+    for k in window_ids:
+        f = features[k]
+        if f.first_token <= lo and hi <= f.first_token + len(f.input_ids) - N_SPECIAL:
+            return k, 1 - f.first_token  # content pieces start after [CLS]
+    return None

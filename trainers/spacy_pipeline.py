@@ -2,10 +2,10 @@
 
 Registered through the `spacy_factories` entry point (pyproject.toml), so `spacy.load(path)`
 finds it in any process where distill-ner is installed. spaCy tokenizes; the component runs the
-HF model on the raw text (word pieces with char offsets, windows for long texts), turns BIO tags
-into char spans -> `doc.char_span(..., alignment_mode="expand")` -> `doc.ents`, then classifies
-the entity pairs whose labels `allowed_pairs` permits -> `doc._.relations`, a list of
-`(head Span, tail Span, label, score)`. `nlp.pipe` batches (`batch_size`). `to_disk` copies the
+HF model on the raw text (word pieces with char offsets, windows for long texts) once per batch:
+BIO tags become char spans -> `doc.char_span(..., alignment_mode="expand")` -> `doc.ents`, and
+the entity pairs whose labels `allowed_pairs` permits are classified from the same encoder pass
+-> `doc._.relations`, a list of `(head Span, tail Span, label, score)`. `nlp.pipe` batches (`batch_size`). `to_disk` copies the
 model directory into the pipeline; `from_disk` loads it.
 """
 
@@ -22,7 +22,6 @@ from spacy.tokens import Doc
 from spacy.util import filter_spans, minibatch
 
 from data.errors import DistillError
-from data.example import Entity
 
 FACTORY = "distill_ner_re"
 MODEL_FILES = ("encoder", "heads.pt", "model.json")
@@ -66,21 +65,18 @@ class DistillNerRe:
             yield from self._process(list(batch))
 
     def _process(self, docs: list[Doc]) -> list[Doc]:
-        from trainers.modeling import predict_entities, predict_relations
+        from trainers.modeling import predict
 
         if self.loaded is None:
             raise DistillError(f"spaCy component {self.name}: no model loaded (export it with `distill export-spacy`)")
-        texts = [d.text for d in docs]
-        size = self.cfg["batch_size"]
-        predicted = predict_entities(self.loaded, texts, size)
-        for doc, entities in zip(docs, predicted):
-            spans = [doc.char_span(e.start, e.end, label=e.label, alignment_mode="expand") for e in entities]
+        predicted = predict(self.loaded, [d.text for d in docs], self.cfg["batch_size"], allowed=self.cfg["allowed_pairs"])
+        for doc, example in zip(docs, predicted):
+            spans = [doc.char_span(e.start, e.end, label=e.label, alignment_mode="expand") for e in example.entities]
             doc.ents = filter_spans([s for s in spans if s is not None])
-        entity_lists = [[Entity(start=s.start_char, end=s.end_char, label=s.label_) for s in doc.ents] for doc in docs]
-        relations = predict_relations(self.loaded, texts, entity_lists, size, allowed=self.cfg["allowed_pairs"])
-        for doc, rels in zip(docs, relations):
-            ents = list(doc.ents)
-            doc._.relations = [(ents[r.head], ents[r.tail], r.label, r.confidence) for r in rels]
+            kept = set(doc.ents)
+            doc._.relations = [
+                (spans[r.head], spans[r.tail], r.label, r.confidence) for r in example.relations if spans[r.head] in kept and spans[r.tail] in kept
+            ]
         return docs
 
     # --- serialization --------------------------------------------------------------------

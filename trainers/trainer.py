@@ -5,8 +5,8 @@
                   temperature=None, fraction=1.0) -> Path
 
 Both train NER (BIO tags on word pieces) and, when the data has relations, relation
-classification (typed entity markers, with "no_relation") on one shared encoder; NER and RE
-batches are interleaved. AdamW with linear warm-up and decay; after each epoch the dev split is
+classification (span pairs, with "no_relation") on one shared encoder: every batch of windows
+gives both losses from one forward pass. AdamW with linear warm-up and decay; after each epoch the dev split is
 scored (mean of entity micro F1 and relation weighted F1) and training stops after
 `args.patience` epochs without improvement; the best epoch is kept. Seeded and repeatable.
 Examples with `review.status == "rejected"` are dropped. `args` is a `TrainingArgs` or anything
@@ -36,9 +36,9 @@ from trainers.args import TrainingArgs
 from trainers.distillation import annealing_factor, cached_teacher_logits, kd_loss
 from trainers.encoders import load_encoder, resolve_encoder, truncate_layers
 from trainers.evaluate import ner_scores, relation_scores
-from trainers.modeling import Loaded, NerReModel, load_model, ner_batch, ner_window_logits, pick_device, predict_entities, re_batch, re_pair_logits, save_model
+from trainers.modeling import Loaded, NerReModel, load_model, ner_batch, pair_batch, pick_device, predict_entities, save_model, window_outputs
 from trainers.ner import NerFeature, ner_features, tag_names
-from trainers.relations import NO_RELATION, ReFeature, allowed_pairs_from_examples, allowed_pairs_from_spec, re_features
+from trainers.relations import NO_RELATION, Pairs, allowed_pairs_from_examples, allowed_pairs_from_spec, relation_pairs
 
 
 # --- data checks ------------------------------------------------------------------------------
@@ -76,19 +76,18 @@ def label_sets(train: Sequence[Example], dev: Sequence[Example], spec: Any = Non
 @dataclass
 class Features:
     ner: list[NerFeature]
-    re: list[ReFeature]
+    pairs: Pairs  # relation candidates, each located in one NER window
     windows_split: int  # texts longer than one window
-    re_skipped: int
 
 
 def build_features(tokenizer: Any, examples: Sequence[Example], meta: dict[str, Any], with_relations: bool) -> Features:
     """NER windows and (when asked) relation pairs of the examples, with what was windowed or skipped."""
-    ner, _ = ner_features(tokenizer, examples, meta["tags"], meta["max_length"], meta["stride"])
+    ner, encoded = ner_features(tokenizer, examples, meta["tags"], meta["max_length"], meta["stride"])
     windowed = len({f.example for f in ner if f.first_token > 0})
     if not with_relations:
-        return Features(ner, [], windowed, 0)
-    re = re_features(tokenizer, examples, [tuple(p) for p in meta["allowed_pairs"]], meta["relation_labels"], meta["max_length"])
-    return Features(ner, re.features, windowed, re.skipped)
+        return Features(ner, Pairs(), windowed)
+    pairs = relation_pairs(ner, encoded, examples, meta["entity_labels"], [tuple(p) for p in meta["allowed_pairs"]], meta["relation_labels"])
+    return Features(ner, pairs, windowed)
 
 
 # --- public API -------------------------------------------------------------------------------
@@ -100,7 +99,7 @@ def train_teacher(train: Sequence[Example], dev: Sequence[Example], out_dir: str
     _setup(args)
     encoder, tokenizer = load_encoder(args.encoder)
     meta = _meta("teacher", entity_labels, relation_labels, allowed, args, source=resolve_encoder(args.encoder))
-    model = NerReModel(encoder, len(meta["tags"]), len(relation_labels))
+    model = NerReModel(encoder, len(meta["tags"]), len(relation_labels), len(entity_labels))
     return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=None, kd="none")
 
 
@@ -177,16 +176,17 @@ def _student_model(teacher: Loaded, args: TrainingArgs) -> tuple[NerReModel, Any
         encoder, tokenizer = load_encoder(args.student_encoder)
         if args.kd != "none" and tokenizer.get_vocab() != teacher.tokenizer.get_vocab():
             raise DistillError(f"student encoder {args.student_encoder}: KD on word pieces needs the teacher's vocabulary; use --kd none or layers of the teacher")
-        return NerReModel(encoder, n_tags, n_rel), tokenizer, resolve_encoder(args.student_encoder)
+        return NerReModel(encoder, n_tags, n_rel, len(teacher.meta["entity_labels"])), tokenizer, resolve_encoder(args.student_encoder)
     model = copy.deepcopy(teacher.model).cpu()
     truncate_layers(model.encoder, args.student_layers)
     return model, teacher.tokenizer, f"{teacher.path} (layers {args.student_layers} of {teacher.model.encoder.config.num_hidden_layers})"
 
 
 def _teacher_logits(teacher: Loaded, feats: Features, args: TrainingArgs) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    ner = cached_teacher_logits(teacher.path, [f.input_ids for f in feats.ner], lambda: ner_window_logits(teacher, feats.ner, args.eval_batch_size), "ner")
-    re = cached_teacher_logits(teacher.path, [[*f.input_ids, f.head_pos, f.tail_pos] for f in feats.re], lambda: re_pair_logits(teacher, feats.re, args.eval_batch_size), "re") if feats.re else []
-    return ner, re
+    """The teacher's tag logits per window and relation logits per pair (cached on disk)."""
+    inputs = [f.input_ids for f in feats.ner] + [[p.feature, *p.head, *p.tail, *p.labels] for p in feats.pairs.pairs]
+    out = cached_teacher_logits(teacher.path, inputs, lambda: dict(zip(("ner", "re"), window_outputs(teacher, feats.ner, feats.pairs, args.eval_batch_size))), "ner-re")
+    return out["ner"], out["re"]
 
 
 def _train_and_save(model: NerReModel, tokenizer: Any, meta: dict[str, Any], train: list[Example], dev: list[Example], args: TrainingArgs, out_dir: str | Path, teacher: Loaded | None, kd: str) -> Path:
@@ -209,8 +209,8 @@ def _train_and_save(model: NerReModel, tokenizer: Any, meta: dict[str, Any], tra
         n_train=len(train),
         n_dev=len(dev),
         texts_in_windows=feats.windows_split,
-        relation_pairs=len(feats.re),
-        relation_pairs_skipped=feats.re_skipped,
+        relation_pairs=len(feats.pairs.pairs),
+        relation_pairs_skipped=feats.pairs.skipped,
         history=fit.history,
         best_epoch=fit.best_epoch,
         dev=fit.best_scores,
@@ -225,18 +225,16 @@ class _Fit:
     def __init__(self, model: NerReModel, tokenizer: Any, meta: dict[str, Any], feats: Features, dev: list[Example], args: TrainingArgs, device: torch.device, teacher_ner: list, teacher_re: list) -> None:
         self.model, self.tokenizer, self.meta, self.feats, self.dev, self.args, self.device = model, tokenizer, meta, feats, dev, args, device
         self.teacher_ner, self.teacher_re = teacher_ner, teacher_re
+        self.pairs_of = feats.pairs.by_feature()
         self.history: list[dict[str, Any]] = []
         self.best_score, self.best_epoch, self.best_state, self.best_scores = -1.0, 0, None, {}
         self.epoch = 0
 
-    def _batches(self, epoch: int) -> list[tuple[str, list[int]]]:
+    def _batches(self, epoch: int) -> list[list[int]]:
+        """Window index batches in a seeded order (each batch also carries its windows' pairs)."""
         g = torch.Generator().manual_seed(self.args.seed * 1000 + epoch)
-        bs = self.args.batch_size
-        out = []
-        for kind, feats in (("ner", self.feats.ner), ("re", self.feats.re)):
-            order = torch.randperm(len(feats), generator=g).tolist()
-            out += [(kind, order[i : i + bs]) for i in range(0, len(order), bs)]
-        return [out[i] for i in torch.randperm(len(out), generator=g).tolist()]
+        order = torch.randperm(len(self.feats.ner), generator=g).tolist()
+        return [order[i : i + self.args.batch_size] for i in range(0, len(order), self.args.batch_size)]
 
     def _optimizer(self, steps: int) -> tuple[torch.optim.Optimizer, Any]:
         def decay(name: str) -> bool:
@@ -250,18 +248,19 @@ class _Fit:
         optimizer = torch.optim.AdamW(groups)
         return optimizer, get_linear_schedule_with_warmup(optimizer, int(self.args.warmup_ratio * steps), steps)
 
-    def _loss(self, kind: str, idx: list[int], kd: str, factor: float | None) -> torch.Tensor:
-        pad_id = self.tokenizer.pad_token_id or 0
+    def _loss(self, idx: list[int], kd: str, factor: float | None) -> torch.Tensor:
+        """NER loss of the windows `idx` plus the relation loss of their pairs, from one forward pass."""
         a = self.args
-        if kind == "ner":
-            b = ner_batch([self.feats.ner[i] for i in idx], pad_id, self.device)
-            logits = self.model.ner_logits(b["ids"], b["mask"])
-            teacher = self._stack([self.teacher_ner[i] for i in idx], logits.shape) if self.teacher_ner else None
-        else:
-            b = re_batch([self.feats.re[i] for i in idx], pad_id, self.device)
-            logits = self.model.re_logits(b["ids"], b["mask"], b["head"], b["tail"])
-            teacher = torch.stack([self.teacher_re[i] for i in idx]).to(self.device).float() if self.teacher_re else None
-        return kd_loss(kd, logits, teacher, b["labels"], alpha=a.alpha or 0.0, temperature=a.temperature, factor=factor)
+        b = ner_batch([self.feats.ner[i] for i in idx], self.tokenizer.pad_token_id or 0, self.device)
+        chosen = [k for i in idx for k in self.pairs_of.get(i, [])]
+        pb = pair_batch([self.feats.pairs.pairs[k] for k in chosen], {i: row for row, i in enumerate(idx)}, self.device)
+        tags, rels = self.model(b["ids"], b["mask"], pb)
+        teacher = self._stack([self.teacher_ner[i] for i in idx], tags.shape) if self.teacher_ner else None
+        loss = kd_loss(kd, tags, teacher, b["labels"], alpha=a.alpha or 0.0, temperature=a.temperature, factor=factor)
+        if rels is not None:
+            teacher_re = torch.stack([self.teacher_re[k] for k in chosen]).to(self.device).float() if self.teacher_re else None
+            loss = loss + kd_loss(kd, rels, teacher_re, pb["target"], alpha=a.alpha or 0.0, temperature=a.temperature, factor=factor)
+        return loss
 
     def _stack(self, rows: list[torch.Tensor], shape: torch.Size) -> torch.Tensor:
         out = torch.zeros(shape, device=self.device)
@@ -280,9 +279,9 @@ class _Fit:
                 self.epoch += 1
                 self.model.train()
                 total, n = 0.0, 0
-                for kind, idx in self._batches(self.epoch):
+                for idx in self._batches(self.epoch):
                     factor = annealing_factor(step, steps, self.args.anneal_max_temperature) if anneal else None
-                    loss = self._loss(kind, idx, kd, factor)
+                    loss = self._loss(idx, kd, factor)
                     optimizer.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -313,7 +312,7 @@ class _Fit:
         loaded = Loaded(self.model, self.tokenizer, self.meta, Path("."))
         predicted = predict_entities(loaded, [e.text for e in self.dev], self.args.eval_batch_size)
         ner = ner_scores(self.dev, predicted)["f1"]
-        re = relation_scores(loaded, self.dev, self.args.eval_batch_size).get("weighted_f1") if self.feats.re else None
+        re = relation_scores(loaded, self.dev, self.args.eval_batch_size).get("weighted_f1") if self.feats.pairs.pairs else None
         score = ner if re is None else (ner + re) / 2
         return {"dev_f1": ner, "dev_relation_f1": re, "score": round(score, 5)}
 

@@ -63,12 +63,12 @@ def test_teacher_logits_are_computed_once_and_reused(tmp_path):
 
     def compute():
         calls.append(1)
-        return [torch.randn(3, 5), torch.randn(2, 5)]
+        return {"ner": [torch.randn(3, 5), torch.randn(2, 5)], "re": [torch.randn(4)]}
 
     inputs = [[1, 2, 3], [4, 5]]
     first = cached_teacher_logits(tmp_path, inputs, compute, "ner")
     second = cached_teacher_logits(tmp_path, inputs, compute, "ner")
     assert len(calls) == 1
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(a, b) for k in ("ner", "re") for a, b in zip(first[k], second[k]))
     cached_teacher_logits(tmp_path, [[1, 2, 3], [4, 6]], compute, "ner")  # other inputs: a miss
     assert len(calls) == 2

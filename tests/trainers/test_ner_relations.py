@@ -1,4 +1,4 @@
-"""BIO alignment on word pieces, windows for long texts, decoding, and relation candidates/markers."""
+"""BIO alignment on word pieces, windows for long texts, decoding, and relation candidate pairs."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch
 from data.example import Entity, Example
 from trainers.encoders import load_encoder, resolve_encoder, student_layer_ids, truncate_layers
 from trainers.ner import decode_entities, merge_windows, ner_features, tag_names, window_bounds
-from trainers.relations import NO_RELATION, candidate_pairs, mark_pair, re_features
+from trainers.relations import NO_RELATION, candidate_pairs, relation_pairs
 from data.errors import DistillError
 
 TEXT = "The Amur leopard lives in the temperate forests of the Russian Far East and hunts roe deer."
@@ -51,21 +51,41 @@ def test_decoding_snaps_to_words_and_is_lenient():
 def test_relation_candidates_follow_allowed_label_pairs():
     ex = example()
     assert candidate_pairs(ex.entities, [("SPECIES", "HABITAT"), ("SPECIES", "FEEDING")]) == [(0, 1), (0, 2)]
-    marked, h, t, _ = mark_pair(ex.text, ex.entities[0], ex.entities[1])
-    assert marked[h] == "@" and marked[t] == "#"
-    assert "@ * species * Amur leopard @" in marked and "# ^ habitat ^ temperate forests of the Russian Far East #" in marked
+    assert candidate_pairs(ex.entities, [("HABITAT", "SPECIES")]) == [(1, 0)]
 
 
-def test_relation_features_label_none_and_skip_pairs_that_do_not_fit(tiny_bert):
+LABELS = ["SPECIES", "HABITAT", "FEEDING"]
+
+
+def test_relation_pairs_point_at_the_entity_pieces_and_label_none(tiny_bert):
     _, tok = load_encoder(tiny_bert)
-    labels = [NO_RELATION, "live_in", "feed_on"]
+    ex = example()
+    relations = [NO_RELATION, "live_in", "feed_on"]
     allowed = [("SPECIES", "HABITAT"), ("SPECIES", "FEEDING")]
-    feats = re_features(tok, [example()], allowed, labels, max_length=128)
-    assert [(f.pair, labels[f.label]) for f in feats.features] == [((0, 1), "live_in"), ((0, 2), NO_RELATION)]
-    f = feats.features[0]
-    assert tok.convert_ids_to_tokens(f.input_ids)[f.head_pos] == "@" and tok.convert_ids_to_tokens(f.input_ids)[f.tail_pos] == "#"
-    short = re_features(tok, [example()], allowed, labels, max_length=24)
-    assert short.skipped >= 1 and len(short.features) + short.skipped == 2
+    feats, enc = ner_features(tok, [ex], tag_names(LABELS), max_length=128, stride=32)
+    pairs = relation_pairs(feats, enc, [ex], LABELS, allowed, relations)
+    assert [(p.pair, relations[p.label]) for p in pairs.pairs] == [((0, 1), "live_in"), ((0, 2), NO_RELATION)]
+    assert pairs.skipped == 0
+    ids = feats[0].input_ids
+    for p in pairs.pairs:
+        for (start, end), k in ((p.head, p.pair[0]), (p.tail, p.pair[1])):
+            words = tok.decode(ids[start:end]).replace(" ", "")
+            assert words == ex.span(k).replace(" ", "").lower()
+        assert p.labels == (0, LABELS.index(ex.entities[p.pair[1]].label))
+
+
+def test_relation_pairs_use_a_window_holding_both_entities_or_are_skipped(tiny_bert):
+    _, tok = load_encoder(tiny_bert)
+    ex = example()
+    relations = [NO_RELATION, "live_in", "feed_on"]
+    allowed = [("SPECIES", "HABITAT"), ("SPECIES", "FEEDING")]
+    feats, enc = ner_features(tok, [ex], tag_names(LABELS), max_length=16, stride=4)
+    assert len(feats) > 1
+    pairs = relation_pairs(feats, enc, [ex], LABELS, allowed, relations)
+    # "Amur leopard" ... "roe deer" spans more than one 16-piece window: skipped, not truncated
+    assert [p.pair for p in pairs.pairs] == [(0, 1)] and pairs.skipped == 1
+    p = pairs.pairs[0]
+    assert p.head[1] <= len(feats[p.feature].input_ids) - 1 and p.tail[1] <= len(feats[p.feature].input_ids) - 1
 
 
 def test_student_layers_and_encoder_errors(tiny_bert, tmp_path):
