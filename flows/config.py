@@ -57,6 +57,7 @@ class TrainSection(_Section):
     alpha: float | None = Field(None, ge=0, le=1, description="null: chosen from the pruning fraction")
     temperature: float = Field(2.0, gt=0)
     epochs: int = Field(8, ge=1)
+    equal_steps: bool = Field(True, description="a student on a pruned fraction f trains epochs/f epochs (at most 4x)")
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     seed: int = 0

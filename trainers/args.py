@@ -27,6 +27,7 @@ class TrainingArgs(BaseModel):
     anneal_max_temperature: float = Field(8.0, ge=1, description="Annealing-KD: T_max of phase 1")
     anneal_epoch_share: float = Field(0.5, gt=0, lt=1, description="Annealing-KD: share of epochs spent in phase 1")
     epochs: int = Field(8, ge=1)
+    equal_steps: bool = Field(True, description="a student on a pruned fraction f trains epochs/f epochs (at most 4x) with patience/f, so it takes as many steps as on all the data")
     patience: int = Field(2, ge=1, description="epochs without dev improvement before stopping")
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(1e-4, gt=0)

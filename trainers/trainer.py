@@ -16,6 +16,7 @@ Examples with `review.status == "rejected"` are dropped. `args` is a `TrainingAr
 from __future__ import annotations
 
 import copy
+import math
 import os
 import random
 import time
@@ -119,13 +120,16 @@ def train_student(
     The student is `args.student_layers` of the teacher's layers (heads copied too), or
     `args.student_encoder` when set (it must share the teacher's vocabulary for KD). `kd`,
     `alpha`, `temperature` override `args`; alpha None follows the pruning `fraction`
-    (`trainers.sweep.kd_alpha_for_fraction`: 0.5 on all the data).
+    (`trainers.sweep.kd_alpha_for_fraction`: 0.5 on all the data). With `args.equal_steps`, a
+    pruned student trains for `epochs / fraction` epochs (`equal_step_epochs`).
     """
     args = TrainingArgs.from_any(args, **{k: v for k, v in (("kd", kd), ("alpha", alpha), ("temperature", temperature)) if v is not None})
     if args.alpha is None:
         from trainers.sweep import kd_alpha_for_fraction
 
         args = args.model_copy(update={"alpha": kd_alpha_for_fraction(fraction)})
+    if args.equal_steps and fraction < 1:
+        args = args.model_copy(update={"epochs": equal_step_epochs(args.epochs, fraction), "patience": equal_step_epochs(args.patience, fraction)})
     train, dev = _prepare(train, dev)
     _setup(args)
     teacher = load_model(teacher_dir, device=str(pick_device(args.device)))
@@ -138,6 +142,15 @@ def train_student(
     meta = _meta("student", tm["entity_labels"], tm["relation_labels"], [tuple(p) for p in tm["allowed_pairs"]], args, source=source)
     meta.update(teacher=str(teacher_dir), kd=args.kd, alpha=args.alpha, temperature=args.temperature, fraction=fraction, teacher_parameters=tm.get("parameters"))
     return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=teacher, kd=args.kd)
+
+
+MAX_STEP_SCALE = 4.0
+
+
+def equal_step_epochs(epochs: int, fraction: float) -> int:
+    """Epochs on a kept `fraction` of the data that take about the optimizer steps of `epochs` on
+    all of it (at most `MAX_STEP_SCALE` times more epochs): pruning saves data, not learning."""
+    return max(1, math.ceil(epochs * min(1 / fraction, MAX_STEP_SCALE) - 1e-9))
 
 
 # --- internals --------------------------------------------------------------------------------

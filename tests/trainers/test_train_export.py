@@ -17,7 +17,7 @@ from data.spec import load_spec
 from tests.trainers.synthetic import make_examples
 from trainers.evaluate import evaluate, per_example_scores
 from trainers.export import export_spacy
-from trainers.trainer import train_student, train_teacher
+from trainers.trainer import equal_step_epochs, train_student, train_teacher
 
 pytestmark = pytest.mark.slow
 NEW_TEXT = "The kakapo lives in mountain slopes and eats worms."
@@ -75,6 +75,15 @@ def test_annealing_student_trains(tiny_bert, data, teacher, tmp_path):
     path = train_student(data["train"][:20], data["dev"], teacher, tmp_path / "ann", tiny_args(tiny_bert, student_layers=1, epochs=2), kd="annealing")
     phases = [h["phase"] for h in json.loads((path / "model.json").read_text())["history"]]
     assert phases == ["anneal", "train"]
+
+
+def test_a_pruned_student_takes_as_many_steps_as_on_all_the_data(tiny_bert, data, teacher, tmp_path):
+    assert [equal_step_epochs(8, f) for f in (1.0, 0.7, 0.5, 0.1)] == [8, 12, 16, 32]  # at most 4x
+    half = json.loads((train_student(data["train"][:10], data["dev"], teacher, tmp_path / "half", tiny_args(tiny_bert, student_layers=1, epochs=1, patience=5), kd="hinton", fraction=0.5) / "model.json").read_text())
+    assert half["args"]["epochs"] == 2 and half["alpha"] == 0.75
+    assert len(half["history"]) == 2
+    same = json.loads((train_student(data["train"][:10], data["dev"], teacher, tmp_path / "same", tiny_args(tiny_bert, student_layers=1, epochs=1, equal_steps=False), kd="hinton", fraction=0.5) / "model.json").read_text())
+    assert same["args"]["epochs"] == 1 and len(same["history"]) == 1
 
 
 def test_spacy_pipeline_loads_in_a_new_process(student, tmp_path):
