@@ -29,17 +29,14 @@ def _register() -> None:
     from annotators.cli import app as annotators_app
     from annotators.review_cli import app as review_app, label_studio_app
     from data.cli import app as data_app
+    from flows.run_cli import app as run_app
     from trainers.cli import app as trainers_app
+    from trainers.sweep_cli import app as sweep_app
 
-    for sub in (annotators_app, data_app, trainers_app):
+    for sub in (annotators_app, data_app, trainers_app, sweep_app, run_app):
         app.add_typer(sub)
     app.add_typer(review_app, name="review", help="Human verification in Label Studio: push, pull, status, simulate.")
     app.add_typer(label_studio_app, name="label-studio", help="Start, stop and check the local Label Studio server.")
-    for optional in ("trainers.sweep_cli", "flows.run_cli"):  # parts that may not be installed yet
-        try:
-            app.add_typer(__import__(optional, fromlist=["app"]).app)
-        except ImportError:
-            pass
 
 
 _register()

@@ -60,7 +60,17 @@ class TrainSection(_Section):
     equal_steps: bool = Field(True, description="a student on a pruned fraction f trains epochs/f epochs (at most 4x)")
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu or cuda")
     seed: int = 0
+
+
+class SweepSection(_Section):
+    """Optional pruning sweep after the main student: students over fractions x methods x KD."""
+
+    enabled: bool = False
+    fractions: list[float] = Field([1.0, 0.7, 0.5, 0.3, 0.1], min_length=1)
+    methods: list[Literal["random", "teacher_loss", "el2n", "disagreement"]] = Field(["random", "teacher_loss", "el2n", "disagreement"], min_length=1)
+    kd: list[Literal["none", "hinton", "annealing"]] = Field(["none", "hinton"], min_length=1)
 
 
 class RunConfig(_Section):
@@ -77,6 +87,7 @@ class RunConfig(_Section):
     split: SplitSection = SplitSection()
     prune: PruneSection = PruneSection()
     train: TrainSection = TrainSection()
+    sweep: SweepSection = SweepSection()
 
     @property
     def run_dir(self) -> Path:

@@ -1,5 +1,5 @@
 """The `distill` flow: generate -> review -> split -> prune -> teacher -> student -> evaluate ->
-export -> report. Orchestration only: every step calls a plain function of `annotators/`,
+export -> (pruning sweep, when `sweep.enabled`) -> report. Orchestration only: every step calls a plain function of `annotators/`,
 `data/` or `trainers/`, and records itself in `runs/<run>/stages/` so that a rerun skips it.
 """
 
@@ -273,17 +273,31 @@ def export_task(config_json: dict[str, Any], student_dir: str) -> str:
     return str(export_spacy(student_dir, config.run_dir / "student-spacy", load_spec(config.spec)))
 
 
+@task(name="pruning-sweep")
+def sweep_task(config_json: dict[str, Any], teacher_dir: str) -> list[dict[str, Any]]:
+    from data.formats import load_splits
+    from trainers.sweep import run_sweep
+
+    config = RunConfig.model_validate(config_json)
+    s = config.sweep
+    return run_sweep(load_splits(config.run_dir / "verified"), teacher_dir, s.fractions, s.methods, s.kd, config.train, config.run_dir / "sweep", seed=config.prune.seed)
+
+
 @task(name="report")
 def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
     from data.report import markdown_table, write_report
+    from trainers.sweep import sweep_markdown
 
     config = RunConfig.model_validate(config_json)
+    saved_sweep = config.run_dir / "sweep" / "sweep.json"  # from the flow's sweep stage or `distill sweep --out RUN/sweep`
+    sweep = results.get("sweep") or (json.loads(saved_sweep.read_text()) if saved_sweep.exists() else None)
     sections = {
         "Data set": markdown_table(dataset_rows(results["data"]), ["stage", "numbers"]),
         "LLM against humans": _read(config.run_dir / "correctness.md"),
         "Teacher and students (gold test split)": markdown_table(
             results["models"], ["model", "layers", "kd", "f1", "precision", "recall", "token_macro_f1", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
         ),
+        **({"Pruning sweep (students on the gold test split)": sweep_markdown(sweep, image_dir="sweep/")} if sweep else {}),
         "Try the student": f"```python\nimport spacy\nnlp = spacy.load({results['pipeline']!r})\ndoc = nlp('The snow leopard lives in the mountains of Central Asia and hunts blue sheep.')\nprint(doc.ents, doc._.relations)\n```",
     }
     models = [{"model": m["model"], "f1": m["f1"], "parameters": m["parameters"]} for m in results["models"]]
@@ -331,7 +345,10 @@ def distill(config: str = "demo", overrides: list[str] | None = None) -> str:
     student = run_stage(run_dir, "student", [_dump(cfg.train), _dump(cfg.prune), pruned, teacher], lambda: student_task(dumped, teacher), outputs=[run_dir / "models" / "student"], log=_log)
     models = run_stage(run_dir, "evaluate", [teacher, student], lambda: evaluate_task(dumped, {"teacher": teacher, "student": student}), log=_log)
     pipeline = run_stage(run_dir, "export", [student], lambda: export_task(dumped, student), outputs=[run_dir / "student-spacy"], log=_log)
-    results = {"data": {"generated": generated, "review": reviewed, "split": split, "prune": pruned}, "models": models, "pipeline": pipeline}
+    sweep = None
+    if cfg.sweep.enabled:
+        sweep = run_stage(run_dir, "sweep", [_dump(cfg.sweep), _dump(cfg.train), split, teacher], lambda: sweep_task(dumped, teacher), outputs=[run_dir / "sweep"], log=_log)
+    results = {"data": {"generated": generated, "review": reviewed, "split": split, "prune": pruned}, "models": models, "pipeline": pipeline, "sweep": sweep}
     report = report_task(dumped, results)
     _log(f"report: {report}; spaCy pipeline: {pipeline}")
     return report

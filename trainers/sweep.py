@@ -183,14 +183,14 @@ def write_sweep_outputs(rows: list[dict[str, Any]], out_dir: str | Path) -> dict
     return paths
 
 
-def sweep_markdown(rows: list[dict[str, Any]]) -> str:
-    """The sweep as a Markdown section body: the table, the two plots and the headline check."""
+def sweep_markdown(rows: list[dict[str, Any]], image_dir: str = "") -> str:
+    """The sweep as a Markdown section body: the table, the two plots (under `image_dir`) and the headline check."""
     ordered = sorted(rows, key=lambda r: (-r["fraction"], r["method"], r["kd"]))
     parts = [markdown_table(ordered, TABLE_COLUMNS)]
     verdict = half_data_verdict(rows)
     if verdict:
         parts.append(verdict + "\n")
-    parts.append("![F1 against kept fraction](sweep_f1_vs_fraction.png)\n\n![F1 against parameters and training time](sweep_pareto.png)\n")
+    parts.append(f"![F1 against kept fraction]({image_dir}sweep_f1_vs_fraction.png)\n\n![F1 against parameters and training time]({image_dir}sweep_pareto.png)\n")
     return "\n".join(parts)
 
 

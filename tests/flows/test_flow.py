@@ -45,6 +45,9 @@ def overrides(runs: Path, spec: Path, tiny_bert: Path, name: str, *extra: str) -
     ]
 
 
+SWEEP = ("sweep.enabled=true", "sweep.fractions=[1.0, 0.5]", "sweep.methods=[random]", "sweep.kd=[none, hinton]")
+
+
 @pytest.fixture(scope="module")
 def prefect():
     from prefect.testing.utilities import prefect_test_harness
@@ -75,7 +78,7 @@ def finished_run(prefect, ls_env, tiny_bert, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("flow")
     spec = tiny_spec(tmp, "flow-e2e")
-    report = distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp, spec, tiny_bert, "e2e"))
+    report = distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp, spec, tiny_bert, "e2e", *SWEEP))
     return tmp / "e2e", spec, Path(report)
 
 
@@ -94,9 +97,12 @@ def test_flow_writes_every_artifact(finished_run, ls_env):
     for folder in ("verified", "pruned", "models/teacher", "models/student", "student-spacy"):
         assert (run_dir / folder).is_dir(), folder
     text = report.read_text()
-    for heading in ("## Data set", "## LLM against humans", "## Teacher and students", "f1_vs_params.png"):
+    for heading in ("## Data set", "## LLM against humans", "## Teacher and students", "f1_vs_params.png", "## Pruning sweep", "sweep/sweep_pareto.png"):
         assert heading in text
     assert (run_dir / "f1_vs_params.png").stat().st_size > 1000 and (run_dir / "report.html").exists()
+    sweep = json.loads((run_dir / "sweep" / "sweep.json").read_text())
+    assert sorted((r["fraction"], r["method"], r["kd"]) for r in sweep) == [(0.5, "random", "hinton"), (0.5, "random", "none"), (1.0, "all", "hinton"), (1.0, "all", "none"), (1.0, "teacher", "teacher")]
+    assert (run_dir / "sweep" / "sweep_f1_vs_fraction.png").stat().st_size > 1000
 
 
 def test_exported_student_loads_in_spacy(finished_run):
@@ -122,13 +128,13 @@ def test_rerun_skips_every_finished_stage(finished_run, prefect, ls_env, tiny_be
     handler.emit = lambda record: messages.append(record.getMessage())
     logging.getLogger("prefect.flow_runs").addHandler(handler)
     try:
-        distill(str(REPO / "flows/configs/demo.yaml"), overrides(run_dir.parent, spec, tiny_bert, "e2e"))
+        distill(str(REPO / "flows/configs/demo.yaml"), overrides(run_dir.parent, spec, tiny_bert, "e2e", *SWEEP))
     finally:
         logging.getLogger("prefect.flow_runs").removeHandler(handler)
     after = {p.name: p.read_text() for p in (run_dir / "stages").iterdir()}
     assert before == after
     skipped = {m.split(":")[0].removeprefix("skipping ") for m in messages if m.startswith("skipping ")}
-    assert {"generate", "review", "split", "teacher", "prune", "student", "evaluate", "export"} <= skipped
+    assert {"generate", "review", "split", "teacher", "prune", "student", "evaluate", "export", "sweep"} <= skipped
 
 
 def _distill_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
