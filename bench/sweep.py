@@ -77,8 +77,8 @@ def main(
     methods: str = typer.Option("random", help="Pruning methods: random, teacher_loss, el2n, disagreement."),
     kds: str = typer.Option("none,hinton", help="KD settings."),
     student_layers: int = typer.Option(3),
-    teacher_epochs: int = typer.Option(6),
-    epochs: int = typer.Option(6),
+    teacher_epochs: int = typer.Option(12, help="At most this many epochs (early stopping on dev)."),
+    epochs: int = typer.Option(12, help="At most this many epochs (early stopping on dev)."),
     batch_size: int = typer.Option(16),
     seed: int = typer.Option(0),
 ) -> None:

@@ -41,8 +41,8 @@ def load_data(data: Optional[Path], train: Optional[Path], dev: Optional[Path], 
     return split_examples([e for e in read_examples(data) if e.review.status != "rejected"], dev=0.1, test=0.1, seed=seed)
 
 
-def spacy_speed(model_dir: Path, out: Path, texts: list[str], n: int = 1000) -> float:
-    """Sentences per second of `nlp.pipe` on CPU for the exported pipeline."""
+def spacy_speed(model_dir: Path, out: Path, texts: list[str], n: int = 1024, repeats: int = 3) -> float:
+    """Sentences per second of `nlp.pipe` on CPU for the exported pipeline (best of `repeats`)."""
     import spacy
 
     from trainers.export import export_spacy
@@ -50,9 +50,12 @@ def spacy_speed(model_dir: Path, out: Path, texts: list[str], n: int = 1000) -> 
     nlp = spacy.load(export_spacy(model_dir, out))
     sample = (texts * (n // max(1, len(texts)) + 1))[:n]
     list(nlp.pipe(sample[:64]))
-    start = time.perf_counter()
-    list(nlp.pipe(sample, batch_size=64))
-    return round(n / (time.perf_counter() - start), 1)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        list(nlp.pipe(sample, batch_size=64))
+        best = min(best, time.perf_counter() - start)
+    return round(n / best, 1)
 
 
 def table(rows: list[dict], labels: list[str]) -> str:
@@ -78,7 +81,7 @@ def main(
     encoder: Optional[str] = typer.Option(None, help="Teacher encoder (default: offline MiniLM)."),
     student_layers: int = typer.Option(3),
     kds: str = typer.Option("none,hinton,annealing", help="Comma-separated KD settings for the student."),
-    epochs: int = typer.Option(6),
+    epochs: int = typer.Option(12, help="At most this many epochs (early stopping on dev)."),
     student_epochs: Optional[int] = typer.Option(None, help="Default: same as --epochs."),
     batch_size: int = typer.Option(16),
     learning_rate: float = typer.Option(1e-4, "--lr"),

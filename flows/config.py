@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from data.errors import DistillError
+from trainers.args import default
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 
@@ -56,7 +57,7 @@ class TrainSection(_Section):
     kd: Literal["none", "hinton", "annealing"] = "hinton"
     alpha: float | None = Field(None, ge=0, le=1, description="null: chosen from the pruning fraction")
     temperature: float = Field(2.0, gt=0)
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(default("epochs"), ge=1, description="at most this many epochs (early stopping on dev)")
     equal_steps: bool = Field(True, description="a student on a pruned fraction f trains epochs/f epochs (at most 4x)")
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(1e-4, gt=0)

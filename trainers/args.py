@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 KD = Literal["none", "hinton", "annealing"]
 
 
+def default(field: str) -> Any:
+    """The default of a `TrainingArgs` field (for CLI options and run configs)."""
+    return TrainingArgs.model_fields[field].default
+
+
 class TrainingArgs(BaseModel):
     """Hyper-parameters for `train_teacher` and `train_student` (defaults suit MiniLM on CPU)."""
 
@@ -26,9 +31,9 @@ class TrainingArgs(BaseModel):
     temperature: float = Field(2.0, gt=0)
     anneal_max_temperature: float = Field(8.0, ge=1, description="Annealing-KD: T_max of phase 1")
     anneal_epoch_share: float = Field(0.5, gt=0, lt=1, description="Annealing-KD: share of epochs spent in phase 1")
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(12, ge=1, description="at most this many epochs (early stopping on dev)")
     equal_steps: bool = Field(True, description="a student on a pruned fraction f trains epochs/f epochs (at most 4x) with patience/f, so it takes as many steps as on all the data")
-    patience: int = Field(2, ge=1, description="epochs without dev improvement before stopping")
+    patience: int = Field(3, ge=1, description="epochs without dev improvement before stopping")
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     head_learning_rate: float = Field(1e-3, gt=0, description="learning rate of the new NER/RE heads")

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from data.errors import DistillError
+from trainers.args import default
 
 app = typer.Typer()
 console = Console()
@@ -68,7 +69,7 @@ def train(
     kd: str = typer.Option("hinton", help="none | hinton | annealing"),
     alpha: Optional[float] = typer.Option(None, help="KD weight (default: from the pruning fraction, 0.5 on all data)."),
     temperature: float = typer.Option(2.0),
-    epochs: int = typer.Option(8),
+    epochs: int = typer.Option(default("epochs"), help="At most this many epochs (early stopping on dev)."),
     batch_size: int = typer.Option(16),
     learning_rate: float = typer.Option(1e-4, "--lr"),
     max_length: int = typer.Option(128, help="Word pieces per window (longer texts are windowed)."),

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from data.errors import DistillError
 from data.prune import STEP_HELP
+from trainers.args import default
 
 app = typer.Typer()
 console = Console()
@@ -82,7 +83,7 @@ def sweep(
     alpha: float | None = typer.Option(None, help="A fixed KD weight for every fraction (default: the schedule)."),
     alpha_schedule: str | None = typer.Option(None, help="fraction:alpha anchors, e.g. 0.1:0.9,1.0:0.5 (default 0.1:0.95,1.0:0.5)."),
     student_layers: int = typer.Option(3, help="Teacher layers kept for the student."),
-    epochs: int = typer.Option(8),
+    epochs: int = typer.Option(default("epochs"), help="At most this many epochs (early stopping on dev)."),
     batch_size: int = typer.Option(16),
     learning_rate: float = typer.Option(1e-4, "--lr"),
     seed: int = typer.Option(0),
