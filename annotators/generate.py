@@ -71,6 +71,11 @@ class BatchResult(BaseModel):
     stats: dict[str, Any]
     error: str | None = None  # set when the batch stopped early (the outcomes so far are kept)
 
+    def __repr__(self) -> str:
+        # short on purpose: asyncio.run() formats the repr of its main task's result on exit, and
+        # pydantic's full repr of thousands of examples took longer than the requests themselves
+        return f"BatchResult({len(self.outcomes)} outcomes, error={self.error!r})"
+
     @classmethod
     def merge(cls, batches: list[BatchResult]) -> BatchResult:
         """One result from batches run apart (e.g. mapped Prefect tasks): outcomes in request
