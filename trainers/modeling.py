@@ -49,8 +49,12 @@ class NerReModel(torch.nn.Module):
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, pairs: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Tag logits [B, T, n_tags] and, for `pairs` (see `pair_batch`), relation logits [P, n_relations]."""
-        hidden = self.dropout(self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state)
+        hidden = self.hidden_states(ids, mask)
         return self.ner_head(hidden), (self.re_logits(hidden, pairs) if pairs else None)
+
+    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden states [B, T, H] (dropout while training)."""
+        return self.dropout(self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state)
 
     def re_logits(self, hidden: torch.Tensor, pairs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Relation logits [P, n_relations] from hidden states [B, T, H] and pair spans."""
@@ -223,7 +227,7 @@ def _predict_chunk(loaded: Loaded, texts: Sequence[str], allowed: Sequence[Seque
         return examples
     batch = ner_batch(features, loaded.tokenizer.pad_token_id or 0, loaded.device)
     model = loaded.model
-    hidden = model.encoder(input_ids=batch["ids"], attention_mask=batch["mask"]).last_hidden_state
+    hidden = model.hidden_states(batch["ids"], batch["mask"])  # kept: relations are read from it after decoding
     tags = model.ner_head(hidden).float().cpu()
     windows = [tags[row, : len(f.input_ids)] for row, f in enumerate(features)]
     for example, enc, logits in zip(examples, encoded, merge_windows(features, windows, encoded, loaded.tokenizer)):
