@@ -80,10 +80,10 @@ def main(
     teacher_epochs: int = typer.Option(12, help="At most this many epochs (early stopping on dev)."),
     epochs: int = typer.Option(12, help="At most this many epochs (early stopping on dev)."),
     batch_size: int = typer.Option(16),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the demo data, the split and the teacher."),
+    seeds: Optional[str] = typer.Option(None, help="Student seeds, comma-separated (default: --seed); several give mean and std of F1."),
 ) -> None:
-    from data.report import markdown_table
-    from trainers.sweep import TABLE_COLUMNS, half_data_verdict, run_sweep
+    from trainers.sweep import half_data_verdict, run_sweep, sweep_table
     from trainers.trainer import train_teacher
 
     start = time.perf_counter()
@@ -99,8 +99,9 @@ def main(
         teacher = out / "teacher"
         if not (teacher / "model.json").exists():
             train_teacher(splits["train"], splits["dev"], teacher, args)
-    rows = run_sweep(splits, teacher, [float(f) for f in fractions.split(",")], methods.split(","), kds.split(","), {**args, "epochs": epochs}, out, seed=seed)
-    print(markdown_table(sorted(rows, key=lambda r: (-r["fraction"], r["method"], r["kd"])), TABLE_COLUMNS))
+    rows = run_sweep(splits, teacher, [float(f) for f in fractions.split(",")], methods.split(","), kds.split(","), {**args, "epochs": epochs}, out,
+                     seeds=[int(s) for s in (seeds or str(seed)).split(",")])
+    print(sweep_table(rows))
     print(half_data_verdict(rows) or "(no 50% KD row and 100% no-KD row to compare)")
     print(f"total {time.perf_counter() - start:.0f} s -> {out}/sweep.md")
 

@@ -72,6 +72,7 @@ class SweepSection(_Section):
     fractions: list[float] = Field([1.0, 0.7, 0.5, 0.3, 0.1], min_length=1)
     methods: list[Literal["random", "teacher_loss", "el2n", "disagreement"]] = Field(["random", "teacher_loss", "el2n", "disagreement"], min_length=1)
     kd: list[Literal["none", "hinton", "annealing"]] = Field(["none", "hinton"], min_length=1)
+    seeds: list[int] = Field([0], min_length=1, description="Each seed repeats the grid; several give mean and std of F1.")
 
 
 class RunConfig(_Section):

@@ -280,7 +280,7 @@ def sweep_task(config_json: dict[str, Any], teacher_dir: str) -> list[dict[str, 
 
     config = RunConfig.model_validate(config_json)
     s = config.sweep
-    return run_sweep(load_splits(config.run_dir / "verified"), teacher_dir, s.fractions, s.methods, s.kd, config.train, config.run_dir / "sweep", seed=config.prune.seed)
+    return run_sweep(load_splits(config.run_dir / "verified"), teacher_dir, s.fractions, s.methods, s.kd, config.train, config.run_dir / "sweep", seeds=s.seeds)
 
 
 @task(name="report")

@@ -65,7 +65,7 @@ def run_sweep(
     kd_settings: Sequence[str],
     args: Any,
     out_dir: str | Path,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
     alpha_schedule: Sequence[tuple[float, float]] | None = None,
     scores: dict[str, dict[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
@@ -74,17 +74,21 @@ def run_sweep(
     The train split is pruned with `ToFraction` (fraction 1.0 is trained once, as method `all`);
     dev and test are never pruned. Students are scored on test (dev when there is no test); the
     teacher is a reference row. KD alpha: `args.alpha` when set, else `kd_alpha_for_fraction`
-    (with `alpha_schedule` if given). Models go to `out_dir/models/<name>/`, removed examples to
-    `out_dir/pruned/<name>.removed.jsonl`; a finished model is reused when rerun with the same
-    inputs. Returns the table rows (also in `out_dir/sweep.json`).
+    (with `alpha_schedule` if given). Each seed repeats the grid with that seed for pruning and
+    training; with several seeds each repeat goes to `out_dir/seed-<s>/` and the table holds the
+    mean over seeds with `f1_std` (see `mean_over_seeds`). Models go to `models/<name>/`, removed
+    examples to `pruned/<name>.removed.jsonl`; a finished model is reused when rerun with the
+    same inputs. Returns the table rows (also in `out_dir/sweep.json`).
     """
-    from data.prune import DropRejected, ToFraction, prune_splits
+    from data.prune import DropRejected, prune_splits
     from trainers.args import TrainingArgs
     from trainers.scores import compute_scores
 
     out_dir = Path(out_dir)
     args = TrainingArgs.from_any(args)
     _check_grid(fractions, methods, kd_settings)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise DistillError(f"sweep: give one or more distinct seeds, got {list(seeds)}")
     base = prune_splits(splits, [DropRejected()]).splits
     eval_name = "test" if base.get("test") else "dev"
     if not base.get(eval_name):
@@ -92,7 +96,29 @@ def run_sweep(
     scores = dict(scores or {})
     for method in sorted(set(methods) - {"random"} - scores.keys()):
         scores[method] = compute_scores(method, teacher_dir, base["train"], dev=base.get("dev"), early_dir=None)
-    rows = [_teacher_row(teacher_dir, base[eval_name])]
+    teacher = _teacher_row(teacher_dir, base[eval_name])
+    if len(seeds) == 1:
+        rows = [teacher, *_student_rows(base, eval_name, teacher_dir, fractions, methods, kd_settings, args.model_copy(update={"seed": seeds[0]}), out_dir, seeds[0], alpha_schedule, scores)]
+    else:
+        per_seed = []
+        for seed in seeds:
+            seed_rows = [teacher, *_student_rows(base, eval_name, teacher_dir, fractions, methods, kd_settings, args.model_copy(update={"seed": seed}), out_dir / f"seed-{seed}", seed, alpha_schedule, scores)]
+            write_sweep_outputs(seed_rows, out_dir / f"seed-{seed}")
+            per_seed.append(seed_rows)
+        rows = mean_over_seeds(per_seed)
+    write_sweep_outputs(rows, out_dir)
+    return rows
+
+
+def _student_rows(
+    base: dict[str, list[Example]], eval_name: str, teacher_dir: str | Path, fractions: Sequence[float], methods: Sequence[str],
+    kd_settings: Sequence[str], args: Any, out_dir: Path, seed: int, alpha_schedule: Sequence[tuple[float, float]] | None,
+    scores: dict[str, dict[str, float]],
+) -> list[dict[str, Any]]:
+    """One repeat of the grid: prune with `seed`, train and score a student per cell."""
+    from data.prune import ToFraction, prune_splits
+
+    rows = []
     for fraction in sorted(set(fractions), reverse=True):
         for method in (["all"] if fraction >= 1 else list(methods)):
             train = base["train"]
@@ -104,8 +130,29 @@ def run_sweep(
                 alpha = args.alpha if args.alpha is not None else kd_alpha_for_fraction(fraction, alpha_schedule)
                 run_args = args.model_copy(update={"kd": kd, "alpha": alpha if kd != "none" else 0.0})
                 rows.append(_student_row(base, train, eval_name, teacher_dir, out_dir / "models" / f"{method}-{fraction:g}-{kd}", run_args, fraction, method))
-    write_sweep_outputs(rows, out_dir)
     return rows
+
+
+def mean_over_seeds(per_seed: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (fraction, method, kd): scores and seconds averaged over the seeds' rows.
+
+    Adds `f1_std` (sample standard deviation of F1 over seeds) and `seeds` (how many); the rest
+    (alpha, n_train, parameters, model_dir) comes from the first seed.
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for rows in per_seed:
+        for row in rows:
+            groups.setdefault((row["fraction"], row["method"], row["kd"]), []).append(row)
+    out = []
+    for group in groups.values():
+        row = dict(group[0])
+        for key in ("f1", "precision", "recall", "relation_f1", "train_seconds"):
+            values = [r[key] for r in group if r.get(key) is not None]
+            row[key] = round(float(np.mean(values)), 4) if values else None
+        row["f1_std"] = round(float(np.std([r["f1"] for r in group], ddof=1)), 4) if len(group) > 1 else 0.0
+        row["seeds"] = len(group)
+        out.append(row)
+    return out
 
 
 def _check_grid(fractions: Sequence[float], methods: Sequence[str], kd_settings: Sequence[str]) -> None:
@@ -183,10 +230,22 @@ def write_sweep_outputs(rows: list[dict[str, Any]], out_dir: str | Path) -> dict
     return paths
 
 
+def table_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """`TABLE_COLUMNS`, with `f1_std` and `seeds` after `f1` when the rows are means over seeds."""
+    if not any("f1_std" in r for r in rows):
+        return TABLE_COLUMNS
+    at = TABLE_COLUMNS.index("f1") + 1
+    return [*TABLE_COLUMNS[:at], "f1_std", "seeds", *TABLE_COLUMNS[at:]]
+
+
+def sweep_table(rows: list[dict[str, Any]]) -> str:
+    """The sweep rows as a Markdown table, by falling fraction, then method and KD setting."""
+    return markdown_table(sorted(rows, key=lambda r: (-r["fraction"], r["method"], r["kd"])), table_columns(rows))
+
+
 def sweep_markdown(rows: list[dict[str, Any]], image_dir: str = "") -> str:
     """The sweep as a Markdown section body: the table, the two plots (under `image_dir`) and the headline check."""
-    ordered = sorted(rows, key=lambda r: (-r["fraction"], r["method"], r["kd"]))
-    parts = [markdown_table(ordered, TABLE_COLUMNS)]
+    parts = [sweep_table(rows)]
     verdict = half_data_verdict(rows)
     if verdict:
         parts.append(verdict + "\n")
@@ -196,15 +255,18 @@ def sweep_markdown(rows: list[dict[str, Any]], image_dir: str = "") -> str:
 
 def half_data_verdict(rows: list[dict[str, Any]]) -> str:
     """Whether a student on 50% of the data with KD reaches the F1 of the full-data student without KD."""
-    full = [r["f1"] for r in rows if r["fraction"] == 1.0 and r["kd"] == "none"]
+    full = [r for r in rows if r["fraction"] == 1.0 and r["kd"] == "none"]
     half = [r for r in rows if r["fraction"] == 0.5 and r["kd"] != "none"]
     if not full or not half:
         return ""
     best = max(half, key=lambda r: r["f1"])
-    ok = best["f1"] >= full[0]
+    ok = best["f1"] >= full[0]["f1"]
+    spread = ""
+    if best.get("seeds", 1) > 1:
+        spread = f"; means over {best['seeds']} seeds, std {best['f1_std']:.3f} and {full[0]['f1_std']:.3f}"
     return (
         f"**50% with KD vs 100% without:** best 50% student ({best['method']}, {best['kd']}, alpha {best['alpha']}) "
-        f"F1 {best['f1']:.3f} {'>=' if ok else '<'} {full[0]:.3f} ({'reached' if ok else 'not reached'})."
+        f"F1 {best['f1']:.3f} {'>=' if ok else '<'} {full[0]['f1']:.3f} ({'reached' if ok else 'not reached'}{spread})."
     )
 
 
@@ -227,7 +289,9 @@ def plot_f1_vs_fraction(rows: list[dict[str, Any]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, points in _series(rows).items():
         style = "--" if label.endswith("KD none") else "-"
-        ax.plot([p["fraction"] for p in points], [p["f1"] for p in points], style, marker="o", label=label)
+        errors = [p.get("f1_std", 0.0) for p in points]
+        ax.errorbar([p["fraction"] for p in points], [p["f1"] for p in points], yerr=errors if any(errors) else None,
+                    fmt=style, marker="o", capsize=3, label=label)
     for teacher in (r for r in rows if r["method"] == "teacher"):
         ax.axhline(teacher["f1"], color="grey", linestyle=":", label="teacher (all data)")
     ax.set_xlabel("fraction of the training set kept")

@@ -86,23 +86,23 @@ def sweep(
     epochs: int = typer.Option(default("epochs"), help="At most this many epochs (early stopping on dev)."),
     batch_size: int = typer.Option(16),
     learning_rate: float = typer.Option(1e-4, "--lr"),
-    seed: int = typer.Option(0),
+    seeds: str = typer.Option("0", help="Seeds, comma-separated; each repeats the grid (pruning and training), and the table shows mean and std."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
     """Train students over pruning fractions x methods x KD on/off; write the table and plots."""
     from data.formats import load_splits
-    from data.report import markdown_table
     from trainers.modeling import read_meta
-    from trainers.sweep import TABLE_COLUMNS, parse_alpha_schedule, run_sweep
+    from trainers.sweep import parse_alpha_schedule, run_sweep, sweep_table
 
     try:
         fraction_list = [float(f) for f in _csv(fractions)]
+        seed_list = [int(s) for s in _csv(seeds)]
     except ValueError:
-        raise DistillError(f"--fractions {fractions!r}: use numbers such as 1.0,0.5,0.1") from None
+        raise DistillError(f"--fractions {fractions!r} / --seeds {seeds!r}: use numbers such as 1.0,0.5,0.1 and 0,1,2") from None
     teacher_args = read_meta(teacher).get("args", {})
     args = {**teacher_args, "student_layers": student_layers, "epochs": epochs, "batch_size": batch_size,
-            "learning_rate": learning_rate, "seed": seed, "device": device, "alpha": alpha}
+            "learning_rate": learning_rate, "device": device, "alpha": alpha}
     schedule = parse_alpha_schedule(alpha_schedule) if alpha_schedule else None
-    rows = run_sweep(load_splits(verified), teacher, fraction_list, _csv(methods), _csv(kd), args, out, seed=seed, alpha_schedule=schedule)
-    console.print(markdown_table(sorted(rows, key=lambda r: (-r["fraction"], r["method"], r["kd"])), TABLE_COLUMNS), markup=False)
+    rows = run_sweep(load_splits(verified), teacher, fraction_list, _csv(methods), _csv(kd), args, out, seeds=seed_list, alpha_schedule=schedule)
+    console.print(sweep_table(rows), markup=False)
     console.print(f"-> {out / 'sweep.md'}, {out / 'sweep_f1_vs_fraction.png'}, {out / 'sweep_pareto.png'}")

@@ -88,7 +88,7 @@ def test_sweep_on_a_tiny_encoder_writes_table_and_plots(tiny_bert, tmp_path):
         assert set(scores) == {e.id for e in splits["train"]} and all(v >= 0 for v in scores.values())
     assert (tmp_path / "teacher-early" / "model.json").exists()
 
-    rows = run_sweep(splits, teacher, [1.0, 0.5], ["random", "el2n"], ["none", "hinton"], args, tmp_path / "sweep", seed=0)
+    rows = run_sweep(splits, teacher, [1.0, 0.5], ["random", "el2n"], ["none", "hinton"], args, tmp_path / "sweep", seeds=[0])
     students = [r for r in rows if r["method"] != "teacher"]
     assert sorted((r["fraction"], r["method"], r["kd"]) for r in students) == [
         (0.5, "el2n", "hinton"), (0.5, "el2n", "none"), (0.5, "random", "hinton"), (0.5, "random", "none"), (1.0, "all", "hinton"), (1.0, "all", "none")]
@@ -104,5 +104,42 @@ def test_sweep_on_a_tiny_encoder_writes_table_and_plots(tiny_bert, tmp_path):
     assert len(removed) == 7 and all("by el2n" in r["reason"] for r in removed)
     # a rerun reuses every finished student
     mtime = (out / "models" / "random-0.5-none" / "heads.pt").stat().st_mtime_ns
-    assert run_sweep(splits, teacher, [1.0, 0.5], ["random", "el2n"], ["none", "hinton"], args, out, seed=0) == rows
+    assert run_sweep(splits, teacher, [1.0, 0.5], ["random", "el2n"], ["none", "hinton"], args, out, seeds=[0]) == rows
     assert (out / "models" / "random-0.5-none" / "heads.pt").stat().st_mtime_ns == mtime
+
+
+def test_mean_over_seeds_averages_each_cell_and_reports_the_spread():
+    from trainers.sweep import half_data_verdict, mean_over_seeds, sweep_table
+
+    def row(f, m, kd, f1):
+        return {"fraction": f, "method": m, "kd": kd, "alpha": None, "n_train": 10, "f1": f1, "precision": f1, "recall": f1,
+                "relation_f1": None, "parameters": 1000, "train_seconds": 1.0, "model_dir": ""}
+
+    per_seed = [[row(1.0, "all", "none", 0.80), row(0.5, "random", "hinton", 0.70)],
+                [row(1.0, "all", "none", 0.90), row(0.5, "random", "hinton", 0.90)]]
+    rows = {(r["fraction"], r["kd"]): r for r in mean_over_seeds(per_seed)}
+    assert rows[1.0, "none"]["f1"] == pytest.approx(0.85) and rows[1.0, "none"]["f1_std"] == pytest.approx(0.0707, abs=1e-4)
+    assert rows[0.5, "hinton"]["f1"] == pytest.approx(0.80) and rows[0.5, "hinton"]["seeds"] == 2
+    assert rows[1.0, "none"]["relation_f1"] is None
+    assert "| f1 | f1_std | seeds |" in sweep_table(list(rows.values()))
+    assert "0.800 < 0.850 (not reached; means over 2 seeds" in half_data_verdict(list(rows.values()))
+
+
+def test_sweep_over_seeds_repeats_the_grid_per_seed(tiny_bert, tmp_path):
+    from trainers.sweep import run_sweep
+    from trainers.trainer import train_teacher
+
+    splits = _splits()
+    args = {"encoder": str(tiny_bert), "epochs": 1, "batch_size": 8, "progress": False, "threads": 1, "relations": False, "student_layers": 1}
+    teacher = train_teacher(splits["train"], splits["dev"], tmp_path / "teacher", args)
+    out = tmp_path / "sweep"
+    rows = run_sweep(splits, teacher, [1.0, 0.5], ["random"], ["none"], args, out, seeds=[0, 1])
+    per_seed = {s: json.loads((out / f"seed-{s}" / "sweep.json").read_text()) for s in (0, 1)}
+    removed = {s: {json.loads(line)["example"]["id"] for line in (out / f"seed-{s}" / "pruned" / "random-0.5.removed.jsonl").read_text().splitlines()}
+               for s in (0, 1)}
+    assert len(removed[0]) == len(removed[1]) == 7 and removed[0] != removed[1]
+    half = next(r for r in rows if r["fraction"] == 0.5)
+    assert half["seeds"] == 2 and half["f1"] == pytest.approx(sum(next(r["f1"] for r in per_seed[s] if r["fraction"] == 0.5) for s in (0, 1)) / 2, abs=1e-4)
+    assert json.loads((out / "sweep.json").read_text()) == rows and "f1_std" in (out / "sweep.md").read_text()
+    with pytest.raises(DistillError, match="distinct seeds"):
+        run_sweep(splits, teacher, [1.0], ["random"], ["none"], args, out, seeds=[1, 1])
