@@ -22,8 +22,6 @@ import hashlib
 import json
 import random
 import re
-import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
@@ -39,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from annotators.http_server import BackgroundServer
 from data.errors import DistillError
 from data.example import Entity, Example, Relation, Source
 
@@ -592,9 +590,15 @@ class MockLLMServer:
 
     def __init__(self, config: MockConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.mock = MockLLM(config or MockConfig())
-        self.host, self.port = host, port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http = BackgroundServer(self.mock.app, host, port, name="mock LLM")
+
+    @property
+    def host(self) -> str:
+        return self._http.host
+
+    @property
+    def port(self) -> int:
+        return self._http.port
 
     @property
     def base_url(self) -> str:
@@ -608,50 +612,23 @@ class MockLLMServer:
     def truth(self) -> dict[str, TruthRecord]:
         return self.mock.truth
 
-    def _bind(self) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else delayed ACKs cost 40 ms an answer
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as err:
-            raise DistillError(f"mock LLM: cannot listen on {self.host}:{self.port} ({err.strerror})") from None
-        self.port = sock.getsockname()[1]
-        return sock
-
-    def _uvicorn(self) -> uvicorn.Server:
-        config = uvicorn.Config(self.mock.app, log_level="warning", access_log=False, lifespan="off", backlog=2048)
-        return uvicorn.Server(config)
-
     def start(self, timeout: float = 10.0) -> MockLLMServer:
         """Serve from a daemon thread; returns once the port answers."""
-        sock = self._bind()
-        self._server = self._uvicorn()
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name="mock-llm")
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise DistillError(f"mock LLM did not start on {self.host}:{self.port}")
-            time.sleep(0.01)
+        self._http.start(timeout)
         return self
 
     def serve(self, announce: Callable[[str], None] | None = None) -> None:
         """Serve in the foreground until interrupted (Ctrl-C); `announce` gets the base URL once bound."""
-        sock = self._bind()
+        sock = self._http.bind()
         if announce:
             announce(self.base_url)
-        self._server = self._uvicorn()
         try:
-            self._server.run(sockets=[sock])
+            self._http.run(sock)
         finally:
             self.mock.close()
 
     def stop(self) -> None:
-        if self._server:
-            self._server.should_exit = True
-        if self._thread:
-            self._thread.join(timeout=10)
+        self._http.stop()
         self.mock.close()
 
     def __enter__(self) -> MockLLMServer:

@@ -180,7 +180,8 @@ def wait_for_humans(config: RunConfig, project_id: int) -> None:
     if marker.exists():
         return
     (config.run_dir / "flow_run.json").write_text(json.dumps({"flow_run_id": str(current_flow_run.id), "project_id": project_id}))
-    _log(f"waiting for review in Label Studio: {project_url(config, project_id)}; then run: distill resume {config.name}")
+    _log(f"waiting for review in Label Studio: {project_url(config, project_id)}; then run: distill resume {config.name} "
+         f"(or now: distill resume {config.name} --when-reviewed all, to resume by webhook once every task is reviewed)")
     timeout = int(config.review.timeout_hours * 3600)
     if current_deployment.id:
         suspend_flow_run(wait_for_input=ReviewDone, timeout=timeout, key="human-review")

@@ -66,18 +66,51 @@ def resume(
     run_name: str = typer.Argument(..., help="The run (its folder name under runs/) waiting for human review."),
     runs_dir: Path = typer.Option(Path("runs"), help="Where the run folders are."),
     note: str = typer.Option("", help="A note for the flow run."),
+    when_reviewed: str | None = typer.Option(None, help="Wait first: 'all' or N tasks reviewed, told by a Label Studio webhook."),
+    listen: str = typer.Option("127.0.0.1:0", help="host:port of the webhook receiver (with --when-reviewed; port 0: a free one)."),
+    public_url: str | None = typer.Option(None, help="The receiver's URL as Label Studio sees it, if not http://HOST:PORT."),
 ) -> None:
-    """Resume a flow run that waits for human review; it then pulls whatever has been verified."""
+    """Resume a flow run that waits for human review; it then pulls whatever has been verified.
+
+    With --when-reviewed, register a webhook on the run's Label Studio project and resume the
+    run by itself once that many tasks are reviewed (the webhook is removed afterwards).
+    """
+    flow_run_id = resume_run(runs_dir / run_name, note, when_reviewed, listen, public_url)
+    console.print(f"resumed flow run {flow_run_id} of {run_name}")
+
+
+def resume_run(run_dir: Path, note: str = "", when_reviewed: str | None = None, listen: str = "127.0.0.1:0", public_url: str | None = None) -> str:
+    """Resume the run's flow run paused for review (first waiting for `when_reviewed`, if given); returns its id."""
     from prefect.flow_runs import resume_flow_run
 
-    run_dir = runs_dir / run_name
     record = run_dir / "flow_run.json"
     if not record.exists():
-        raise DistillError(f"{record}: no flow run of {run_name} is waiting for review")
-    flow_run_id = json.loads(record.read_text())["flow_run_id"]
+        raise DistillError(f"{record}: no flow run of {run_dir.name} is waiting for review")
+    waiting = json.loads(record.read_text())
+    if when_reviewed is not None:
+        progress = _wait_for_review(run_dir, waiting["project_id"], when_reviewed, listen, public_url)
+        note = note or f"{progress.reviewed} of {progress.total} tasks reviewed"
+    flow_run_id = waiting["flow_run_id"]
     (run_dir / "review_resumed.json").write_text(json.dumps({"flow_run_id": flow_run_id, "note": note}))
     try:
         resume_flow_run(flow_run_id, run_input={"note": note})
     except Exception as err:  # noqa: BLE001 - Prefect raises several kinds; all mean the same to the user
         raise DistillError(f"could not resume flow run {flow_run_id}: {err}") from None
-    console.print(f"resumed flow run {flow_run_id} of {run_name}")
+    return flow_run_id
+
+
+def _wait_for_review(run_dir: Path, project_id: int, when_reviewed: str, listen: str, public_url: str | None):
+    """Block until the run's Label Studio project has `when_reviewed` tasks reviewed (see `ReviewWatcher`)."""
+    from annotators.label_studio import client
+    from annotators.ls_server import connection
+    from annotators.review_webhook import ReviewWatcher, parse_when
+    from flows.config import RunConfig
+
+    when = parse_when(when_reviewed)
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise DistillError(f"--listen {listen!r}: use host:port, e.g. 127.0.0.1:8765")
+    config = RunConfig.model_validate_json((run_dir / "config.json").read_text())
+    watcher = ReviewWatcher(client(connection(url=config.review.label_studio_url)), project_id, host, int(port), public_url)
+    target = "every task" if when is None else f"{when} tasks"
+    return watcher.wait(when, on_progress=lambda p: console.print(f"{p.reviewed}/{p.total} tasks reviewed; resuming at {target}"))

@@ -190,3 +190,34 @@ def test_label_studio_status_command(label_studio, monkeypatch):
     assert oct(creds.stat().st_mode & 0o777) == "0o600"
     assert ls_server.connection(data_dir=label_studio.data_dir).token == label_studio.token
     assert label_studio.token not in repr(ls_server.connection(data_dir=label_studio.data_dir))
+
+
+def test_review_watcher_wakes_on_webhooks_and_waits_for_every_task(ls, species_spec, species_examples, title):
+    from annotators.review_webhook import ReviewWatcher, parse_when
+    from annotators.simulate import simulate_review
+
+    project = ensure_project(ls, species_spec, title=title)
+    push(ls, project, species_examples, species_spec)
+    watcher = ReviewWatcher(ls, project)
+    seen: list = []
+    done: dict = {}
+    thread = threading.Thread(target=lambda: done.update(progress=watcher.wait(parse_when("all"), poll_seconds=600, on_progress=seen.append)), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not ls.webhooks.list(project=str(project)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(ls.webhooks.list(project=str(project))) == 1
+    skipped = max(_task_ids(ls, project))  # the simulated reviewer goes last to this one
+    ls.annotations.create(id=skipped, result=[], was_cancelled=True)  # a skip is not a review
+    simulate_review(ls, project, {}, annotators=["reviewer"], limit=2)  # half the tasks: keep waiting
+    time.sleep(2)
+    assert thread.is_alive() and watcher.events >= 3 and seen[-1].reviewed == 2
+    simulate_review(ls, project, {}, annotators=["reviewer"])
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the webhook should have ended the wait (the poll is 10 minutes)"
+    assert (done["progress"].reviewed, done["progress"].total) == (4, 4)
+    assert [p.reviewed for p in seen] == sorted({p.reviewed for p in seen}) and seen[0].reviewed == 0
+    assert ls.webhooks.list(project=str(project)) == []  # removed on the way out
+    for bad in ("0", "some"):
+        with pytest.raises(DistillError, match="--when-reviewed"):
+            parse_when(bad)

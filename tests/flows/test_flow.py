@@ -169,7 +169,7 @@ def test_killed_run_repeats_no_llm_call_and_no_task(ls_env, tiny_bert, mock_llm_
 def test_human_review_pauses_and_resumes(prefect, ls_env, tiny_bert, tmp_path):
     from annotators.simulate import simulate_review
     from flows.distill_flow import distill
-    from flows.run_cli import resume
+    from flows.run_cli import resume_run
 
     spec = tiny_spec(tmp_path, "flow-human")
     args = overrides(tmp_path, spec, tiny_bert, "human", "review.mode=human", "llm.n=15")
@@ -183,10 +183,16 @@ def test_human_review_pauses_and_resumes(prefect, ls_env, tiny_bert, tmp_path):
     assert record.exists(), "the flow should wait for review"
     time.sleep(2)
     assert thread.is_alive() and not (tmp_path / "human" / "verified.jsonl").exists()
-    # a person reviews in Label Studio (here: through the same API), then resumes the run
-    truth = {}
-    simulate_review(client(ls_env.connection), json.loads(record.read_text())["project_id"], truth, annotators=["reviewer@example.org"])
-    resume("human", runs_dir=tmp_path, note="all done")
+    # `distill resume human --when-reviewed all` listens for Label Studio's webhooks and resumes
+    # the run once a person has reviewed every task (here: through the same API as a browser)
+    resumer = threading.Thread(target=lambda: outcome.update(resumed=resume_run(tmp_path / "human", when_reviewed="all")), daemon=True)
+    resumer.start()
+    time.sleep(3)
+    assert resumer.is_alive() and "resumed" not in outcome
+    simulate_review(client(ls_env.connection), json.loads(record.read_text())["project_id"], {}, annotators=["reviewer@example.org"])
+    resumer.join(timeout=120)
+    assert outcome["resumed"] == json.loads(record.read_text())["flow_run_id"]
+    assert json.loads((tmp_path / "human" / "review_resumed.json").read_text())["note"].endswith("tasks reviewed")
     thread.join(timeout=600)
     assert not thread.is_alive() and Path(outcome["report"]).exists()
     verified = read_jsonl(tmp_path / "human" / "verified.jsonl")

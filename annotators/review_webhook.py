@@ -1,0 +1,102 @@
+"""Wait for human review: a Label Studio webhook that wakes us whenever an annotation is saved.
+
+`ReviewWatcher` registers a webhook on the project that points at a small receiver on this
+machine, and returns once enough tasks are reviewed ("all", or at least N). The receiver only
+wakes the watcher; progress is always read back through the API, so a stray POST cannot end the
+wait early (and one without the watcher's secret header is refused). The webhook is removed on
+the way out, also on Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from label_studio_sdk import LabelStudio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from annotators.http_server import BackgroundServer
+from annotators.label_studio import call
+from data.errors import DistillError
+
+REVIEW_EVENTS = ["ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
+SECRET_HEADER = "X-Distill-Secret"
+
+
+def parse_when(text: str) -> int | None:
+    """`"all"` -> None (every task), `"N"` -> N (at least N tasks reviewed)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise DistillError(f"--when-reviewed {text!r}: use 'all' or a number of tasks (1 or more)")
+    return n
+
+
+@dataclass(frozen=True)
+class Progress:
+    reviewed: int  # tasks with at least one submitted (not skipped) annotation
+    total: int
+
+    def enough(self, when: int | None) -> bool:
+        return self.total > 0 and self.reviewed >= (self.total if when is None else min(when, self.total))
+
+
+def review_progress(ls: LabelStudio, project_id: int) -> Progress:
+    """How many of the project's tasks have a submitted annotation (one cheap API call)."""
+    project = call(ls, f"read project {project_id}", ls.projects.get, id=project_id)
+    return Progress(project.num_tasks_with_annotations or 0, project.task_number or 0)
+
+
+class ReviewWatcher:
+    """Listen on `host:port` for the project's annotation webhooks; `wait()` until enough tasks are reviewed.
+
+    `public_url` is the receiver's address as Label Studio sees it (default `http://host:port`);
+    set it when Label Studio runs on another machine.
+    """
+
+    def __init__(self, ls: LabelStudio, project_id: int, host: str = "127.0.0.1", port: int = 0, public_url: str | None = None) -> None:
+        self.ls, self.project_id, self.public_url = ls, project_id, public_url
+        self.events = 0  # webhook calls received
+        self._wake = threading.Event()
+        self._secret = secrets.token_hex(16)
+        app = Starlette(routes=[Route("/label-studio-webhook", self._receive, methods=["POST"])])
+        self._http = BackgroundServer(app, host, port, name="review webhook receiver")
+
+    async def _receive(self, request: Request) -> JSONResponse:
+        if not secrets.compare_digest(request.headers.get(SECRET_HEADER, ""), self._secret):
+            return JSONResponse({"error": "unknown sender"}, status_code=403)
+        self.events += 1
+        self._wake.set()
+        return JSONResponse({"ok": True})
+
+    def wait(self, when: int | None = None, poll_seconds: float = 300.0, on_progress: Callable[[Progress], None] | None = None) -> Progress:
+        """Block until `when` tasks (None: all) are reviewed; checks on every webhook and every `poll_seconds`."""
+        self._http.start()
+        url = (self.public_url or f"http://{self._http.host}:{self._http.port}").rstrip("/") + "/label-studio-webhook"
+        hook = call(self.ls, "register the review webhook", self.ls.webhooks.create, url=url, project=self.project_id,
+                    actions=REVIEW_EVENTS, send_payload=False, send_for_all_actions=False, headers={SECRET_HEADER: self._secret})
+        try:
+            last = None
+            while True:
+                self._wake.clear()  # before reading, so that a webhook during the read is not lost
+                progress = review_progress(self.ls, self.project_id)
+                if on_progress and progress != last:
+                    on_progress(progress)
+                last = progress
+                if progress.enough(when):
+                    return progress
+                self._wake.wait(poll_seconds)
+        finally:
+            try:
+                self.ls.webhooks.delete(id=hook.id)
+            finally:
+                self._http.stop()
