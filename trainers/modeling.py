@@ -118,7 +118,7 @@ def save_model(model: NerReModel, tokenizer: Any, meta: dict[str, Any], out_dir:
             shutil.rmtree(out_dir / stale)
     model.encoder.save_pretrained(out_dir / "encoder")
     tokenizer.save_pretrained(out_dir / "encoder")
-    heads = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    heads = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("encoder.")}  # loadable with no GPU
     torch.save(heads, out_dir / "heads.pt")
     meta = {**meta, "parameters": count_parameters(model)}
     (out_dir / "model.json").write_text(json.dumps(meta, indent=1, default=str) + "\n", encoding="utf-8")
@@ -140,7 +140,7 @@ def load_model(model_dir: str | Path, device: str = "cpu") -> Loaded:
     tokenizer = AutoTokenizer.from_pretrained(model_dir / "encoder")
     encoder = AutoModel.from_pretrained(model_dir / "encoder")
     model = NerReModel(encoder, len(meta["tags"]), len(meta["relation_labels"]), len(meta["entity_labels"]))
-    model.load_state_dict(torch.load(model_dir / "heads.pt", weights_only=True), strict=False)
+    model.load_state_dict(torch.load(model_dir / "heads.pt", map_location="cpu", weights_only=True), strict=False)
     model.to(pick_device(device)).eval()
     return Loaded(model, tokenizer, meta, model_dir)
 
