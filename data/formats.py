@@ -201,7 +201,8 @@ def read_conll(path: str | Path) -> list[Example]:
     """Read CoNLL BIO (token<TAB>tag or token tag; `-DOCSTART-` and `#` comments allowed).
 
     With a `# text = ...` comment the original text is restored exactly; without one the
-    tokens are joined with single spaces. IOB1 `I-` tags that open an entity are accepted.
+    tokens are joined with single spaces. IOB1 `I-` tags that open an entity are accepted, and
+    so are BIOES/BILOU tags (`S-`/`U-` one-token entity, `E-`/`L-` its last token).
     """
     path = Path(path)
     if not path.exists():
@@ -248,13 +249,15 @@ def _conll_example(path: Path, line: int, block: list[tuple[int, str, str]], met
         if tag == "O":
             current = None
             continue
-        if prefix not in {"B", "I"} or not label:
-            raise DistillError(f"{path}:{number}: tag {tag!r} is not O, B-LABEL or I-LABEL")
-        if prefix == "I" and current is not None and current["label"] == label:
+        if prefix not in {"B", "I", "E", "L", "S", "U"} or not label:
+            raise DistillError(f"{path}:{number}: tag {tag!r} is not O, B-LABEL or I-LABEL (or BIOES: E-, S-; BILOU: L-, U-)")
+        if prefix in {"I", "E", "L"} and current is not None and current["label"] == label:
             current["end"] = end
         else:
             current = {"start": start, "end": end, "label": label}
             entities.append(current)
+        if prefix in {"E", "L", "S", "U"}:  # the entity ends here
+            current = None
     source = Source(origin=f"conll:{path.name}")
     return Example(id=meta.get("id", ""), text=text, entities=[Entity(**e) for e in entities], source=source)
 

@@ -90,6 +90,16 @@ def test_conll_without_text_comment_and_entity_inside_word(tmp_path):
     assert _core(read_conll(tmp_path / "w.conll")[0]) == _core(e)
 
 
+def test_conll_bioes_and_bilou_tags(tmp_path):
+    rows = [("Snow", "B"), ("leopards", "E"), ("eat", None), ("ibex", "S"), ("and", None), ("marmots", "S")]
+    for scheme, (begin, end, single) in {"bioes": ("B", "E", "S"), "bilou": ("B", "L", "U")}.items():
+        names = {"B": begin, "E": end, "S": single}
+        lines = [f"{tok} {'O' if tag is None else names[tag] + ('-SPECIES' if i < 2 else '-FEEDING')}" for i, (tok, tag) in enumerate(rows)]
+        (tmp_path / f"{scheme}.conll").write_text("\n".join(lines) + "\n")
+        back = read_conll(tmp_path / f"{scheme}.conll")[0]
+        assert [(back.span(e), e.label) for e in back.entities] == [("Snow leopards", "SPECIES"), ("ibex", "FEEDING"), ("marmots", "FEEDING")]
+
+
 def test_conll_bad_tag_names_line(tmp_path):
     (tmp_path / "bad.conll").write_text("The O\nleopard X-SPECIES\n")
     with pytest.raises(DistillError, match=r"bad.conll:2: tag 'X-SPECIES'"):
