@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from label_studio_sdk import LabelStudio
@@ -50,21 +50,35 @@ class Progress:
         return self.total > 0 and self.reviewed >= (self.total if when is None else min(when, self.total))
 
 
-def review_progress(ls: LabelStudio, project_id: int) -> Progress:
-    """How many of the project's tasks have a submitted annotation (one cheap API call)."""
-    project = call(ls, f"read project {project_id}", ls.projects.get, id=project_id)
-    return Progress(project.num_tasks_with_annotations or 0, project.task_number or 0)
+def review_progress(ls: LabelStudio, project_id: int, example_ids: Collection[str] | None = None) -> Progress:
+    """How many tasks have a submitted (not skipped) annotation: of the whole project, or of the
+    tasks of `example_ids` (one run's examples, when several runs share the spec's project)."""
+    if example_ids is None:
+        project = call(ls, f"read project {project_id}", ls.projects.get, id=project_id)
+        return Progress(project.num_tasks_with_annotations or 0, project.task_number or 0)
+    wanted = set(example_ids)
+
+    def count() -> Progress:
+        tasks = ls.tasks.list(project=project_id, fields="task_only", include="id,data,total_annotations", page_size=5000)
+        mine = [t for t in tasks if t.data and t.data.get("example_id") in wanted]
+        return Progress(sum(bool(t.total_annotations) for t in mine), len(mine))
+
+    return call(ls, f"listing tasks of project {project_id}", count)
 
 
 class ReviewWatcher:
     """Listen on `host:port` for the project's annotation webhooks; `wait()` until enough tasks are reviewed.
 
+    `example_ids` limits the count to those examples' tasks (default: every task of the project).
     `public_url` is the receiver's address as Label Studio sees it (default `http://host:port`);
     set it when Label Studio runs on another machine.
     """
 
-    def __init__(self, ls: LabelStudio, project_id: int, host: str = "127.0.0.1", port: int = 0, public_url: str | None = None) -> None:
-        self.ls, self.project_id, self.public_url = ls, project_id, public_url
+    def __init__(
+        self, ls: LabelStudio, project_id: int, example_ids: Collection[str] | None = None,
+        host: str = "127.0.0.1", port: int = 0, public_url: str | None = None,
+    ) -> None:
+        self.ls, self.project_id, self.example_ids, self.public_url = ls, project_id, example_ids, public_url
         self.events = 0  # webhook calls received
         self._wake = threading.Event()
         self._secret = secrets.token_hex(16)
@@ -88,7 +102,7 @@ class ReviewWatcher:
             last = None
             while True:
                 self._wake.clear()  # before reading, so that a webhook during the read is not lost
-                progress = review_progress(self.ls, self.project_id)
+                progress = review_progress(self.ls, self.project_id, self.example_ids)
                 if on_progress and progress != last:
                     on_progress(progress)
                 last = progress

@@ -101,7 +101,7 @@ def resume_run(run_dir: Path, note: str = "", when_reviewed: str | None = None, 
 
 def _wait_for_review(run_dir: Path, project_id: int, when_reviewed: str, listen: str, public_url: str | None):
     """Block until the run's Label Studio project has `when_reviewed` tasks reviewed (see `ReviewWatcher`)."""
-    from annotators.label_studio import client
+    from annotators.label_studio import client, read_run
     from annotators.ls_server import connection
     from annotators.review_webhook import ReviewWatcher, parse_when
     from flows.config import RunConfig
@@ -111,6 +111,7 @@ def _wait_for_review(run_dir: Path, project_id: int, when_reviewed: str, listen:
     if not host or not port.isdigit():
         raise DistillError(f"--listen {listen!r}: use host:port, e.g. 127.0.0.1:8765")
     config = RunConfig.model_validate_json((run_dir / "config.json").read_text())
-    watcher = ReviewWatcher(client(connection(url=config.review.label_studio_url)), project_id, host, int(port), public_url)
+    ls = client(connection(url=config.review.label_studio_url))
+    watcher = ReviewWatcher(ls, project_id, [e.id for e in read_run(run_dir)], host, int(port), public_url)
     target = "every task" if when is None else f"{when} tasks"
     return watcher.wait(when, on_progress=lambda p: console.print(f"{p.reviewed}/{p.total} tasks reviewed; resuming at {target}"))

@@ -197,8 +197,9 @@ def test_review_watcher_wakes_on_webhooks_and_waits_for_every_task(ls, species_s
     from annotators.simulate import simulate_review
 
     project = ensure_project(ls, species_spec, title=title)
-    push(ls, project, species_examples, species_spec)
-    watcher = ReviewWatcher(ls, project)
+    other_run = _many(1)  # another run's task in the same project, never reviewed here: it must not count
+    push(ls, project, other_run + species_examples, species_spec)
+    watcher = ReviewWatcher(ls, project, example_ids=[e.id for e in species_examples])
     seen: list = []
     done: dict = {}
     thread = threading.Thread(target=lambda: done.update(progress=watcher.wait(parse_when("all"), poll_seconds=600, on_progress=seen.append)), daemon=True)
@@ -209,10 +210,10 @@ def test_review_watcher_wakes_on_webhooks_and_waits_for_every_task(ls, species_s
     assert len(ls.webhooks.list(project=str(project))) == 1
     skipped = max(_task_ids(ls, project))  # the simulated reviewer goes last to this one
     ls.annotations.create(id=skipped, result=[], was_cancelled=True)  # a skip is not a review
-    simulate_review(ls, project, {}, annotators=["reviewer"], limit=2)  # half the tasks: keep waiting
+    simulate_review(ls, project, {}, annotators=["reviewer"], limit=3)  # the other run's task and half of ours: keep waiting
     time.sleep(2)
     assert thread.is_alive() and watcher.events >= 3 and seen[-1].reviewed == 2
-    simulate_review(ls, project, {}, annotators=["reviewer"])
+    simulate_review(ls, project, {}, annotators=["reviewer"], limit=2)
     thread.join(timeout=60)
     assert not thread.is_alive(), "the webhook should have ended the wait (the poll is 10 minutes)"
     assert (done["progress"].reviewed, done["progress"].total) == (4, 4)
