@@ -86,7 +86,8 @@ def test_a_pruned_student_takes_as_many_steps_as_on_all_the_data(tiny_bert, data
     assert same["args"]["epochs"] == 1 and len(same["history"]) == 1
 
 
-def test_spacy_pipeline_loads_in_a_new_process(student, tmp_path):
+def test_spacy_pipeline_loads_in_a_new_process(student, data, tmp_path):
+    evaluate(student, data["test"], measure_speed=False)  # metrics.json, which the export puts in meta.json
     out = export_spacy(student, tmp_path / "pipeline", load_spec("species"))
     meta = json.loads((out / "meta.json").read_text())
     assert meta["labels"]["distill_ner_re"] == ["SPECIES", "HABITAT", "FEEDING", "BREEDING"]
@@ -105,6 +106,17 @@ def test_spacy_pipeline_loads_in_a_new_process(student, tmp_path):
     assert got["n"] == 5
     assert ["kakapo", "SPECIES"] in got["ents"]
     assert any(h == "kakapo" and l == "live_in" for h, _, l, _ in got["rels"])
+
+
+def test_spacy_package_builds_an_installable_package_that_requires_the_project(student, tmp_path):
+    out = export_spacy(student, tmp_path / "pipeline", load_spec("species"))
+    (tmp_path / "dist").mkdir()
+    cmd = [sys.executable, "-m", "spacy", "package", str(out), str(tmp_path / "dist"), "--name", "tiny_student", "--version", "0.0.1", "--build", "sdist"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    package = tmp_path / "dist" / "en_tiny_student-0.0.1"
+    assert (package / "dist" / "en_tiny_student-0.0.1.tar.gz").exists()
+    assert "distill-ner" in (package / "en_tiny_student.egg-info" / "requires.txt").read_text()
 
 
 def test_conll_files_through_the_cli(tiny_bert, data, tmp_path):
