@@ -26,6 +26,7 @@ from data.errors import DistillError
 
 REVIEW_EVENTS = ["ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
 SECRET_HEADER = "X-Distill-Secret"
+WEBHOOK_PATH = "/label-studio-webhook"
 
 
 def parse_when(text: str) -> int | None:
@@ -82,8 +83,15 @@ class ReviewWatcher:
         self.events = 0  # webhook calls received
         self._wake = threading.Event()
         self._secret = secrets.token_hex(16)
-        app = Starlette(routes=[Route("/label-studio-webhook", self._receive, methods=["POST"])])
+        app = Starlette(routes=[Route(WEBHOOK_PATH, self._receive, methods=["POST"])])
         self._http = BackgroundServer(app, host, port, name="review webhook receiver")
+
+    def _remove_stale_hooks(self) -> None:
+        """Delete this project's hooks left by a watcher that was killed (they point at a dead receiver)."""
+        hooks = call(self.ls, "list the project's webhooks", self.ls.webhooks.list, project=str(self.project_id))
+        for hook in hooks:
+            if hook.url.endswith(WEBHOOK_PATH) and SECRET_HEADER in (hook.headers or {}):
+                call(self.ls, f"delete stale webhook {hook.id}", self.ls.webhooks.delete, id=hook.id)
 
     async def _receive(self, request: Request) -> JSONResponse:
         if not secrets.compare_digest(request.headers.get(SECRET_HEADER, ""), self._secret):
@@ -95,7 +103,8 @@ class ReviewWatcher:
     def wait(self, when: int | None = None, poll_seconds: float = 300.0, on_progress: Callable[[Progress], None] | None = None) -> Progress:
         """Block until `when` tasks (None: all) are reviewed; checks on every webhook and every `poll_seconds`."""
         self._http.start()
-        url = (self.public_url or f"http://{self._http.host}:{self._http.port}").rstrip("/") + "/label-studio-webhook"
+        self._remove_stale_hooks()
+        url = (self.public_url or f"http://{self._http.host}:{self._http.port}").rstrip("/") + WEBHOOK_PATH
         hook = call(self.ls, "register the review webhook", self.ls.webhooks.create, url=url, project=self.project_id,
                     actions=REVIEW_EVENTS, send_payload=False, send_for_all_actions=False, headers={SECRET_HEADER: self._secret})
         try:

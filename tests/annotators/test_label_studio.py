@@ -200,14 +200,18 @@ def test_review_watcher_wakes_on_webhooks_and_waits_for_every_task(ls, species_s
     other_run = _many(1)  # another run's task in the same project, never reviewed here: it must not count
     push(ls, project, other_run + species_examples, species_spec)
     watcher = ReviewWatcher(ls, project, example_ids=[e.id for e in species_examples])
+    # a watcher killed earlier left its hook behind; a hook of somebody else's stays
+    stale = ls.webhooks.create(url="http://127.0.0.1:9/label-studio-webhook", project=project, actions=["ANNOTATION_CREATED"], headers={"X-Distill-Secret": "old"})
+    theirs = ls.webhooks.create(url="http://127.0.0.1:9/their-hook", project=project, actions=["ANNOTATION_CREATED"])
     seen: list = []
     done: dict = {}
     thread = threading.Thread(target=lambda: done.update(progress=watcher.wait(parse_when("all"), poll_seconds=600, on_progress=seen.append)), daemon=True)
     thread.start()
+    hooks = lambda: {h.id: h.url.rsplit("/", 1)[-1] for h in ls.webhooks.list(project=str(project))}  # noqa: E731
     deadline = time.monotonic() + 30
-    while not ls.webhooks.list(project=str(project)) and time.monotonic() < deadline:
+    while (stale.id in hooks() or len(hooks()) != 2) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert len(ls.webhooks.list(project=str(project))) == 1
+    assert stale.id not in hooks() and sorted(hooks().values()) == ["label-studio-webhook", "their-hook"]
     skipped = max(_task_ids(ls, project))  # the simulated reviewer goes last to this one
     ls.annotations.create(id=skipped, result=[], was_cancelled=True)  # a skip is not a review
     simulate_review(ls, project, {}, annotators=["reviewer"], limit=3)  # the other run's task and half of ours: keep waiting
@@ -218,7 +222,8 @@ def test_review_watcher_wakes_on_webhooks_and_waits_for_every_task(ls, species_s
     assert not thread.is_alive(), "the webhook should have ended the wait (the poll is 10 minutes)"
     assert (done["progress"].reviewed, done["progress"].total) == (4, 4)
     assert [p.reviewed for p in seen] == sorted({p.reviewed for p in seen}) and seen[0].reviewed == 0
-    assert ls.webhooks.list(project=str(project)) == []  # removed on the way out
+    assert [h.id for h in ls.webhooks.list(project=str(project))] == [theirs.id]  # ours removed on the way out
+    ls.webhooks.delete(id=theirs.id)
     for bad in ("0", "some"):
         with pytest.raises(DistillError, match="--when-reviewed"):
             parse_when(bad)
