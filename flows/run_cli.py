@@ -103,6 +103,8 @@ def _wait_for_review(run_dir: Path, project_id: int, when_reviewed: str, listen:
     """Block until the run's Label Studio project has `when_reviewed` tasks reviewed (see `ReviewWatcher`)."""
     from annotators.label_studio import client, read_run
     from annotators.ls_server import connection
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from annotators.review_webhook import ReviewWatcher, parse_when
     from flows.config import RunConfig
 
@@ -114,4 +116,7 @@ def _wait_for_review(run_dir: Path, project_id: int, when_reviewed: str, listen:
     ls = client(connection(url=config.review.label_studio_url))
     watcher = ReviewWatcher(ls, project_id, [e.id for e in read_run(run_dir)], host, int(port), public_url)
     target = "every task" if when is None else f"{when} tasks"
-    return watcher.wait(when, on_progress=lambda p: console.print(f"{p.reviewed}/{p.total} tasks reviewed; resuming at {target}"))
+    console.print(f"waiting for review in Label Studio (project {project_id}); the run resumes at {target} reviewed")
+    with Progress(TextColumn("reviewed"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("reviewed", total=None)
+        return watcher.wait(when, on_progress=lambda p: bar.update(task, completed=p.reviewed, total=p.total))
