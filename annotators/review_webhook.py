@@ -64,7 +64,10 @@ def review_progress(ls: LabelStudio, project_id: int, example_ids: Collection[st
         mine = [t for t in tasks if t.data and t.data.get("example_id") in wanted]
         return Progress(sum(bool(t.total_annotations) for t in mine), len(mine))
 
-    return call(ls, f"listing tasks of project {project_id}", count)
+    progress = call(ls, f"listing tasks of project {project_id}", count)
+    if wanted and not progress.total:
+        raise DistillError(f"none of the {len(wanted)} examples is a task of Label Studio project {project_id}: push them first (distill review push)")
+    return progress
 
 
 class ReviewWatcher:

@@ -101,10 +101,10 @@ def resume_run(run_dir: Path, note: str = "", when_reviewed: str | None = None, 
 
 def _wait_for_review(run_dir: Path, project_id: int, when_reviewed: str, listen: str, public_url: str | None):
     """Block until the run's Label Studio project has `when_reviewed` tasks reviewed (see `ReviewWatcher`)."""
-    from annotators.label_studio import client, read_run
-    from annotators.ls_server import connection
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from annotators.label_studio import client, read_run
+    from annotators.ls_server import connection
     from annotators.review_webhook import ReviewWatcher, parse_when
     from flows.config import RunConfig
 

@@ -227,3 +227,6 @@ def test_review_watcher_wakes_on_webhooks_and_waits_for_every_task(ls, species_s
     for bad in ("0", "some"):
         with pytest.raises(DistillError, match="--when-reviewed"):
             parse_when(bad)
+    with pytest.raises(DistillError, match="none of the 1 examples is a task"):  # a run that was never pushed
+        ReviewWatcher(ls, project, example_ids=["not-pushed"]).wait()
+    assert [h.id for h in ls.webhooks.list(project=str(project))] == []
