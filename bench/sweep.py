@@ -76,6 +76,7 @@ def main(
     fractions: str = typer.Option("1.0,0.5", help="Kept fractions."),
     methods: str = typer.Option("random", help="Pruning methods: random, teacher_loss, el2n, disagreement."),
     kds: str = typer.Option("none,hinton", help="KD settings."),
+    alpha: Optional[float] = typer.Option(None, help="One KD weight for every fraction (default: the schedule, 0.5 at 100%)."),
     student_layers: int = typer.Option(3),
     teacher_epochs: int = typer.Option(12, help="At most this many epochs (early stopping on dev)."),
     epochs: int = typer.Option(12, help="At most this many epochs (early stopping on dev)."),
@@ -99,7 +100,7 @@ def main(
         teacher = out / "teacher"
         if not (teacher / "model.json").exists():
             train_teacher(splits["train"], splits["dev"], teacher, args)
-    rows = run_sweep(splits, teacher, [float(f) for f in fractions.split(",")], methods.split(","), kds.split(","), {**args, "epochs": epochs}, out,
+    rows = run_sweep(splits, teacher, [float(f) for f in fractions.split(",")], methods.split(","), kds.split(","), {**args, "epochs": epochs, "alpha": alpha}, out,
                      seeds=[int(s) for s in (seeds or str(seed)).split(",")])
     print(sweep_table(rows))
     print(half_data_verdict(rows) or "(no 50% KD row and 100% no-KD row to compare)")
