@@ -4,6 +4,7 @@
     .venv/bin/python bench/sweep.py verified/                 # a DatasetDict folder
     .venv/bin/python bench/sweep.py data.jsonl                # one file: split 70/15/15 (seeded)
     .venv/bin/python bench/sweep.py --demo 400                # mock LLM data, reviewed offline from its truth
+    .venv/bin/python bench/sweep.py --demo 1000 --seeds 0,1,2 # each cell: mean and std of F1 over 3 seeds
 
 Trains a teacher on all the training data (or takes --teacher), then students over the given
 fractions x methods x KD settings, prints the sweep table and checks the target: the student on
