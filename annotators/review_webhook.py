@@ -123,6 +123,6 @@ class ReviewWatcher:
                 self._wake.wait(poll_seconds)
         finally:
             try:
-                self.ls.webhooks.delete(id=hook.id)
+                call(self.ls, "remove the review webhook", self.ls.webhooks.delete, id=hook.id)
             finally:
                 self._http.stop()

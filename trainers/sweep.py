@@ -97,15 +97,14 @@ def run_sweep(
     for method in sorted(set(methods) - {"random"} - scores.keys()):
         scores[method] = compute_scores(method, teacher_dir, base["train"], dev=base.get("dev"), early_dir=None)
     teacher = _teacher_row(teacher_dir, base[eval_name])
-    if len(seeds) == 1:
-        rows = [teacher, *_student_rows(base, eval_name, teacher_dir, fractions, methods, kd_settings, args.model_copy(update={"seed": seeds[0]}), out_dir, seeds[0], alpha_schedule, scores)]
-    else:
-        per_seed = []
-        for seed in seeds:
-            seed_rows = [teacher, *_student_rows(base, eval_name, teacher_dir, fractions, methods, kd_settings, args.model_copy(update={"seed": seed}), out_dir / f"seed-{seed}", seed, alpha_schedule, scores)]
-            write_sweep_outputs(seed_rows, out_dir / f"seed-{seed}")
-            per_seed.append(seed_rows)
-        rows = mean_over_seeds(per_seed)
+    per_seed = []
+    for seed in seeds:
+        seed_dir = out_dir if len(seeds) == 1 else out_dir / f"seed-{seed}"
+        seed_args = args.model_copy(update={"seed": seed})
+        per_seed.append([teacher, *_student_rows(base, eval_name, teacher_dir, fractions, methods, kd_settings, seed_args, seed_dir, seed, alpha_schedule, scores)])
+        if len(seeds) > 1:
+            write_sweep_outputs(per_seed[-1], seed_dir)
+    rows = per_seed[0] if len(seeds) == 1 else mean_over_seeds(per_seed)
     write_sweep_outputs(rows, out_dir)
     return rows
 
