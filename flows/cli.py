@@ -42,13 +42,29 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
-    """Entry point: run the app; a `DistillError` becomes one line on stderr and exit status 1."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app. A `DistillError` or a usage mistake (unknown option, a value out
+    of range) becomes one line on stderr and exit status 1 (2 for usage); never a traceback."""
     try:
-        app()
+        code = app(args=argv, prog_name="distill", standalone_mode=False)
     except DistillError as err:
-        err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(str(err), 1)
+    except typer.Abort:
+        _fail("aborted", 130)
+    except typer.TyperException as err:  # click's usage errors (typer vendors click)
+        if not err.format_message():  # no arguments: the help was printed
+            sys.exit(getattr(err, "exit_code", 2))
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        _fail(f"{err.format_message()}{hint}", getattr(err, "exit_code", 2))
+    except PermissionError as err:  # an output nobody can write, reached before our own checks
+        _fail(f"{err.filename}: permission denied", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
