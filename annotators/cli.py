@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from data.errors import DistillError
+from data.errors import DistillError, validation_message
+
+if TYPE_CHECKING:
+    from annotators.llm import LLMConfig
 
 app = typer.Typer()
 console = Console()
@@ -21,54 +25,52 @@ console = Console()
 def generate(
     out: Path = typer.Option(..., help="Run folder: generated.jsonl, rejected.jsonl, generate_summary.json, llm_cache/."),
     spec: str = typer.Option("species", help="Task spec: a name in data/specs/ or a YAML path."),
-    n: int = typer.Option(500, help="Examples to ask for."),
+    n: int = typer.Option(500, min=1, help="Examples to ask for."),
     base_url: str = typer.Option(None, help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL). The key comes from $OPENAI_API_KEY."),
     model: str = typer.Option(None, help="Model name (default: $DISTILL_LLM_MODEL, else gpt-4o-mini; mock-species with --mock)."),
-    concurrency: int = typer.Option(8, help="Requests in flight at once."),
-    k_samples: int = typer.Option(1, help="Annotations per text; k > 1 gives entity and example confidence from agreement."),
+    concurrency: int = typer.Option(8, min=1, help="Requests in flight at once."),
+    k_samples: int = typer.Option(1, min=1, help="Annotations per text; k > 1 gives entity and example confidence from agreement."),
     seed: int = typer.Option(0, help="Topic order and LLM seed."),
     temperature: float = typer.Option(None, help="Sampling temperature (default 0.7)."),
-    timeout: float = typer.Option(None, help="Seconds for one request (default 60)."),
-    max_retries: int = typer.Option(None, help="Retries of one request on 429, 5xx and timeouts (default 4)."),
+    timeout: float = typer.Option(None, min=0.001, help="Seconds for one request (default 60)."),
+    max_retries: int = typer.Option(None, min=0, help="Retries of one request on 429, 5xx and timeouts (default 4)."),
     structured: str = typer.Option(None, help="json_schema (default), json_object or none: how to ask for JSON."),
     cache_dir: Path = typer.Option(None, help="LLM answer cache (default: OUT/llm_cache); share it between runs to reuse answers."),
-    dedup_threshold: float = typer.Option(0.9, help="Near-duplicate similarity (0-1) above which a text is dropped; 1 = exact only."),
+    dedup_threshold: float = typer.Option(0.9, min=0.0, max=1.0, help="Near-duplicate similarity (0-1) above which a text is dropped; 1 = exact only."),
     mock: bool = typer.Option(False, "--mock", help="Start the mock LLM in-process (truth in OUT/mock_truth.jsonl) and use it."),
 ) -> None:
     """Generate annotated examples with an LLM: ground, validate and dedup them, and count every rejection."""
     from annotators.generate import generate as run_generate
     from annotators.llm import LLMConfig
     from annotators.mock_llm import MockConfig, MockLLMServer
+    from data.run_lock import run_lock
     from data.spec import load_spec
 
     task = load_spec(spec)
     if structured not in (None, "json_schema", "json_object", "none"):
         raise DistillError(f"--structured must be json_schema, json_object or none (got {structured!r})")
-    server = MockLLMServer(MockConfig(truth_file=out / "mock_truth.jsonl", seed=seed)) if mock else None
-    with server or nullcontext():
-        config = LLMConfig.from_env(
-            base_url=server.base_url if server else base_url,
-            model=model or ("mock-species" if server else None),
-            concurrency=concurrency,
-            temperature=temperature,
-            timeout=timeout,
-            max_retries=max_retries,
-            structured=structured,
-        )
-        columns = (TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=False) as progress:
-            bar = progress.add_task("generate", total=n)
-            summary = run_generate(
-                task,
-                n,
-                out,
-                config,
-                seed=seed,
-                k_samples=k_samples,
-                cache_dir=cache_dir,
-                dedup_threshold=dedup_threshold,
-                on_done=lambda outcome: progress.advance(bar, outcome.request.n),
-            )
+    settings = dict(concurrency=concurrency, temperature=temperature, timeout=timeout, max_retries=max_retries, structured=structured)
+    checked = llm_config(base_url=base_url, **settings)  # bad values fail here, before anything starts
+    if not mock and not checked.base_url and not checked.api_key:
+        raise DistillError("no LLM to ask: give --base-url (or set OPENAI_BASE_URL; the key goes in OPENAI_API_KEY), or --mock")
+    with run_lock(out, "distill generate"):
+        server = MockLLMServer(MockConfig(truth_file=out / "mock_truth.jsonl", seed=seed)) if mock else None
+        with server or nullcontext():
+            config = llm_config(base_url=server.base_url if server else base_url, model=model or ("mock-species" if server else None), **settings)
+            columns = (TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=console, transient=False) as progress:
+                bar = progress.add_task("generate", total=n)
+                summary = run_generate(
+                    task,
+                    n,
+                    out,
+                    config,
+                    seed=seed,
+                    k_samples=k_samples,
+                    cache_dir=cache_dir,
+                    dedup_threshold=dedup_threshold,
+                    on_done=lambda outcome: progress.advance(bar, outcome.request.n),
+                )
     table = Table(title=f"distill generate -> {out}", show_header=False)
     table.add_row("requested", str(summary.requested))
     table.add_row("kept", f"[green]{summary.kept}[/green]")
@@ -83,6 +85,18 @@ def generate(
         table.add_row("mean confidence", f"{summary.mean_confidence:.3f}")
     table.add_row("seconds", f"{summary.seconds:.1f}")
     console.print(table)
+
+
+def llm_config(**values: Any) -> LLMConfig:
+    """`LLMConfig.from_env` with a bad value reported in one line naming the option."""
+    from pydantic import ValidationError
+
+    from annotators.llm import LLMConfig
+
+    try:
+        return LLMConfig.from_env(**values)
+    except ValidationError as err:
+        raise DistillError(validation_message(err, {k: "--" + k.replace("_", "-") for k in values})) from None
 
 
 @app.command("mock-llm")

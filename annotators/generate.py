@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import random
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,9 +32,6 @@ from data.errors import DistillError
 from data.example import Example, Source
 from data.formats import _atomic_write, write_jsonl
 from data.spec import TaskSpec
-
-OUTPUT_FILES = ("generated.jsonl", "rejected.jsonl", "generate_summary.json")
-
 
 class GenerationRequest(BaseModel):
     """One LLM call to plan: write `n` examples about `topic` (sample `sample`, with `seed`)."""
@@ -296,6 +294,17 @@ def run_requests(
 
 
 # --- finishing a run ----------------------------------------------------------------------------
+FAILED_DIR = "last_failure"
+
+
+def top_reasons(rejected: list[Rejection], limit: int = 3) -> str:
+    """The most common rejection reasons with an example detail, in one line."""
+    counts = Counter(r.reason for r in rejected)
+    detail = {r.reason: r.detail for r in reversed(rejected) if r.detail}
+    parts = [f"{reason} {count}" + (f" ({detail[reason][:120]})" if reason in detail else "") for reason, count in counts.most_common(limit)]
+    return "; ".join(parts) or "nothing returned"
+
+
 def finish_run(
     out_dir: str | Path,
     requests: list[GenerationRequest],
@@ -305,7 +314,11 @@ def finish_run(
     k_samples: int = 1,
     dedup_threshold: float = 0.9,
 ) -> GenerateSummary:
-    """Dedup the kept examples and write `generated.jsonl`, `rejected.jsonl` and the summary, each atomically."""
+    """Dedup the kept examples and write `generated.jsonl`, `rejected.jsonl` and the summary.
+
+    A failed run (a fatal error, or no example kept) leaves the run folder's earlier outputs as
+    they were: its own go to `OUT/last_failure/` for a look, and `DistillError` says why.
+    """
     out = Path(out_dir)
     examples = [e for o in batch.outcomes for e in o.examples]
     rejected = [r for o in batch.outcomes for r in o.rejected]
@@ -316,8 +329,6 @@ def finish_run(
         {"request": None, "topic": topic_of.get(e.id), "reason": "duplicate", "detail": why, "raw": json.loads(e.model_dump_json())}
         for e, why in duplicates
     ]
-    write_jsonl(out / "generated.jsonl", kept)
-    _atomic_write(out / "rejected.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     confidences = [e.source.confidence for e in kept if e.source.confidence is not None]
     stats = batch.stats
     summary = GenerateSummary(
@@ -328,12 +339,12 @@ def finish_run(
         rejected=dict(Counter(r.reason for r in rejected).most_common()),
         duplicates=len(duplicates),
         surplus=sum(o.surplus for o in batch.outcomes),
-        calls=stats["calls"],
-        cache_hits=stats["cache_hits"],
-        retries=stats["retries"],
-        reasks=stats["reasks"],
-        prompt_tokens=stats["prompt_tokens"],
-        completion_tokens=stats["completion_tokens"],
+        calls=stats.get("calls", 0),
+        cache_hits=stats.get("cache_hits", 0),
+        retries=stats.get("retries", 0),
+        reasks=stats.get("reasks", 0),
+        prompt_tokens=stats.get("prompt_tokens", 0),
+        completion_tokens=stats.get("completion_tokens", 0),
         seconds=round(seconds, 3),
         k_samples=k_samples,
         mean_confidence=round(sum(confidences) / len(confidences), 4) if confidences else None,
@@ -341,8 +352,28 @@ def finish_run(
         complete=batch.error is None,
         error=batch.error,
     )
-    _atomic_write(out / "generate_summary.json", summary.model_dump_json(indent=2) + "\n")
+    if batch.error or not kept:
+        _write_outputs(out / FAILED_DIR, kept, rows, summary)
+        where = f"its outputs are in {out / FAILED_DIR}; the earlier outputs in {out} are untouched"
+        if batch.error:
+            raise DistillError(
+                f"{batch.error}; {summary.done_requests} of {summary.requests} requests finished ({where}); "
+                "rerun the same command to continue: finished calls are cached"
+            )
+        raise DistillError(f"no example kept of {summary.requested} asked: {top_reasons(rejected)} ({where})")
+    _write_outputs(out, kept, rows, summary)
+    shutil.rmtree(out / FAILED_DIR, ignore_errors=True)
     return summary
+
+
+def _write_outputs(folder: Path, kept: list[Example], rejected_rows: list[dict[str, Any]], summary: GenerateSummary) -> None:
+    """Each file atomically; the summary last, so it is there only when the examples are."""
+    try:
+        write_jsonl(folder / "generated.jsonl", kept)
+        _atomic_write(folder / "rejected.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rejected_rows))
+        _atomic_write(folder / "generate_summary.json", summary.model_dump_json(indent=2) + "\n")
+    except OSError as err:
+        raise DistillError(f"{folder}: cannot write the outputs ({err.strerror}); choose another --out") from None
 
 
 def generate(
@@ -358,8 +389,8 @@ def generate(
 ) -> GenerateSummary:
     """Generate `n` examples into `out_dir` (LLM cache in `out_dir/llm_cache` unless `cache_dir`).
 
-    On a fatal error (server unreachable, key refused) what finished is written, and
-    `DistillError` says how far it got; rerunning the same command continues from the cache.
+    On a fatal error (server unreachable, key refused) or when nothing is kept, `DistillError`
+    says how far it got and the earlier outputs stay; rerunning continues from the cache.
     """
     if k_samples < 1:
         raise DistillError(f"--k-samples must be at least 1 (got {k_samples})")
@@ -367,13 +398,7 @@ def generate(
     requests = plan_requests(spec, n, seed)
     started = time.perf_counter()
     batch = run_requests(requests, spec, config, cache_dir or out / "llm_cache", k_samples, on_done)
-    summary = finish_run(out, requests, batch, config, time.perf_counter() - started, k_samples, dedup_threshold)
-    if batch.error:
-        raise DistillError(
-            f"{batch.error}; {summary.done_requests} of {summary.requests} requests finished (saved in {out}); "
-            "rerun the same command to continue"
-        )
-    return summary
+    return finish_run(out, requests, batch, config, time.perf_counter() - started, k_samples, dedup_threshold)
 
 
 __all__ = [
@@ -391,4 +416,5 @@ __all__ = [
     "run_request",
     "run_requests",
     "score_agreement",
+    "top_reasons",
 ]

@@ -438,8 +438,11 @@ class MockLLM:
         self._seen: Counter = Counter()
         self._truth_handle = None
         if config.truth_file:
-            config.truth_file.parent.mkdir(parents=True, exist_ok=True)
-            self._truth_handle = config.truth_file.open("a", encoding="utf-8")
+            try:
+                config.truth_file.parent.mkdir(parents=True, exist_ok=True)
+                self._truth_handle = config.truth_file.open("a", encoding="utf-8")
+            except OSError as err:
+                raise DistillError(f"{config.truth_file}: cannot write the mock's truth file ({err.strerror}); choose another --truth-file") from None
         self.app = Starlette(
             routes=[
                 Route("/v1/models", self.models, methods=["GET"]),

@@ -5,6 +5,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from data.errors import DistillError
+
 app = typer.Typer()
 console = Console()
 
@@ -16,9 +18,12 @@ def convert(
     drop_relations: bool = typer.Option(False, help="Allow writing to CoNLL, which cannot hold relations."),
 ) -> None:
     """Convert examples between formats (bring your own verified data this way)."""
-    from data.formats import read_examples, write_examples
+    from data.formats import check_writable, read_examples, write_examples
 
+    check_writable(target, folder=not target.suffix)
     examples = read_examples(source)
+    if not examples:
+        raise DistillError(f"{source}: holds no examples; {target} left as it was")
     write_examples(target, examples, drop_relations=drop_relations)
     console.print(f"{len(examples)} examples: {source} -> {target}")
 
@@ -27,13 +32,14 @@ def convert(
 def split(
     source: Path = typer.Argument(..., help="Examples in any readable format."),
     out: Path = typer.Option(..., help="Folder for the DatasetDict with train/dev/test."),
-    dev: float = typer.Option(0.1, help="Fraction for dev."),
-    test: float = typer.Option(0.1, help="Fraction for test."),
+    dev: float = typer.Option(0.1, min=0.0, max=0.99, help="Fraction for dev (0: no dev split; training then runs every epoch)."),
+    test: float = typer.Option(0.1, min=0.0, max=0.99, help="Fraction for test (0: no test split)."),
     seed: int = typer.Option(0),
 ) -> None:
     """Split examples into train/dev/test (same text, same split) and save a DatasetDict."""
-    from data.formats import read_examples, save_splits, split_examples
+    from data.formats import check_writable, read_examples, save_splits, split_examples
 
+    check_writable(out, folder=True)
     splits = split_examples(read_examples(source), dev=dev, test=test, seed=seed)
     save_splits(splits, out)
     console.print(", ".join(f"{name}: {len(items)}" for name, items in splits.items()) + f" -> {out}")

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -54,38 +55,62 @@ def write_jsonl(path: str | Path, examples: Iterable[Example]) -> Path:
     return _atomic_write(Path(path), "".join(e.model_dump_json() + "\n" for e in examples))
 
 
-def append_jsonl(path: str | Path, examples: Iterable[Example]) -> None:
-    """Append examples and flush, so that a killed run keeps what it wrote."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        for e in examples:
-            handle.write(e.model_dump_json() + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def _atomic_write(path: Path, content: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    os.replace(tmp, path)
+    """Write to a temporary file beside `path`, then rename: the old file stays until the new one is whole."""
+    check_writable(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise DistillError(f"{path}: cannot write it ({err.strerror})") from None
+    return path
+
+
+def check_writable(path: str | Path, folder: bool = False) -> Path:
+    """Raise one line if `path` (a file, or a `folder`) cannot be written; create its parent folders."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise DistillError(f"{path}: is a file; give a folder")
+    if not folder and path.is_dir():
+        raise DistillError(f"{path}: is a folder; give a file name")
+    parent = path if folder else path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DistillError(f"{parent}: cannot create this folder ({err.strerror})") from None
+    if not os.access(parent, os.W_OK):
+        raise DistillError(f"{parent}: this folder is not writable")
     return path
 
 
 # --- splits and HF datasets ----------------------------------------------------------------
 def split_examples(examples: list[Example], dev: float = 0.1, test: float = 0.1, seed: int = 0) -> dict[str, list[Example]]:
-    """Seeded train/dev/test split; examples with the same text always land in the same split."""
+    """Seeded train/dev/test split; examples with the same text always land in the same split.
+
+    A fraction of 0 leaves that split empty on purpose; a split asked for gets at least one
+    text, and one that cannot (too few texts) is an error, never an empty split by accident.
+    """
     if not examples:
         raise DistillError("cannot split an empty set of examples")
     if dev < 0 or test < 0 or dev + test >= 1:
         raise DistillError(f"dev ({dev}) and test ({test}) fractions must be >= 0 and sum to less than 1")
     texts = sorted({e.text for e in examples})
+    needed = 1 + (dev > 0) + (test > 0)
+    if len(texts) < needed:
+        raise DistillError(
+            f"{len(texts)} distinct text(s) cannot fill {needed} splits (train{', dev' if dev else ''}{', test' if test else ''}): "
+            "add examples, or set a fraction to 0 to leave that split empty"
+        )
     random.Random(seed).shuffle(texts)
     n_test, n_dev = round(len(texts) * test), round(len(texts) * dev)
-    if len(texts) >= 3:  # every split non-empty when asked for and possible
-        n_test, n_dev = max(n_test, 1 if test else 0), max(n_dev, 1 if dev else 0)
+    n_test, n_dev = max(n_test, 1 if test else 0), max(n_dev, 1 if dev else 0)  # every split asked for is non-empty
+    while n_test + n_dev >= len(texts):  # and train keeps at least one text
+        if n_dev >= n_test and n_dev > 1:
+            n_dev -= 1
+        else:
+            n_test -= 1
     split_of = {t: "test" for t in texts[:n_test]}
     split_of.update({t: "dev" for t in texts[n_test : n_test + n_dev]})
     out: dict[str, list[Example]] = {s: [] for s in SPLITS}
@@ -147,8 +172,28 @@ def save_splits(splits: dict[str, list[Example]], out_dir: str | Path) -> Path:
 
     disable_progress_bar()
     out_dir = Path(out_dir)
-    to_dataset_dict(splits).save_to_disk(str(out_dir))
+    check_writable(out_dir.parent, folder=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DistillError(f"{out_dir}: is a file; give a folder")
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        to_dataset_dict(splits).save_to_disk(str(tmp))
+        replace_dir(tmp, out_dir)
+    except OSError as err:
+        raise DistillError(f"{out_dir}: cannot save the splits ({err.strerror})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put folder `new` in the place of `target`; the old `target` is removed only once `new` is in."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_splits(path: str | Path) -> dict[str, list[Example]]:
@@ -287,9 +332,11 @@ def to_docbin(examples: Iterable[Example], path: str | Path, lang: str = "en") -
             for r in e.relations
         ]
         docbin.add(doc)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    docbin.to_disk(path)
+    path = check_writable(path)
+    try:
+        docbin.to_disk(path)
+    except OSError as err:
+        raise DistillError(f"{path}: cannot write it ({err.strerror})") from None
     return path
 
 

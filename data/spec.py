@@ -182,6 +182,8 @@ def load_spec(path_or_name: str | Path) -> TaskSpec:
         path = SPECS_DIR / f"{path_or_name}.yaml"
     if not path.exists():
         raise SpecError(f"{path}: spec file not found")
+    if path.is_dir():
+        raise SpecError(f"{path}: is a folder; give a spec name (e.g. species) or a YAML file")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:

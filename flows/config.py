@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from data.errors import DistillError
+from data.errors import DistillError, validation_message
 from trainers.args import default
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
@@ -39,7 +39,7 @@ class ReviewSection(_Section):
 
 class SplitSection(_Section):
     dev: float = Field(0.15, ge=0, lt=1)
-    test: float = Field(0.15, ge=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1, description="the gold test split the models are scored on")
     seed: int = 0
 
 
@@ -121,9 +121,11 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | dict[
             raise DistillError(f"{path}: not valid YAML ({getattr(err, 'problem', err)})") from None
         if not isinstance(raw, dict):
             raise DistillError(f"{path}: a config is a YAML mapping")
-    items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides or [])
+    items = list(overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides or []))
+    given: dict[str, str] = {}
     for key, value in items:
         keys = key.split(".") if isinstance(key, str) else key
+        given[".".join(keys)] = f"{'.'.join(keys)}={value}"
         node = raw
         for part in keys[:-1]:
             node = node.setdefault(part, {})
@@ -133,7 +135,7 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | dict[
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-        raise DistillError(f"{where}: {loc}: {first['msg']}{more}") from None
+        loc = ".".join(str(p) for p in err.errors()[0]["loc"])
+        override = next((text for key, text in given.items() if loc == key or loc.startswith(key + ".")), None)
+        where = f"override -s {override}" if override else where
+        raise DistillError(f"{where}: {validation_message(err)}") from None

@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PREFECT_HOME=${PREFECT_HOME:-$PWD/.prefect}
 PORT=${PREFECT_PORT:-4200}
-POOL=${PREFECT_POOL:-distill-pool}
+export PREFECT_POOL=${PREFECT_POOL:-distill-pool}  # the one place the work pool is named (prefect.yaml reads it)
+POOL=$PREFECT_POOL
 export PREFECT_API_URL=http://127.0.0.1:$PORT/api
 export PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_LOGGING_SERVER_LEVEL=WARNING
 export DISTILL_HOME=$PWD

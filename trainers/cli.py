@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from data.errors import DistillError
+from data.errors import DistillError, validation_message
 from trainers.args import default
 
 app = typer.Typer()
@@ -77,33 +77,43 @@ def train(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
     """Train the teacher and the KD student; evaluate both on the test split when there is one."""
+    from pydantic import ValidationError
+
+    from data.run_lock import run_lock
     from data.spec import load_spec
     from trainers.args import TrainingArgs
-    from trainers.evaluate import evaluate
-    from trainers.trainer import check_disjoint, train_student, train_teacher
 
-    if kd not in ("none", "hinton", "annealing"):
+    if kd not in ("none", "hinton", "annealing"):  # cheap checks first: torch takes seconds to import
         raise DistillError(f"--kd {kd!r}: use none, hinton or annealing")
+    try:
+        args = TrainingArgs(
+            encoder=encoder, student_layers=student_layers, student_encoder=student_encoder, kd=kd, alpha=alpha, temperature=temperature,
+            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed, device=device,
+        )
+    except ValidationError as err:
+        raise DistillError(validation_message(err, {"learning_rate": "--lr"} | {f: "--" + f.replace("_", "-") for f in TrainingArgs.model_fields if f != "learning_rate"})) from None
+    task = load_spec(spec) if spec else None
     if run is not None:
-        splits = run_splits(run)
-        out = out or run / "models"
+        with run_lock(run, "distill train"):
+            _train(run_splits(run), out or run / "models", args, task, teacher, student)
     elif train_path is not None and dev_path is not None:
         splits = {"train": load_split(train_path, "train"), "dev": load_split(dev_path, "dev"), "test": load_split(test_path, "test") if test_path else []}
         splits["student_train"] = splits["train"]
-        out = out or Path("models")
+        _train(splits, out or Path("models"), args, task, teacher, student)
     else:
         raise DistillError("give a run folder, or --train and --dev files")
+
+
+def _train(splits: dict[str, list], out: Path, args: Any, spec: Any, teacher: Path | None, student: bool) -> None:
+    from trainers.evaluate import evaluate
+    from trainers.trainer import check_disjoint, train_student, train_teacher
+
     if splits.get("test"):
         check_disjoint(splits["train"], splits["test"], "test")
-    args = TrainingArgs(
-        encoder=encoder, student_layers=student_layers, student_encoder=student_encoder, kd=kd, alpha=alpha, temperature=temperature,
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed, device=device,
-    )
-    task = load_spec(spec) if spec else None
-    teacher_dir = teacher or train_teacher(splits["train"], splits["dev"], out / "teacher", args, spec=task)
+    teacher_dir = teacher or train_teacher(splits["train"], splits["dev"], out / "teacher", args, spec=spec)
     models = {"teacher": teacher_dir}
     if student:
-        models[f"student-{kd}"] = train_student(splits["student_train"], splits["dev"], teacher_dir, out / f"student-{kd}", args)
+        models[f"student-{args.kd}"] = train_student(splits["student_train"], splits["dev"], teacher_dir, out / f"student-{args.kd}", args)
     console.print(f"models in {out}: {', '.join(str(p) for p in models.values())}")
     if splits.get("test"):
         rows = [{"name": name, **evaluate(path, splits["test"])} for name, path in models.items()]

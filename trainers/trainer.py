@@ -155,9 +155,9 @@ def equal_step_epochs(epochs: int, fraction: float) -> int:
 
 # --- internals --------------------------------------------------------------------------------
 def _prepare(train: Sequence[Example], dev: Sequence[Example]) -> tuple[list[Example], list[Example]]:
+    """Usable train and dev examples; an empty dev split means no early stopping (all epochs, the last kept)."""
     train, dev = usable(train), usable(dev)
     check_split("train", train)
-    check_split("dev", dev)
     check_disjoint(train, dev, "dev")
     return train, dev
 
@@ -303,12 +303,14 @@ class _Fit:
                     step += 1
                     total, n = total + loss.item(), n + 1
                     progress.update(task, advance=1, loss=total / n)
-                scores = self.score_dev()
+                scores = self.score_dev() if self.dev else {"dev_f1": None, "dev_relation_f1": None, "score": None}
                 self.history.append({"epoch": self.epoch, "loss": round(total / max(n, 1), 5), "phase": "anneal" if anneal else "train", **scores})
-                if self.args.progress:
+                if self.args.progress and self.dev:
                     rel = "" if scores["dev_relation_f1"] is None else f", dev relation F1 {scores['dev_relation_f1']:.3f}"
                     progress.console.print(f"{label} epoch {self.epoch}: loss {total / max(n, 1):.4f}, dev entity F1 {scores['dev_f1']:.3f}{rel}")
-                if not early_stop:  # annealing phase 1: phase 2 starts from its end, whatever the dev score
+                if not self.dev:  # no dev split: no early stopping, the last epoch is kept
+                    self.best_epoch = self.epoch
+                if not early_stop or not self.dev:  # annealing phase 1: phase 2 starts from its end, whatever the dev score
                     continue
                 if scores["score"] > self.best_score:
                     self.best_score, self.best_epoch, self.best_scores = scores["score"], self.epoch, scores

@@ -73,19 +73,47 @@ def test_generate_against_the_mock_with_faults_then_rerun_makes_no_call(mock_llm
 def test_unknown_labels_in_llm_output_are_counted_not_crashed(mock_llm_factory, tmp_path):
     server = mock_llm_factory(unknown_label=1.0, error_rate=0.0)
     result = cli("--n", "10", "--out", str(tmp_path), "--base-url", server.base_url)
-    assert result.exit_code == 0, result.output
-    summary, kept, rejected = files(tmp_path)
+    assert result.exit_code == 1 and "no example kept of 10 asked: unknown_label 10" in str(result.exception)
+    assert not (tmp_path / "generated.jsonl").exists()  # nothing kept: no empty data set to carry on with
+    summary, kept, rejected = files(tmp_path / "last_failure")  # the rejections are there to look at
     assert summary["rejected"] == {"unknown_label": 10} and not kept
     assert "LOCATION" in rejected[0]["detail"] and rejected[0]["raw"]["text"]
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in ("generated.jsonl", "rejected.jsonl", "generate_summary.json")}
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "not an LLM", "key refused", "every answer rejected"])
+def test_a_failed_run_leaves_the_finished_one_as_it_was(failure, mock_llm_factory, species_spec, tmp_path):
+    out, fast = tmp_path / "run", dict(backoff_initial=0.01, max_retries=0, timeout=5)
+    good = mock_llm_factory(seed=1, api_key="sk-right")
+    generate(species_spec, 15, out, LLMConfig(base_url=good.base_url, model="mock-species", api_key="sk-right", **fast))
+    finished = _outputs(out)
+    base_url, key = {
+        "unreachable": ("http://127.0.0.1:9/v1", "sk-right"),
+        "not an LLM": (good.base_url.removesuffix("/v1") + "/nothing/v1", "sk-right"),
+        "key refused": (good.base_url, "sk-wrong"),
+        "every answer rejected": (mock_llm_factory(unknown_label=1.0, error_rate=0.0).base_url, "sk-right"),
+    }[failure]
+    with pytest.raises(DistillError, match="untouched"):  # a new seed: nothing is cached
+        generate(species_spec, 15, out, LLMConfig(base_url=base_url, model="mock-species", api_key=key, **fast), seed=9)
+    assert _outputs(out) == finished
+    assert (out / "last_failure" / "generate_summary.json").exists()
+    generate(species_spec, 15, out, LLMConfig(base_url=good.base_url, model="mock-species", api_key="sk-right", **fast))
+    again = _outputs(out)  # the same run again, all from the cache: the same examples (the summary counts cache hits)
+    assert again["generated.jsonl"] == finished["generated.jsonl"] and not (out / "last_failure").exists()
 
 
 def test_a_server_that_goes_away_loses_nothing_and_the_run_continues(species_spec, tmp_path):
     out, cfg = tmp_path / "run", dict(model="mock-species", backoff_initial=0.01, max_retries=1, timeout=2)
     with MockLLMServer(MockConfig(seed=1)) as first:
         generate(species_spec, 20, out, LLMConfig(base_url=first.base_url, **cfg))
+    finished = _outputs(out)
     with pytest.raises(DistillError, match=r"cannot reach the LLM server .* 4 of 8 requests finished .* rerun"):
         generate(species_spec, 40, out, LLMConfig(base_url=first.base_url, **cfg))
-    summary, kept, _ = files(out)
+    assert _outputs(out) == finished  # the finished 20-example run is left as it was
+    summary, kept, _ = files(out / "last_failure")
     assert not summary["complete"] and summary["done_requests"] == 4 and len(kept) > 15
     with MockLLMServer(MockConfig(seed=1)) as second:  # another port: the cache still applies
         resumed = generate(species_spec, 40, out, LLMConfig(base_url=second.base_url, **cfg))
