@@ -125,3 +125,29 @@ def test_unicode_offsets_survive_every_format(tmp_path):
     to_docbin([e], tmp_path / "u.spacy")
     for path in ("u.jsonl", "u.conll", "u.spacy"):
         assert _core(read_examples(tmp_path / path)[0]) == _core(e), path
+
+
+def test_a_split_asked_for_is_never_empty_and_zero_means_none(species_examples):
+    few = species_examples[:2]
+    with pytest.raises(DistillError, match="2 distinct text.* cannot fill 3 splits"):
+        split_examples(few, dev=0.1, test=0.1)
+    splits = split_examples(few, dev=0.0, test=0.1)  # no dev split, on purpose
+    assert (len(splits["train"]), len(splits["dev"]), len(splits["test"])) == (1, 0, 1)
+    many = split_examples(species_examples, dev=0.45, test=0.45)  # rounding would leave train empty
+    assert all(splits for splits in many.values()) and sum(map(len, many.values())) == len(species_examples)
+
+
+def test_saving_splits_replaces_the_folder_only_when_the_new_one_is_whole(tmp_path, species_examples, monkeypatch):
+    out = save_splits(split_examples(species_examples, dev=0.25, test=0.25), tmp_path / "verified")
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    import datasets
+
+    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", broken)
+    with pytest.raises(DistillError, match="cannot save the splits"):
+        save_splits({"train": species_examples}, out)
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["verified"]  # no temporary folder left behind

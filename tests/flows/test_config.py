@@ -66,3 +66,21 @@ def test_run_refuses_early_when_a_server_is_down(tmp_path):
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 1 and expected in out.stderr and "Traceback" not in out.stderr
         assert not (tmp_path / "demo").exists()  # nothing started
+
+
+def test_the_work_pool_is_named_in_one_place():
+    """scripts/prefect.sh exports PREFECT_POOL and prefect.yaml reads it, so another pool name
+    reaches every deployment (and the worker the script starts)."""
+    import re
+    from pathlib import Path
+
+    import yaml
+    from prefect.utilities.templating import apply_values
+
+    repo = Path(__file__).resolve().parents[2]
+    deployments = yaml.safe_load((repo / "prefect.yaml").read_text())["deployments"]
+    resolved = apply_values(deployments, {"PREFECT_POOL": "team-pool"}, remove_notset=False)
+    assert {d["work_pool"]["name"] for d in resolved} == {"team-pool"}
+    script = (repo / "scripts" / "prefect.sh").read_text()
+    assert re.search(r"export PREFECT_POOL=\$\{PREFECT_POOL:-distill-pool\}", script)
+    assert "distill-pool" not in (repo / "prefect.yaml").read_text().replace("default distill-pool", "")

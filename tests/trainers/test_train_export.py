@@ -137,6 +137,13 @@ def test_conll_files_through_the_cli(tiny_bert, data, tmp_path):
     assert (tmp_path / "nlp" / "meta.json").exists()
 
 
+def test_no_dev_split_trains_every_epoch_and_keeps_the_last(tiny_bert, data, teacher, tmp_path):
+    meta = json.loads((train_teacher(data["train"][:20], [], tmp_path / "t", tiny_args(tiny_bert, epochs=2)) / "model.json").read_text())
+    assert [h["epoch"] for h in meta["history"]] == [1, 2] and meta["best_epoch"] == 2 and meta["n_dev"] == 0
+    student = train_student(data["train"][:20], [], teacher, tmp_path / "s", tiny_args(tiny_bert, epochs=2, student_layers=1), kd="hinton")
+    assert json.loads((student / "model.json").read_text())["best_epoch"] >= 2
+
+
 def test_bad_input_is_a_one_line_error(tiny_bert, data, tmp_path):
     args = tiny_args(tiny_bert, epochs=1)
     with pytest.raises(DistillError, match="train split is empty"):
