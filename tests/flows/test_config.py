@@ -56,19 +56,21 @@ def test_stage_is_skipped_only_when_inputs_and_outputs_are_unchanged(tmp_path):
 
 
 def test_run_refuses_early_when_a_server_is_down(tmp_path):
+    import os
     import subprocess
     import sys
 
     for override, expected in (("review.label_studio_url=http://127.0.0.1:9", "Label Studio at http://127.0.0.1:9 is not answering"),
                                ("llm.base_url=http://127.0.0.1:9/v1", "LLM server at http://127.0.0.1:9/v1 is not reachable")):
         extra = [] if override.startswith("review") else ["-s", "review.mode=none"]
+        env = {**os.environ, "LABEL_STUDIO_API_KEY": "0" * 40}  # a token, so the server is what is missing
         out = subprocess.run([sys.executable, "-m", "flows.cli", "run", "-s", override, "-s", f"runs_dir={tmp_path}", *extra],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120, env=env)
         assert out.returncode == 1 and expected in out.stderr and "Traceback" not in out.stderr
         assert not (tmp_path / "demo").exists()  # nothing started
 
 
-def test_the_work_pool_is_named_in_one_place():
+def test_the_work_pool_is_named_in_one_place(monkeypatch):
     """scripts/prefect.sh exports PREFECT_POOL and prefect.yaml reads it, so another pool name
     reaches every deployment (and the worker the script starts)."""
     import re
@@ -79,7 +81,8 @@ def test_the_work_pool_is_named_in_one_place():
 
     repo = Path(__file__).resolve().parents[2]
     deployments = yaml.safe_load((repo / "prefect.yaml").read_text())["deployments"]
-    resolved = apply_values(deployments, {"PREFECT_POOL": "team-pool"}, remove_notset=False)
+    monkeypatch.setenv("PREFECT_POOL", "team-pool")
+    resolved = apply_values(deployments, {}, remove_notset=False)  # what `prefect deploy` does with the environment
     assert {d["work_pool"]["name"] for d in resolved} == {"team-pool"}
     script = (repo / "scripts" / "prefect.sh").read_text()
     assert re.search(r"export PREFECT_POOL=\$\{PREFECT_POOL:-distill-pool\}", script)
