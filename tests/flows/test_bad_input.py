@@ -7,7 +7,7 @@ The commands run in-process through `flows.cli.main`, the `distill` entry point 
 from __future__ import annotations
 
 import http.server
-import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,8 +191,9 @@ def test_bad_input_is_one_line_and_loses_nothing(case: Case, world, request, mon
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     before = _snapshot(world)
+    monkeypatch.setattr(sys, "argv", ["distill", *case.argv.format(**values).split()])
     with pytest.raises(SystemExit) as exit_:
-        main(case.argv.format(**values).split())
+        main()
     out, err = capsys.readouterr()
     lines = [line for line in err.splitlines() if line.strip()]
     assert exit_.value.code not in (0, None), out + err
