@@ -167,9 +167,14 @@ class _NotAnLLM(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # a client that hangs up is no news here
+        pass
+
+
 @pytest.fixture(scope="module")
 def not_an_llm():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotAnLLM)
+    server = _QuietServer(("127.0.0.1", 0), _NotAnLLM)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     server.shutdown()
