@@ -163,7 +163,12 @@ def to_dataset_dict(splits: dict[str, list[Example]]):
     from datasets import Dataset, DatasetDict
 
     features = _features()
-    return DatasetDict({name: Dataset.from_list([_to_row(e) for e in items], features=features) for name, items in splits.items()})
+
+    def columns(items: list[Example]) -> dict[str, list]:  # column-wise, so an empty split keeps its schema
+        rows = [_to_row(e) for e in items]
+        return {name: [row[name] for row in rows] for name in features}
+
+    return DatasetDict({name: Dataset.from_dict(columns(items), features=features) for name, items in splits.items()})
 
 
 def save_splits(splits: dict[str, list[Example]], out_dir: str | Path) -> Path:
@@ -177,7 +182,9 @@ def save_splits(splits: dict[str, list[Example]], out_dir: str | Path) -> Path:
         raise DistillError(f"{out_dir}: is a file; give a folder")
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
-        to_dataset_dict(splits).save_to_disk(str(tmp))
+        dd = to_dataset_dict(splits)
+        empty = {name: 1 for name, ds in dd.items() if len(ds) == 0}  # else an empty split gets no file and does not load
+        dd.save_to_disk(str(tmp), num_shards=empty or None)
         replace_dir(tmp, out_dir)
     except OSError as err:
         raise DistillError(f"{out_dir}: cannot save the splits ({err.strerror})") from None

@@ -127,12 +127,14 @@ def test_unicode_offsets_survive_every_format(tmp_path):
         assert _core(read_examples(tmp_path / path)[0]) == _core(e), path
 
 
-def test_a_split_asked_for_is_never_empty_and_zero_means_none(species_examples):
+def test_a_split_asked_for_is_never_empty_and_zero_means_none(species_examples, tmp_path):
     few = species_examples[:2]
     with pytest.raises(DistillError, match="2 distinct text.* cannot fill 3 splits"):
         split_examples(few, dev=0.1, test=0.1)
     splits = split_examples(few, dev=0.0, test=0.1)  # no dev split, on purpose
     assert (len(splits["train"]), len(splits["dev"]), len(splits["test"])) == (1, 0, 1)
+    loaded = load_splits(save_splits(splits, tmp_path / "splits"))  # an empty split saves and loads
+    assert {name: [e.id for e in items] for name, items in loaded.items()} == {name: [e.id for e in items] for name, items in splits.items()}
     many = split_examples(species_examples, dev=0.45, test=0.45)  # rounding would leave train empty
     assert all(splits for splits in many.values()) and sum(map(len, many.values())) == len(species_examples)
 
