@@ -90,15 +90,22 @@ def sweep(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
     """Train students over pruning fractions x methods x KD on/off; write the table and plots."""
-    from data.formats import load_splits
-    from trainers.modeling import read_meta
-    from trainers.sweep import parse_alpha_schedule, run_sweep, sweep_table
-
-    try:
+    try:  # cheap checks first: torch takes seconds to import
         fraction_list = [float(f) for f in _csv(fractions)]
         seed_list = [int(s) for s in _csv(seeds)]
     except ValueError:
         raise DistillError(f"--fractions {fractions!r} / --seeds {seeds!r}: use numbers such as 1.0,0.5,0.1 and 0,1,2") from None
+    if not fraction_list or not all(0 < f <= 1 for f in fraction_list):
+        raise DistillError(f"--fractions {fractions!r}: each kept fraction is above 0 and at most 1")
+    for option, given, known in (("--kd", _csv(kd), ("none", "hinton", "annealing")), ("--methods", _csv(methods), ("random", *SCORE_METHODS))):
+        unknown = [v for v in given if v not in known]
+        if unknown or not given:
+            raise DistillError(f"{option} {','.join(given)!r}: use {', '.join(known)}")
+
+    from data.formats import load_splits
+    from trainers.modeling import read_meta
+    from trainers.sweep import parse_alpha_schedule, run_sweep, sweep_table
+
     teacher_args = read_meta(teacher).get("args", {})
     args = {**teacher_args, "student_layers": student_layers, "epochs": epochs, "batch_size": batch_size,
             "learning_rate": learning_rate, "device": device, "alpha": alpha}

@@ -94,6 +94,8 @@ CASES = [
     Case("train-nothing-given", "train", "give a run folder, or --train and --dev"),
     Case("train-run-without-splits", "train {run}", "no verified/ split"),
     Case("train-missing-file", "train --train {w}/nope.jsonl --dev {w}/good.jsonl", "file not found"),
+    Case("sweep-kd-unknown", "sweep {w}/folder.jsonl --teacher {w}/folder.jsonl --out {w}/sweep --kd none,magic", "--kd 'none,magic'"),
+    Case("sweep-fraction-range", "sweep {w}/folder.jsonl --teacher {w}/folder.jsonl --out {w}/sweep --fractions 1.0,2", "each kept fraction"),
     Case("prune-not-splits", "prune {w}/folder.jsonl --out {w}/pruned", "not a saved DatasetDict"),
     Case("evaluate-no-model", "evaluate {w}/folder.jsonl --test {w}/good.jsonl", "{w}/folder.jsonl"),
     # Label Studio
