@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,20 @@ def test_cli_errors_are_one_line_with_a_non_zero_exit(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: cannot reach the LLM server") and "Traceback" not in done.stderr
     assert "sk-do-not-print" not in done.stdout + done.stderr
+
+
+def test_two_generates_on_one_run_folder_cannot_both_proceed(mock_llm_factory, tmp_path):
+    server = mock_llm_factory(latency_s=0.5)
+    distill = str(Path(sys.executable).with_name("distill"))
+    args = [distill, "generate", "--n", "20", "--out", str(tmp_path / "run"), "--base-url", server.base_url, "--model", "mock-species", "--concurrency", "1"]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / "run" / ".lock"
+    for _ in range(600):
+        if lock.exists() and lock.read_text():
+            break
+        time.sleep(0.05)
+    second = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert second.returncode == 1 and f"in use by pid {first.pid}" in second.stderr and "distill generate" in second.stderr
+    assert server.stats.requests == 4  # the second made no call
