@@ -7,24 +7,38 @@ as factually wrong or unusable; the label descriptions become hints and the proj
 Public API (examples are `data.example.Example`; `ls` is a `LabelStudio` from `client`):
     client(conn: Connection) -> LabelStudio                      checks the token
     label_config(spec) -> str
-    ensure_project(ls, spec, title=None) -> int                  finds or creates; checks the config
+    create(ls, what, fn, find, **kwargs) -> T                    a create retried only after `find()` saw nothing
+    project_title(spec, run) -> str                              the run's own project: 'distill <spec> <run>'
+    ensure_project(ls, spec, title) -> int                       finds or creates (push only); checks the config
+    find_project(ls, spec, title) -> int                         finds (never creates); checks the config
     example_to_task(example, spec, run=None) -> dict             task data + LLM prediction
     push(ls, project_id, examples, spec, run=None, batch_size=500) -> PushResult
-    pull(ls, project_id, spec, examples) -> PullResult           verified examples, pending, agreement
+    pull(ls, project_id, spec, examples, run=None) -> PullResult verified examples, pending, problems, agreement
     review_status(ls, project_id) -> dict                        done/pending/rejected per annotator
-    read_run(run_dir) -> list[Example]; write_verified(run_dir, result) -> Path
+    read_run(run_dir) -> list[Example]; write_verified(run_dir, result, allow_fewer=False) -> Path
+
+Each run has its own project by default (`project_title`): example ids are a hash of the text,
+so in a shared project a run over texts another run already pushed would create no task and
+pull that run's verdicts as its own. A project shared on purpose still works; pull then warns
+how many verdicts come from tasks another run pushed (tasks carry `data.run`).
 
 Push is idempotent: each task carries its example's stable id (`data.example_id`); ids already
 in the project are skipped, so pushing twice, or again after a crash, adds no duplicate, and an
 existing task (with whatever an annotator did to it) is never touched. Examples go in least
 confident first, so Label Studio's default (sequential) order shows them first.
 
-Pull resolves several annotations of one task with a stated rule (`CONFLICT_RULE`).
+Pull resolves several annotations of one task with a stated rule (`CONFLICT_RULE`), and checks
+each relation against the spec's head and tail labels: one drawn backwards (the arrow follows the
+annotator's clicks) is turned round and counted; one the spec allows in neither direction, or
+one without a type, keeps its task pending and is reported.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -80,6 +94,23 @@ def call(ls: LabelStudio, what: str, fn: Callable[..., T], *args: Any, retry_sec
     except (ApiError, httpx.TransportError, ConnectionError) as err:
         raise _error(ls, what, err, retry_seconds) from None
     raise AssertionError("unreachable")
+
+
+def create(ls: LabelStudio, what: str, fn: Callable[..., T], find: Callable[[], T | None], retry_seconds: float = RETRY_SECONDS, **kwargs: Any) -> T:
+    """Create something once: after a transient failure (the server may have saved it before the
+    connection died), `find()` looks for it before each retry, and what it finds is returned."""
+    tried = False
+
+    def attempt() -> T:
+        nonlocal tried
+        if tried:
+            found = find()
+            if found is not None:
+                return found
+        tried = True
+        return fn(**kwargs)
+
+    return call(ls, what, attempt, retry_seconds=retry_seconds)
 
 
 def _error(ls: LabelStudio, what: str, err: BaseException, retry_seconds: float) -> DistillError:
@@ -167,21 +198,50 @@ def check_config(spec: TaskSpec, config: str, where: str) -> None:
         )
 
 
-def project_title(spec: TaskSpec) -> str:
-    return f"distill {spec.name}"
+TITLE_MAX = 50  # Label Studio's limit on project titles
 
 
-def ensure_project(ls: LabelStudio, spec: TaskSpec, title: str | None = None) -> int:
-    """Find the project with this title (checking its config against the spec) or create it."""
-    title = title or project_title(spec)
+def project_title(spec: TaskSpec, run: str) -> str:
+    """The run's own project title, `distill <spec> <run>`; a longer one than Label Studio allows
+    is cut and ends in a hash of the whole, so that it stays unique."""
+    title = f"distill {spec.name} {run}"
+    if len(title) <= TITLE_MAX:
+        return title
+    digest = hashlib.sha1(title.encode()).hexdigest()[:8]
+    return f"{title[: TITLE_MAX - len(digest) - 1].rstrip()} {digest}"
+
+
+def _find_title(ls: LabelStudio, title: str) -> Any:
+    """The project with exactly this title, or None."""
     projects = call(ls, "listing projects", lambda: list(ls.projects.list(title=title)))
-    for project in projects:
-        if project.title == title:
-            full = call(ls, f"reading project {title!r}", ls.projects.get, id=project.id)
-            check_config(spec, full.label_config or "", f"Label Studio project {title!r} (id {project.id})")
-            return project.id
-    created = call(
-        ls, f"creating project {title!r}", ls.projects.create,
+    return next((p for p in projects if p.title == title), None)
+
+
+def _checked(ls: LabelStudio, spec: TaskSpec, project: Any) -> int:
+    full = call(ls, f"reading project {project.title!r}", ls.projects.get, id=project.id)
+    check_config(spec, full.label_config or "", f"Label Studio project {project.title!r} (id {project.id})")
+    return project.id
+
+
+def find_project(ls: LabelStudio, spec: TaskSpec, title: str) -> int:
+    """The project with this title (its config checked against the spec); never creates one."""
+    project = _find_title(ls, title)
+    if project is not None:
+        return _checked(ls, spec, project)
+    titles = sorted(call(ls, "listing projects", lambda: [p.title for p in ls.projects.list()]))
+    shown = ", ".join(repr(t) for t in titles[:10]) + (f" and {len(titles) - 10} more" if len(titles) > 10 else "")
+    raise DistillError(
+        f"no Label Studio project {title!r} (projects: {shown or 'none'}): check --project/--run, or push the run first (distill review push)"
+    )
+
+
+def ensure_project(ls: LabelStudio, spec: TaskSpec, title: str) -> int:
+    """Find the project with this title (checking its config against the spec) or create it; for push only."""
+    project = _find_title(ls, title)
+    if project is not None:
+        return _checked(ls, spec, project)
+    created = create(
+        ls, f"creating project {title!r}", ls.projects.create, lambda: _find_title(ls, title),
         title=title, label_config=label_config(spec), expert_instruction=instructions(spec), show_instruction=True,
         description=f"distill-ner review of {spec.name}: {spec.description}"[:1000],
     )
@@ -245,11 +305,35 @@ class Judgement:
     rejected: str | None  # the reject choice, if any
     entities: list[Entity]
     relations: list[Relation]
-    skipped_relations: int = 0
+    flipped: int = 0  # relations drawn backwards, turned round
+    problems: list[str] = field(default_factory=list)  # relations the spec does not allow, or without a type
 
 
-def from_result(result: list[dict[str, Any]], text: str, spec: TaskSpec, where: str) -> tuple[list[Entity], list[Relation], str | None, int]:
-    """Label Studio result items -> (entities in text order, relations, reject choice, unlabelled relations skipped)."""
+@dataclass
+class Parsed:
+    """One annotation's result: entities in text order, relations (checked against the spec), reject choice."""
+
+    entities: list[Entity]
+    relations: list[Relation]
+    rejected: str | None
+    flipped: int = 0  # drawn backwards, allowed by the spec the other way round: turned round
+    problems: list[str] = field(default_factory=list)  # allowed in neither direction, or without a type
+
+
+def _check_relation(label: str, head: Entity, tail: Entity, spec: TaskSpec, show: Callable[[Entity], str]) -> tuple[bool, str | None]:
+    """(flip it?, problem) for a relation `label` drawn from `head` to `tail`."""
+    rule = next(r for r in spec.relations if r.label == label)
+    if head.label in rule.head and tail.label in rule.tail:
+        return False, None
+    if tail.label in rule.head and head.label in rule.tail:
+        return True, None
+    allowed = f"{'/'.join(rule.head)} -> {'/'.join(rule.tail)}"
+    return False, f"relation {label} {show(head)} -> {show(tail)} is not allowed by spec {spec.name!r} ({label}: {allowed})"
+
+
+def from_result(result: list[dict[str, Any]], text: str, spec: TaskSpec, where: str) -> Parsed:
+    """Label Studio result items -> entities, relations and reject choice; relations are checked
+    against the spec (backwards ones turned round, the others reported as problems)."""
     regions: dict[str, Entity] = {}
     rejected, rel_items = None, []
     for item in result:
@@ -272,7 +356,8 @@ def from_result(result: list[dict[str, Any]], text: str, spec: TaskSpec, where: 
             rejected = chosen[0] if chosen else None
     order = sorted(regions, key=lambda rid: (regions[rid].start, regions[rid].end))
     index = {rid: i for i, rid in enumerate(order)}
-    relations, skipped = [], 0
+    show = lambda e: f"{text[e.start : e.end]!r} ({e.label})"  # noqa: E731
+    out = Parsed([regions[rid] for rid in order], [], rejected)
     for item in rel_items:
         head, tail = item.get("from_id"), item.get("to_id")
         if head not in index or tail not in index:
@@ -280,14 +365,20 @@ def from_result(result: list[dict[str, Any]], text: str, spec: TaskSpec, where: 
         if item.get("direction") == "left":
             head, tail = tail, head
         if not item.get("labels"):
-            skipped += 1
+            out.problems.append(f"relation {show(regions[head])} -> {show(regions[tail])} has no type")
             continue
         for label in item["labels"]:
             if label not in spec.relation_labels:
                 raise DistillError(f"{where}: relation label {label!r} is not in spec {spec.name!r}")
-            relations.append(Relation(head=index[head], tail=index[tail], label=label))
-    entities = [regions[rid] for rid in order]
-    return entities, sorted(set(relations), key=lambda r: (r.head, r.tail, r.label)), rejected, skipped
+            flip, problem = _check_relation(label, regions[head], regions[tail], spec, show)
+            if problem:
+                out.problems.append(problem)
+                continue
+            h, t = (tail, head) if flip else (head, tail)
+            out.flipped += flip
+            out.relations.append(Relation(head=index[h], tail=index[t], label=label))
+    out.relations = sorted(set(out.relations), key=lambda r: (r.head, r.tail, r.label))
+    return out
 
 
 # --- push ---------------------------------------------------------------------------------
@@ -371,10 +462,15 @@ class PullResult:
     not_pushed: list[Example]  # in the run but not in the project
     agreement: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # one line per relation that keeps its task pending
+    relations_flipped: int = 0  # drawn backwards, turned round by the spec
 
     def counts(self) -> dict[str, int]:
         c = Counter(e.review.status for e in self.verified)
-        return {"accepted": c["accepted"], "corrected": c["corrected"], "rejected": c["rejected"], "pending": len(self.pending), "not_pushed": len(self.not_pushed)}
+        return {
+            "accepted": c["accepted"], "corrected": c["corrected"], "rejected": c["rejected"], "pending": len(self.pending),
+            "not_pushed": len(self.not_pushed), "relations_flipped": self.relations_flipped,
+        }
 
 
 def export_tasks(ls: LabelStudio, project_id: int) -> list[dict[str, Any]]:
@@ -402,10 +498,11 @@ def judgements(task: dict[str, Any], spec: TaskSpec, users: dict[int, str]) -> l
         if ann.get("was_cancelled"):
             continue
         where = f"Label Studio task {task['id']} (example {task['data'].get('example_id')}), annotation {ann.get('id')}"
-        ents, rels, rejected, skipped = from_result(ann.get("result") or [], text, spec, where)
+        parsed = from_result(ann.get("result") or [], text, spec, where)
         who = ann.get("completed_by")
         who = who.get("email") if isinstance(who, dict) else users.get(who, f"user-{who}")
-        out.append(Judgement(who, _time(ann.get("updated_at") or ann.get("created_at")), rejected, ents, rels, skipped))
+        when = _time(ann.get("updated_at") or ann.get("created_at"))
+        out.append(Judgement(who, when, parsed.rejected, parsed.entities, parsed.relations, parsed.flipped, parsed.problems))
     return sorted(out, key=lambda j: (j.time is None, j.time))
 
 
@@ -476,17 +573,25 @@ def verified_example(llm: Example, decision: Judgement, task_id: int) -> Example
         raise DistillError(f"Label Studio task {task_id} (example {llm.id}): {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
-def pull(ls: LabelStudio, project_id: int, spec: TaskSpec, examples: Iterable[Example]) -> PullResult:
+def _snippet(text: str, n: int = 40) -> str:
+    return repr(text if len(text) <= n else text[: n - 3] + "...")
+
+
+def pull(ls: LabelStudio, project_id: int, spec: TaskSpec, examples: Iterable[Example], run: str | None = None) -> PullResult:
     """Turn the project's annotations of these examples into verified examples.
 
     Tasks not reviewed yet (no submitted annotation; skipped ones count as not reviewed) stay
-    pending. Tasks of examples not given here (another run's) are left out.
+    pending, and so do tasks with a relation the spec does not allow (reported in `problems`).
+    Tasks of examples not given here (another run's) are left out. With `run`, a warning counts
+    the verdicts that come from tasks another run pushed (a project shared with --project).
     """
     from annotators.correctness import agreement
 
     by_id = {e.id: e for e in examples}
     users = user_names(ls)
-    verified, pending, warnings, seen = [], [], [], set()
+    result = PullResult([], [], [], {})
+    seen: set[str] = set()
+    others: Counter = Counter()
     per_task: dict[int, list[Judgement]] = {}
     for task in export_tasks(ls, project_id):
         example = by_id.get(task["data"].get("example_id"))
@@ -494,16 +599,26 @@ def pull(ls: LabelStudio, project_id: int, spec: TaskSpec, examples: Iterable[Ex
             continue
         seen.add(example.id)
         judged = judgements(task, spec, users)
-        if not judged:
-            pending.append(example)
+        problems = [p for j in judged if not j.rejected for p in j.problems]  # a rejected example's relations do not matter
+        if problems:
+            result.problems += [f"task {task['id']} {_snippet(example.text)}: {p}; fix it in Label Studio and pull again" for p in problems]
+        if not judged or problems:
+            result.pending.append(example)
             continue
-        skipped = sum(j.skipped_relations for j in judged)
-        if skipped:
-            warnings.append(f"task {task['id']} (example {example.id}): {skipped} relation(s) without a label were left out")
+        result.relations_flipped += sum(j.flipped for j in judged)
+        if run is not None and task["data"].get("run") != run:
+            others[task["data"].get("run") or "unknown"] += 1
         per_task[task["id"]] = judged
-        verified.append(verified_example(example, resolve(judged), task["id"]))
-    not_pushed = [e for e in by_id.values() if e.id not in seen]
-    return PullResult(verified, pending, not_pushed, agreement(per_task), warnings)
+        result.verified.append(verified_example(example, resolve(judged), task["id"]))
+    result.not_pushed = [e for e in by_id.values() if e.id not in seen]
+    result.agreement = agreement(per_task)
+    if others:
+        names = ", ".join(f"{name!r} ({n})" for name, n in others.most_common(3))
+        result.warnings.append(
+            f"{sum(others.values())} of {len(result.verified)} verdicts come from tasks pushed by another run ({names}): "
+            "they were reviewed for that run, not this one"
+        )
+    return result
 
 
 def review_status(ls: LabelStudio, project_id: int) -> dict[str, Any]:
@@ -543,12 +658,34 @@ def read_run(run_dir: str | Path) -> list[Example]:
     return read_jsonl(path)
 
 
-def write_verified(run_dir: str | Path, result: PullResult) -> Path:
-    """Write every reviewed example to `verified.jsonl` (atomically) and the counts to `review.json`."""
+def write_verified(run_dir: str | Path, result: PullResult, allow_fewer: bool = False) -> Path:
+    """Write every reviewed example to `verified.jsonl` and the counts to `review.json` (each atomically).
+
+    Refuses to replace a `verified.jsonl` that holds more examples than this pull has, unless `allow_fewer`.
+    """
     from data.formats import write_jsonl
 
     run_dir = Path(run_dir)
-    path = write_jsonl(run_dir / "verified.jsonl", result.verified)
-    summary = {**result.counts(), "agreement": result.agreement, "conflict_rule": CONFLICT_RULE, "warnings": result.warnings}
-    (run_dir / "review.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    path = run_dir / "verified.jsonl"
+    summary = {
+        **result.counts(), "agreement": result.agreement, "conflict_rule": CONFLICT_RULE,
+        "warnings": result.warnings, "problems": result.problems,
+    }
+    where = path
+    try:
+        held = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.exists() else 0
+        if held > len(result.verified) and not allow_fewer:
+            raise DistillError(
+                f"{path} holds {held} verified examples and this pull has {len(result.verified)}: "
+                "left as it was (pass --allow-fewer to replace it)"
+            )
+        write_jsonl(path, result.verified)
+        where = run_dir / "review.json"
+        tmp = run_dir / ".review.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        os.replace(tmp, where)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            (run_dir / ".review.json.tmp").unlink(missing_ok=True)
+        raise DistillError(f"{where}: cannot write it ({err.strerror or err}); make the run folder writable and pull again") from None
     return path

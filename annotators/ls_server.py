@@ -154,8 +154,20 @@ def _healthy(url: str) -> bool:
         return False
 
 
+# Label Studio 1.23 sends error reports to its vendor's Sentry by default (back end and browser),
+# checks PyPI for new versions, sends usage analytics and may fetch feature flags: all off.
+TELEMETRY_OFF = {
+    "SENTRY_DSN": "",
+    "FRONTEND_SENTRY_DSN": "",
+    "COLLECT_ANALYTICS": "false",
+    "LATEST_VERSION_CHECK": "false",
+    "FEATURE_FLAGS_OFFLINE": "true",
+}
+
+
 def _server_env(data_dir: Path, creds: dict[str, str]) -> dict[str, str]:
-    """A clean environment: stray USERNAME/PASSWORD/HOST variables would leak into Label Studio."""
+    """A clean environment: stray USERNAME/PASSWORD/HOST variables would leak into Label Studio;
+    nothing is reported off the machine (`TELEMETRY_OFF`)."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.update(
@@ -165,11 +177,10 @@ def _server_env(data_dir: Path, creds: dict[str, str]) -> dict[str, str]:
         LABEL_STUDIO_USER_TOKEN=creds["token"],
         LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
         LABEL_STUDIO_SSRF_PROTECTION_ENABLED="false",  # webhooks to a local receiver
-        LATEST_VERSION_CHECK="false",
-        COLLECT_ANALYTICS="false",
         DJANGO_DB="sqlite",
         SECRET_KEY=creds["secret_key"],
         PYTHONUNBUFFERED="1",
+        **TELEMETRY_OFF,
     )
     return env
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -20,7 +21,7 @@ console = Console()
 
 RUN = typer.Option(..., "--run", help="Run folder (holds generated.jsonl).")
 SPEC = typer.Option("species", help="Task spec name or YAML path.")
-PROJECT = typer.Option(None, "--project", help="Label Studio project title (default: 'distill <spec>').")
+PROJECT = typer.Option(None, "--project", help="Label Studio project title (default: the run's own, 'distill <spec> <run>').")
 URL = typer.Option(None, "--url", help="Label Studio URL (default: $LABEL_STUDIO_URL, else the server `distill label-studio up` started).")
 DATA_DIR = typer.Option(None, "--data-dir", help="Label Studio data directory (default: $DISTILL_LS_DATA_DIR or ~/.local/share/distill/label-studio).")
 
@@ -32,12 +33,27 @@ def _connect(url: str | None, data_dir: Path | None):
     return client(connection(url=url, data_dir=data_dir))
 
 
-def _project(ls, spec_name: str, title: str | None):
-    from annotators.label_studio import ensure_project
+def _need_project(title: str | None, run: Path | None) -> None:
+    if not title and run is None:
+        raise DistillError("give --run RUN (its own project) or --project TITLE")
+
+
+def _title(spec, title: str | None, run: Path | None) -> str:
+    """--project, else the run's own project title; one of them is needed."""
+    from annotators.label_studio import project_title
+
+    _need_project(title, run)
+    return title or project_title(spec, run.name)
+
+
+def _project(ls, spec_name: str, title: str | None, run: Path | None, create: bool = False):
+    """(spec, project id): found, or with `create` (push only) created."""
+    from annotators.label_studio import ensure_project, find_project
     from data.spec import load_spec
 
     spec = load_spec(spec_name)
-    return spec, ensure_project(ls, spec, title)
+    title = _title(spec, title, run)
+    return spec, (ensure_project if create else find_project)(ls, spec, title)
 
 
 # --- distill label-studio -----------------------------------------------------------------
@@ -87,7 +103,7 @@ def push_cmd(
 
     examples = read_run(run)
     ls = _connect(url, data_dir)
-    task_spec, project_id = _project(ls, spec, project)
+    task_spec, project_id = _project(ls, spec, project, run, create=True)
     columns = (TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task("push", total=None)
@@ -96,15 +112,18 @@ def push_cmd(
 
 
 @app.command("pull")
-def pull_cmd(run: Path = RUN, spec: str = SPEC, project: str = PROJECT, url: str = URL, data_dir: Path = DATA_DIR) -> None:
+def pull_cmd(
+    run: Path = RUN, spec: str = SPEC, project: str = PROJECT, url: str = URL, data_dir: Path = DATA_DIR,
+    allow_fewer: bool = typer.Option(False, "--allow-fewer", help="Replace RUN/verified.jsonl even if it holds more examples than this pull has."),
+) -> None:
     """Export the annotations of a run's tasks into RUN/verified.jsonl (accepted, corrected, rejected)."""
     from annotators.label_studio import CONFLICT_RULE, pull, read_run, write_verified
 
     examples = read_run(run)
     ls = _connect(url, data_dir)
-    task_spec, project_id = _project(ls, spec, project)
-    result = pull(ls, project_id, task_spec, examples)
-    path = write_verified(run, result)
+    task_spec, project_id = _project(ls, spec, project, run)
+    result = pull(ls, project_id, task_spec, examples, run=run.name)
+    path = write_verified(run, result, allow_fewer=allow_fewer)
     counts = result.counts()
     console.print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()) + f" -> {path}")
     if counts["pending"]:
@@ -114,16 +133,22 @@ def pull_cmd(run: Path = RUN, spec: str = SPEC, project: str = PROJECT, url: str
         console.print(f"agreement on {ag['tasks_with_several_annotators']} tasks: span F1 {ag['span_f1']}, kappa (accept/reject) {ag['kappa_reject']}")
         console.print(f"conflicts: {CONFLICT_RULE}")
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    for problem in result.problems:
+        console.print(f"[red]problem:[/red] {escape(problem)}", soft_wrap=True)
 
 
 @app.command("status")
-def status_cmd(spec: str = SPEC, project: str = PROJECT, url: str = URL, data_dir: Path = DATA_DIR, as_json: bool = typer.Option(False, "--json")) -> None:
+def status_cmd(
+    run: Path = typer.Option(None, "--run", help="Run folder (its own project)."), spec: str = SPEC, project: str = PROJECT,
+    url: str = URL, data_dir: Path = DATA_DIR, as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Tasks done, pending and rejected, per annotator."""
     from annotators.label_studio import review_status
 
+    _need_project(project, run)
     ls = _connect(url, data_dir)
-    _, project_id = _project(ls, spec, project)
+    _, project_id = _project(ls, spec, project, run)
     s = review_status(ls, project_id)
     if as_json:
         console.print_json(json.dumps(s))
@@ -138,7 +163,7 @@ def status_cmd(spec: str = SPEC, project: str = PROJECT, url: str = URL, data_di
 @app.command("simulate")
 def simulate_cmd(
     truth: Path = typer.Option(None, help="Mock LLM truth JSONL (default: RUN/mock_truth.jsonl)."),
-    run: Path = typer.Option(None, "--run", help="Run folder (for the default truth file)."),
+    run: Path = typer.Option(None, "--run", help="Run folder (its own project, and the default truth file)."),
     accuracy: float = typer.Option(0.9, help="Probability that an error is corrected (else the prediction is accepted as is)."),
     annotators: str = typer.Option("annotator-1", help="Comma-separated simulated annotator names (Label Studio users)."),
     per_task: int = typer.Option(1, help="Annotations per task (at most the number of annotators)."),
@@ -154,9 +179,10 @@ def simulate_cmd(
         if run is None:
             raise DistillError("give --truth FILE or --run RUN (whose mock_truth.jsonl is used)")
         truth = run / "mock_truth.jsonl"
+    _need_project(project, run)
     records = load_truth(truth)
     ls = _connect(url, data_dir)
-    _, project_id = _project(ls, spec, project)
+    _, project_id = _project(ls, spec, project, run)
     names = [n.strip() for n in annotators.split(",") if n.strip()]
     with console.status("simulated annotators at work"):
         result = simulate_review(ls, project_id, records, accuracy=accuracy, annotators=names, per_task=per_task, seconds_per_task=seconds_per_task, seed=seed, limit=limit)

@@ -13,6 +13,7 @@ import secrets
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
 from label_studio_sdk import LabelStudio
 from starlette.applications import Starlette
@@ -21,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from annotators.http_server import BackgroundServer
-from annotators.label_studio import call
+from annotators.label_studio import call, create
 from data.errors import DistillError
 
 REVIEW_EVENTS = ["ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
@@ -96,6 +97,11 @@ class ReviewWatcher:
             if hook.url.endswith(WEBHOOK_PATH) and SECRET_HEADER in (hook.headers or {}):
                 call(self.ls, f"delete stale webhook {hook.id}", self.ls.webhooks.delete, id=hook.id)
 
+    def _registered(self, url: str) -> Any:
+        """Our hook, if a register call that failed on the way back did save it."""
+        hooks = self.ls.webhooks.list(project=str(self.project_id))
+        return next((h for h in hooks if h.url == url and h.project == self.project_id), None)
+
     async def _receive(self, request: Request) -> JSONResponse:
         if not secrets.compare_digest(request.headers.get(SECRET_HEADER, ""), self._secret):
             return JSONResponse({"error": "unknown sender"}, status_code=403)
@@ -108,8 +114,9 @@ class ReviewWatcher:
         self._http.start()
         self._remove_stale_hooks()
         url = (self.public_url or f"http://{self._http.host}:{self._http.port}").rstrip("/") + WEBHOOK_PATH
-        hook = call(self.ls, "register the review webhook", self.ls.webhooks.create, url=url, project=self.project_id,
-                    actions=REVIEW_EVENTS, send_payload=False, send_for_all_actions=False, headers={SECRET_HEADER: self._secret})
+        hook = create(self.ls, "register the review webhook", self.ls.webhooks.create, lambda: self._registered(url),
+                      url=url, project=self.project_id, actions=REVIEW_EVENTS, send_payload=False, send_for_all_actions=False,
+                      headers={SECRET_HEADER: self._secret})
         try:
             last = None
             while True:

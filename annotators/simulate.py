@@ -31,7 +31,7 @@ from typing import Any
 
 from label_studio_sdk import LabelStudio
 
-from annotators.label_studio import LABELS, REJECT_UNUSABLE, REJECT_WRONG, TEXT, VERDICT, call, to_result
+from annotators.label_studio import LABELS, REJECT_UNUSABLE, REJECT_WRONG, TEXT, VERDICT, call, create, to_result
 from annotators.mock_llm import TruthRecord, load_truth_records
 from data.errors import DistillError
 from data.example import Example
@@ -59,7 +59,8 @@ def annotator_ids(ls: LabelStudio, names: Sequence[str]) -> dict[str, int]:
     ids = {}
     for name, email in emails.items():
         if email not in users:
-            user = call(ls, f"creating user {email}", ls.users.create, username=email.split("@")[0], email=email)
+            find = lambda email=email: next((u for u in ls.users.list() if u.email == email), None)  # noqa: E731
+            user = create(ls, f"creating user {email}", ls.users.create, find, username=email.split("@")[0], email=email)
             users[email] = user.id
         ids[name] = users[email]
     return ids
@@ -91,6 +92,12 @@ def _spans(result: list[dict]) -> tuple[set, set]:
     return set(ids.values()), rels
 
 
+def _saved(ls: LabelStudio, task_id: int, user_id: int) -> Any:
+    """The submitted (not cancelled) annotation of this user on this task, if there is one."""
+    anns = ls.annotations.list(id=task_id)
+    return next((a for a in anns if _get(a, "completed_by") == user_id and not _get(a, "was_cancelled")), None)
+
+
 def simulate_review(
     ls: LabelStudio, project_id: int, truth: dict[str, TruthRecord] | dict[str, Example], accuracy: float = 0.9,
     annotators: Sequence[str] = ("annotator-1",), per_task: int = 1, seconds_per_task: float = 0.0, seed: int = 0,
@@ -99,7 +106,9 @@ def simulate_review(
     """Review the project's tasks that still need annotations, as `per_task` of `annotators` each.
 
     `seconds_per_task` paces the review (sleeps that long per annotation, recorded as lead time).
-    Deterministic for a seed; tasks an annotator already did are not redone.
+    Deterministic for a seed: each decision depends on the seed, the annotator and the text only
+    (not the task id), so the same texts get the same decisions in any project. Tasks an annotator
+    already did are not redone, and an annotation is retried only after checking it was not saved.
     """
     if not 0.0 <= accuracy <= 1.0:
         raise DistillError(f"simulated annotator accuracy must be between 0 and 1, not {accuracy}")
@@ -122,12 +131,13 @@ def simulate_review(
         rotation = [annotators[(n + k) % len(annotators)] for k in range(len(annotators))]
         todo = [a for a in rotation if a not in done_by][: per_task - submitted]
         for name in todo:
-            digest = hashlib.sha1(f"{seed}\x00{name}\x00{task.id}\x00{text}".encode()).digest()
+            digest = hashlib.sha1(f"{seed}\x00{name}\x00{text}".encode()).digest()
             decision, annotation = _decide(text, prediction, truth, accuracy, random.Random(digest))
             if seconds_per_task:
                 time.sleep(seconds_per_task)
-            call(
-                ls, f"annotating task {task.id}", ls.annotations.create, id=task.id, result=annotation, completed_by=ids[name],
+            create(
+                ls, f"annotating task {task.id}", ls.annotations.create, lambda task_id=task.id, user=ids[name]: _saved(ls, task_id, user),
+                id=task.id, result=annotation, completed_by=ids[name],
                 parent_prediction=_get(predictions[0], "id") if predictions else None, lead_time=seconds_per_task or None,
             )
             result.annotations += 1

@@ -136,37 +136,50 @@ def project_url(config: RunConfig, project_id: int) -> str:
 
 @task(name="push-for-review", **SERVER_RETRIES)
 def push_task(config_json: dict[str, Any]) -> dict[str, Any]:
-    from annotators.label_studio import ensure_project, push, read_run
+    """Push the run's examples into its own project (`distill <spec> <run>`), creating it if needed."""
+    from annotators.label_studio import ensure_project, project_title, push, read_run
     from data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
     spec = load_spec(config.spec)
     ls = label_studio(config)
-    project = ensure_project(ls, spec)
+    project = ensure_project(ls, spec, project_title(spec, config.name))
     result = push(ls, project, read_run(config.run_dir), spec, run=config.name)
     return {"project_id": project, "created": result.created, "skipped": result.skipped}
 
 
 @task(name="simulated-review", **SERVER_RETRIES)
 def simulate_task(config_json: dict[str, Any], project_id: int, truth_file: str | None) -> dict[str, Any]:
+    """Review the run's project as simulated annotators; the project is found by the run's title
+    (never created), `project_id` from the push stage is only what it was then."""
+    from annotators.label_studio import find_project, project_title
     from annotators.simulate import load_truth, simulate_review
+    from data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
     truth = load_truth(truth_file) if truth_file and Path(truth_file).exists() else {}
     names = [f"annotator-{i + 1}" for i in range(config.review.annotators)]
-    result = simulate_review(label_studio(config), project_id, truth, accuracy=config.review.accuracy, annotators=names, per_task=len(names), seed=config.llm.seed)
+    ls, spec = label_studio(config), load_spec(config.spec)
+    project_id = find_project(ls, spec, project_title(spec, config.name))
+    result = simulate_review(ls, project_id, truth, accuracy=config.review.accuracy, annotators=names, per_task=len(names), seed=config.llm.seed)
     return {"tasks": result.tasks}
 
 
 @task(name="pull-verified", **SERVER_RETRIES)
 def pull_task(config_json: dict[str, Any], project_id: int) -> dict[str, Any]:
+    """Pull the run's verdicts into verified.jsonl; the project is found by the run's title (never
+    created), `project_id` from the push stage is only what it was then."""
     from annotators.correctness import write_correctness
-    from annotators.label_studio import pull, read_run, write_verified
+    from annotators.label_studio import find_project, project_title, pull, read_run, write_verified
     from data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
     generated = read_run(config.run_dir)
-    result = pull(label_studio(config), project_id, load_spec(config.spec), generated)
+    ls, spec = label_studio(config), load_spec(config.spec)
+    project_id = find_project(ls, spec, project_title(spec, config.name))
+    result = pull(ls, project_id, spec, generated, run=config.name)
+    for line in result.warnings + result.problems:
+        _log(line)
     write_verified(config.run_dir, result)
     write_correctness(config.run_dir)
     return {**result.counts(), "verified_file": str(config.run_dir / "verified.jsonl")}
@@ -330,9 +343,16 @@ def _read(path: Path) -> str:
 @flow(name="distill")
 def distill(config: str = "demo", overrides: list[str] | None = None) -> str:
     """Run the whole loop for one run config (a name in flows/configs/ or a YAML path)."""
+    from data.run_lock import run_lock
+
     cfg = load_run_config(config, overrides)
+    with run_lock(cfg.run_dir, f"distill run {config}", warn=_log):
+        return run_loop(cfg)
+
+
+def run_loop(cfg: RunConfig) -> str:
+    """The stages in order (the caller holds the run folder's lock)."""
     run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(_dump(cfg), indent=2))
     dumped = _dump(cfg)
     with llm_endpoint(cfg) as (base_url, truth):

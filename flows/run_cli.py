@@ -103,9 +103,10 @@ def _wait_for_review(run_dir: Path, project_id: int, when_reviewed: str, listen:
     """Block until the run's Label Studio project has `when_reviewed` tasks reviewed (see `ReviewWatcher`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from annotators.label_studio import client, read_run
+    from annotators.label_studio import client, find_project, project_title, read_run
     from annotators.ls_server import connection
     from annotators.review_webhook import ReviewWatcher, parse_when
+    from data.spec import load_spec
     from flows.config import RunConfig
 
     when = parse_when(when_reviewed)
@@ -114,6 +115,8 @@ def _wait_for_review(run_dir: Path, project_id: int, when_reviewed: str, listen:
         raise DistillError(f"--listen {listen!r}: use host:port, e.g. 127.0.0.1:8765")
     config = RunConfig.model_validate_json((run_dir / "config.json").read_text())
     ls = client(connection(url=config.review.label_studio_url))
+    spec = load_spec(config.spec)
+    project_id = find_project(ls, spec, project_title(spec, config.name))  # never creates; says which projects exist
     watcher = ReviewWatcher(ls, project_id, [e.id for e in read_run(run_dir)], host, int(port), public_url)
     target = "every task" if when is None else f"{when} tasks"
     console.print(f"waiting for review in Label Studio (project {project_id}); the run resumes at {target} reviewed")

@@ -1,23 +1,34 @@
-"""Label Studio conversions, labeling config and the conflict rule, without a server."""
+"""Label Studio conversions, labeling config, the conflict rule, relation checks, project
+titles, create-once retries, writing a pull and the server's environment, without a server."""
 
+import json
 from datetime import datetime, timezone
+from pathlib import Path
 
+import httpx
 import pytest
 
+from annotators import ls_server
 from annotators.label_studio import (
     REJECT_WRONG,
+    TITLE_MAX,
     Judgement,
+    PullResult,
     check_config,
+    create,
     example_to_task,
     from_result,
     label_config,
     order_for_review,
+    project_title,
     resolve,
     to_result,
     verified_example,
+    write_verified,
 )
 from data.errors import DistillError
 from data.example import Entity, Relation
+from data.formats import read_jsonl, write_jsonl
 from tests.fixtures.examples import make_example
 
 
@@ -37,10 +48,30 @@ def test_config_that_no_longer_matches_the_spec_is_refused(species_spec):
 
 def test_result_round_trip_keeps_entities_and_relations(species_spec, species_examples):
     for example in species_examples:
-        entities, relations, rejected, skipped = from_result(to_result(example), example.text, species_spec, "t")
-        assert entities == [Entity(start=e.start, end=e.end, label=e.label) for e in example.entities]
-        assert sorted(relations, key=lambda r: (r.head, r.tail)) == sorted(example.relations, key=lambda r: (r.head, r.tail))
-        assert rejected is None and skipped == 0
+        parsed = from_result(to_result(example), example.text, species_spec, "t")
+        assert parsed.entities == [Entity(start=e.start, end=e.end, label=e.label) for e in example.entities]
+        assert sorted(parsed.relations, key=lambda r: (r.head, r.tail)) == sorted(example.relations, key=lambda r: (r.head, r.tail))
+        assert parsed.rejected is None and parsed.flipped == 0 and parsed.problems == []
+
+
+def _relation(result: list[dict], label: str | None, head: str, tail: str) -> list[dict]:
+    rels = [i for i in result if i.get("type") != "relation"]
+    return rels + [{"type": "relation", "from_id": head, "to_id": tail, "direction": "right", "labels": [label] if label else []}]
+
+
+def test_a_relation_drawn_backwards_is_turned_round_and_counted(species_spec, species_examples):
+    leopard = species_examples[0]  # e0 SPECIES, e1 HABITAT, e2 FEEDING
+    parsed = from_result(_relation(to_result(leopard), "live_in", "e1", "e0"), leopard.text, species_spec, "t")  # HABITAT -> SPECIES
+    assert parsed.relations == [Relation(head=0, tail=1, label="live_in")] and parsed.flipped == 1 and parsed.problems == []
+
+
+def test_a_relation_the_spec_does_not_allow_or_without_a_type_is_a_problem(species_spec, species_examples):
+    leopard = species_examples[0]
+    parsed = from_result(_relation(to_result(leopard), "live_in", "e0", "e2"), leopard.text, species_spec, "t")  # SPECIES -> FEEDING
+    assert parsed.relations == [] and parsed.flipped == 0
+    assert parsed.problems == ["relation live_in 'Amur leopard' (SPECIES) -> 'roe deer' (FEEDING) is not allowed by spec 'species' (live_in: SPECIES -> HABITAT)"]
+    untyped = from_result(_relation(to_result(leopard), None, "e0", "e1"), leopard.text, species_spec, "t")
+    assert untyped.relations == [] and untyped.problems == ["relation 'Amur leopard' (SPECIES) -> 'temperate forests of the Russian Far East' (HABITAT) has no type"]
 
 
 def test_unknown_label_in_an_annotation_names_the_task(species_spec, species_examples):
@@ -100,3 +131,67 @@ def test_verified_example_records_status_and_diff(species_examples):
     assert len(fewer.review.diff["relations_removed"]) == 4
     rejected = verified_example(llm, Judgement("ann", None, "Reject: unusable", [], []), 5)
     assert rejected.review.status == "rejected" and rejected.entities == llm.entities  # the LLM's annotation is kept
+
+
+def test_each_run_has_its_own_project_title_within_label_studio_limits(species_spec):
+    assert project_title(species_spec, "run-a") == "distill species run-a"
+    assert project_title(species_spec, "run-a") != project_title(species_spec, "run-b")
+    long_a, long_b = (project_title(species_spec, "a-very-long-run-name-about-endangered-species-" + s) for s in ("2026", "2027"))
+    assert len(long_a) == len(long_b) == TITLE_MAX and long_a != long_b  # cut, and told apart by a hash
+    assert long_a.startswith("distill species a-very-long-run-name")
+
+
+def test_create_looks_before_it_creates_again():
+    saved: list[str] = []
+
+    def flaky(name: str) -> str:
+        saved.append(name)  # the server saves it ...
+        if len(saved) == 1:
+            raise httpx.ReadError("connection reset")  # ... and the answer is lost
+        return name
+
+    ls = type("LS", (), {"_client_wrapper": None})()
+    assert create(ls, "creating x", flaky, lambda: saved[0] if saved else None, name="x") == "x"
+    assert saved == ["x"]  # created once: the retry found it
+    nothing = [0]
+
+    def flaky_unsaved(name: str) -> str:
+        nothing[0] += 1
+        if nothing[0] == 1:
+            raise httpx.ConnectError("refused")  # not saved: the retry creates it
+        return name
+
+    assert create(ls, "creating y", flaky_unsaved, lambda: None, name="y") == "y" and nothing[0] == 2
+
+
+def _pulled(n: int) -> PullResult:
+    examples = [make_example(f"Frog {i} lives in pond {i}.", [(f"Frog {i}", "SPECIES")]) for i in range(n)]
+    return PullResult(examples, [], [], {}, problems=["task 1 'x': relation ... has no type"], relations_flipped=2)
+
+
+def test_a_pull_with_fewer_verified_examples_does_not_replace_the_file(tmp_path: Path):
+    write_verified(tmp_path, _pulled(3))
+    before = (tmp_path / "verified.jsonl").read_text()
+    with pytest.raises(DistillError, match=r"verified.jsonl holds 3 verified examples and this pull has 1: .*--allow-fewer"):
+        write_verified(tmp_path, _pulled(1))
+    assert (tmp_path / "verified.jsonl").read_text() == before
+    write_verified(tmp_path, _pulled(1), allow_fewer=True)
+    assert len(read_jsonl(tmp_path / "verified.jsonl")) == 1
+    review = json.loads((tmp_path / "review.json").read_text())
+    assert review["relations_flipped"] == 2 and review["problems"] == ["task 1 'x': relation ... has no type"]
+
+
+def test_a_run_folder_that_cannot_be_written_is_a_one_line_error(tmp_path: Path):
+    write_jsonl(tmp_path / "verified.jsonl", [])
+    (tmp_path / "review.json").mkdir()  # cannot be replaced by a file (a read-only folder does not stop root)
+    with pytest.raises(DistillError, match="review.json: cannot write it") as err:
+        write_verified(tmp_path, _pulled(1))
+    assert "\n" not in str(err.value)
+
+
+def test_label_studio_is_started_without_error_reporting_or_telemetry(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("SENTRY_DSN", "https://someone@example.org/1")
+    env = ls_server._server_env(tmp_path, {"email": "a@b", "password": "p", "token": "t", "secret_key": "s"})
+    for name in ls_server.TELEMETRY_OFF:
+        assert env[name] == ls_server.TELEMETRY_OFF[name], name
+    assert env["SENTRY_DSN"] == "" and env["FRONTEND_SENTRY_DSN"] == ""

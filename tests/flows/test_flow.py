@@ -65,9 +65,9 @@ def ls_env(label_studio):
         os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
 
-def project_tasks(label_studio, spec_path: Path) -> dict[str, int]:
+def project_tasks(label_studio, spec_path: Path, run: str) -> dict[str, int]:
     ls = client(label_studio.connection)
-    title = project_title(load_spec(spec_path))
+    title = project_title(load_spec(spec_path), run)  # each run has its own project
     project = next(p for p in ls.projects.list() if p.title == title)
     return existing_example_ids(ls, project.id)
 
@@ -87,7 +87,7 @@ def test_flow_writes_every_artifact(finished_run, ls_env):
     generated = read_jsonl(run_dir / "generated.jsonl")
     verified = read_jsonl(run_dir / "verified.jsonl")
     assert 20 <= len(generated) <= 30
-    assert sorted(project_tasks(ls_env, spec)) == sorted(e.id for e in generated)  # every example, once
+    assert sorted(project_tasks(ls_env, spec, "e2e")) == sorted(e.id for e in generated)  # every example, once
     statuses = {e.review.status for e in verified}
     assert "corrected" in statuses and "accepted" in statuses  # the mock's errors were fixed
     truth = {json.loads(line)["text"]: json.loads(line) for line in (run_dir / "mock_truth.jsonl").read_text().splitlines()}
@@ -163,7 +163,7 @@ def test_killed_run_repeats_no_llm_call_and_no_task(ls_env, tiny_bert, mock_llm_
     # 40 examples at 5 a call = 8 calls: the rerun makes exactly the ones not finished before
     assert mock.stats.requests - calls_before == 8 - cached
     generated = read_jsonl(tmp_path / "killed" / "generated.jsonl")
-    assert sorted(project_tasks(ls_env, spec)) == sorted(e.id for e in generated)
+    assert sorted(project_tasks(ls_env, spec, "killed")) == sorted(e.id for e in generated)
 
 
 def test_human_review_pauses_and_resumes(prefect, ls_env, tiny_bert, tmp_path):
