@@ -5,6 +5,7 @@ file and never printed."""
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -14,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from data.errors import DistillError
+from data.run_lock import run_lock
 
 app = typer.Typer(no_args_is_help=True)
 label_studio_app = typer.Typer(no_args_is_help=True)
@@ -96,7 +98,7 @@ def ls_status(data_dir: Path = DATA_DIR) -> None:
 @app.command("push")
 def push_cmd(
     run: Path = RUN, spec: str = SPEC, project: str = PROJECT, url: str = URL, data_dir: Path = DATA_DIR,
-    batch_size: int = typer.Option(500, help="Tasks per import request."),
+    batch_size: int = typer.Option(500, min=1, help="Tasks per import request."),
 ) -> None:
     """Import a run's examples as tasks, with the LLM's annotations as predictions (idempotent)."""
     from annotators.label_studio import push, read_run
@@ -105,7 +107,7 @@ def push_cmd(
     ls = _connect(url, data_dir)
     task_spec, project_id = _project(ls, spec, project, run, create=True)
     columns = (TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with run_lock(run, "distill review push"), Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task("push", total=None)
         result = push(ls, project_id, examples, task_spec, run=run.name, batch_size=batch_size, on_batch=lambda done, total: progress.update(bar, completed=done, total=total))
     console.print(f"project {project_id}: {result.created} tasks created, {result.skipped} already there (left untouched)")
@@ -122,8 +124,9 @@ def pull_cmd(
     examples = read_run(run)
     ls = _connect(url, data_dir)
     task_spec, project_id = _project(ls, spec, project, run)
-    result = pull(ls, project_id, task_spec, examples, run=run.name)
-    path = write_verified(run, result, allow_fewer=allow_fewer)
+    with run_lock(run, "distill review pull"):
+        result = pull(ls, project_id, task_spec, examples, run=run.name)
+        path = write_verified(run, result, allow_fewer=allow_fewer)
     counts = result.counts()
     console.print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()) + f" -> {path}")
     if counts["pending"]:
@@ -164,12 +167,12 @@ def status_cmd(
 def simulate_cmd(
     truth: Path = typer.Option(None, help="Mock LLM truth JSONL (default: RUN/mock_truth.jsonl)."),
     run: Path = typer.Option(None, "--run", help="Run folder (its own project, and the default truth file)."),
-    accuracy: float = typer.Option(0.9, help="Probability that an error is corrected (else the prediction is accepted as is)."),
+    accuracy: float = typer.Option(0.9, min=0.0, max=1.0, help="Probability that an error is corrected (else the prediction is accepted as is)."),
     annotators: str = typer.Option("annotator-1", help="Comma-separated simulated annotator names (Label Studio users)."),
-    per_task: int = typer.Option(1, help="Annotations per task (at most the number of annotators)."),
-    seconds_per_task: float = typer.Option(0.0, help="Pace: seconds each annotation takes."),
+    per_task: int = typer.Option(1, min=1, help="Annotations per task (at most the number of annotators)."),
+    seconds_per_task: float = typer.Option(0.0, min=0.0, help="Pace: seconds each annotation takes."),
     seed: int = typer.Option(0),
-    limit: int = typer.Option(None, help="Review at most this many tasks."),
+    limit: int = typer.Option(None, min=1, help="Review at most this many tasks."),
     spec: str = SPEC, project: str = PROJECT, url: str = URL, data_dir: Path = DATA_DIR,
 ) -> None:
     """Review the pending tasks as simulated annotators, through Label Studio's API."""
@@ -184,7 +187,7 @@ def simulate_cmd(
     ls = _connect(url, data_dir)
     _, project_id = _project(ls, spec, project, run)
     names = [n.strip() for n in annotators.split(",") if n.strip()]
-    with console.status("simulated annotators at work"):
+    with run_lock(run, "distill review simulate") if run else nullcontext(), console.status("simulated annotators at work"):
         result = simulate_review(ls, project_id, records, accuracy=accuracy, annotators=names, per_task=per_task, seconds_per_task=seconds_per_task, seed=seed, limit=limit)
     decisions = ", ".join(f"{k} {v}" for k, v in sorted(result.decisions.items()))
     console.print(f"{result.annotations} annotations on {result.tasks} tasks ({decisions or 'nothing to do'})")

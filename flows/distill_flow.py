@@ -24,7 +24,20 @@ from data.errors import DistillError
 from flows.config import RunConfig, load_run_config
 from flows.stages import inputs_key, run_stage
 
-SERVER_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
+
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a server hiccup, never a `DistillError`: a refused key, a missing project or a pull
+    that would lose verified examples stays wrong, and the clients have retried servers already."""
+    try:
+        state.result()
+    except DistillError:
+        return False
+    except Exception:  # noqa: BLE001 - anything else may be transient
+        return True
+    return True
+
+
+SERVER_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30], "retry_condition_fn": _worth_retrying}
 
 
 def _log(message: str) -> None:

@@ -29,7 +29,7 @@ class Case:
     argv: str  # formatted with the world's paths and servers, split on spaces
     says: str  # a piece of the one error line
     env: dict[str, str] = field(default_factory=dict)
-    needs: tuple[str, ...] = ()  # "ls": a real Label Studio; "mock": the mock LLM; "notllm": an HTTP server that is not an LLM
+    needs: tuple[str, ...] = ()  # "ls": a real Label Studio; "fewer": an unreviewed project; "mock": the mock LLM; "notllm": not an LLM
 
 
 CASES = [
@@ -103,7 +103,9 @@ CASES = [
     Case("review-push-no-run", "review push --run {w}/norun", "generated.jsonl: not found", needs=("ls",)),
     Case("review-pull-unknown-project", "review pull --run {run} --project typo-project", "typo-project", needs=("ls",)),
     Case("review-simulate-no-truth", "review simulate", "give --truth FILE or --run RUN", needs=("ls",)),
-    Case("review-unreachable", "review status --run {run}", "is not answering", env={"LABEL_STUDIO_URL": "http://127.0.0.1:{closed}"}),
+    Case("review-unreachable", "review status --run {run}", "is not answering", env={"LABEL_STUDIO_URL": "http://127.0.0.1:{closed}", "LABEL_STUDIO_API_KEY": "2" * 40}),
+    Case("review-accuracy-range", "review simulate --run {run} --accuracy 1.5", "'--accuracy'"),
+    Case("review-pull-fewer", "review pull --run {run} --project {fewer}", "holds 3", needs=("ls", "fewer")),
 ]
 
 
@@ -150,6 +152,17 @@ def world(tmp_path_factory) -> Path:
     return w
 
 
+@pytest.fixture(scope="module")
+def unreviewed_project(label_studio, world) -> str:
+    """A project holding the world's run, nobody has reviewed it: a pull has fewer verified examples."""
+    from annotators.label_studio import client, ensure_project, push, read_run
+    from data.spec import load_spec
+
+    spec, ls, title = load_spec("species"), client(label_studio.connection), "bad-input-unreviewed"
+    push(ls, ensure_project(ls, spec, title), read_run(world / "run"), spec, run="run")
+    return title
+
+
 class _NotAnLLM(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         self._answer()
@@ -191,6 +204,8 @@ def test_bad_input_is_one_line_and_loses_nothing(case: Case, world, request, mon
         env.update(LABEL_STUDIO_URL=ls.url, LABEL_STUDIO_API_KEY=ls.token)
     if "mock" in case.needs:
         values["mock"] = request.getfixturevalue("mock_llm_factory")(api_key="sk-right").base_url
+    if "fewer" in case.needs:
+        values["fewer"] = request.getfixturevalue("unreviewed_project")
     if "notllm" in case.needs:
         values["notllm"] = request.getfixturevalue("not_an_llm")
     env.update({k: v.format(**values) for k, v in case.env.items()})

@@ -87,3 +87,12 @@ def test_the_work_pool_is_named_in_one_place(monkeypatch):
     script = (repo / "scripts" / "prefect.sh").read_text()
     assert re.search(r"export PREFECT_POOL=\$\{PREFECT_POOL:-distill-pool\}", script)
     assert "distill-pool" not in (repo / "prefect.yaml").read_text().replace("default distill-pool", "")
+
+
+def test_flow_tasks_retry_server_hiccups_but_not_user_errors():
+    from prefect.states import Failed
+
+    from flows.distill_flow import _worth_retrying
+
+    assert not _worth_retrying(None, None, Failed(data=DistillError("Label Studio project 'x' not found")))
+    assert _worth_retrying(None, None, Failed(data=ConnectionResetError("reset by peer")))
