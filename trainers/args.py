@@ -40,6 +40,7 @@ class TrainingArgs(BaseModel):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     max_length: int = Field(128, ge=16, description="word pieces per window; longer texts are split into windows")
+    subword_labels: Literal["first", "all"] = Field("first", description="tag the first word piece of each word (others ignored) or every piece")
     stride: int = Field(32, ge=0, description="word pieces shared by consecutive windows")
     relations: bool = Field(True, description="train the relation head when the data has relations")
     seed: int = 0

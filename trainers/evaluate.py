@@ -180,7 +180,7 @@ def per_example_scores(model_dir: str | Path, examples: Sequence[Example], kind:
     if kind not in ("teacher_loss", "el2n"):
         raise DistillError(f"unknown score {kind!r} (use teacher_loss or el2n)")
     loaded = load_model(model_dir)
-    feats, _ = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta["max_length"], loaded.meta["stride"])
+    feats, _ = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta["max_length"], loaded.meta["stride"], loaded.meta.get("subword_labels", "all"))
     from trainers.modeling import ner_batch
 
     total = [0.0] * len(examples)

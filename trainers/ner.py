@@ -1,13 +1,18 @@
 """Token classification data: BIO tags on word pieces from char-offset entities, windows, decoding.
 
-Every word piece of an entity is tagged (B- on the piece where the entity starts, I- on the
-rest), so tags map straight back to character spans. Texts longer than the encoder's window are
+Words are the tokens of `data.formats.tokenize`. By default only the first word piece of each
+word carries its tag (the others are ignored by the loss), as the strongest token classifiers
+do: the model then never has to agree with itself inside a word. `subword_labels="all"` tags
+every piece instead (B- where the entity starts, I- on the rest). Decoding reads the word-start
+pieces, with a constrained Viterbi pass that never yields an invalid BIO sequence (an I-X only
+after B-X or I-X), and snaps spans to whole words. Texts longer than the encoder's window are
 split into overlapping windows of `max_length` pieces (`stride` shared); at prediction time the
 logits of a piece seen in two windows are averaged. Nothing is truncated.
 
 - `tag_names(labels) -> ["O", "B-X", "I-X", ...]`
-- `ner_features(tokenizer, examples, tags, max_length, stride) -> list[NerFeature]`
+- `ner_features(tokenizer, examples, tags, max_length, stride, subword_labels="first")`
 - `decode_entities(text, offsets, tag_ids, tags) -> list[Entity]` (spans snapped to whole words)
+- `viterbi_tags(log_probs, tags) -> list[int]` (the best valid BIO sequence)
 """
 
 from __future__ import annotations
@@ -81,6 +86,17 @@ def piece_tags(offsets: Sequence[tuple[int, int]], entities: Sequence[Entity], t
     return tags
 
 
+def word_starts(text: str, offsets: Sequence[tuple[int, int]]) -> list[bool]:
+    """Whether each piece is the first piece of a word (the one that carries the word's tag)."""
+    starts = {s for s, _ in word_tokens(text)}
+    out, seen = [], set()
+    for s, t in offsets:
+        first = t > s and s in starts and s not in seen
+        seen.add(s)
+        out.append(first)
+    return out
+
+
 def with_specials(tokenizer, ids: list[int]) -> list[int]:
     """`[CLS] ids [SEP]` (the tokenizer's own start and end tokens)."""
     first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
@@ -88,14 +104,19 @@ def with_specials(tokenizer, ids: list[int]) -> list[int]:
     return [first, *ids, last]
 
 
-def ner_features(tokenizer, examples: Sequence[Example], tags: Sequence[str], max_length: int, stride: int) -> tuple[list[NerFeature], list[Encoded]]:
-    """Windows with tag ids for each example (and each example's encoded pieces)."""
+def ner_features(
+    tokenizer, examples: Sequence[Example], tags: Sequence[str], max_length: int, stride: int, subword_labels: str = "first"
+) -> tuple[list[NerFeature], list[Encoded]]:
+    """Windows with tag ids for each example (and each example's encoded pieces); with
+    `subword_labels="first"` only word-start pieces carry a tag, the others are ignored."""
     tag_index = {t: i for i, t in enumerate(tags)}
     features, encoded = [], []
     for k, example in enumerate(examples):
         enc = encode(tokenizer, example.text)
         encoded.append(enc)
         piece_labels = piece_tags(enc.offsets, example.entities, tag_index)
+        if subword_labels == "first":
+            piece_labels = [tag if first else IGNORE for tag, first in zip(piece_labels, word_starts(example.text, enc.offsets))]
         for start, end in window_bounds(len(enc.ids), max_length, stride, N_SPECIAL):
             ids = with_specials(tokenizer, enc.ids[start:end])
             labels = [IGNORE, *piece_labels[start:end], IGNORE]
@@ -121,18 +142,23 @@ def merge_windows(features: Sequence[NerFeature], window_logits: Sequence[torch.
     return [s / c.clamp(min=1) for s, c in zip(sums, counts)]
 
 
-def decode_entities(text: str, offsets: Sequence[tuple[int, int]], tag_ids: Sequence[int], tags: Sequence[str], scores: Sequence[float] | None = None) -> list[Entity]:
-    """BIO tags on pieces -> entities, snapped outwards to whole words, without overlaps.
+def decode_entities(
+    text: str, offsets: Sequence[tuple[int, int]], tag_ids: Sequence[int], tags: Sequence[str], scores: Sequence[float] | None = None
+) -> list[Entity]:
+    """BIO tags on pieces -> entities, read on word-start pieces, snapped outwards to whole words,
+    without overlaps. The other pieces of a word belong to the word's entity, whatever their tag.
 
     An I- tag that does not continue an open entity of its label starts a new one (lenient).
     `scores` (one per piece) become the entity's `confidence` (their mean).
     """
     spans: list[list] = []  # [start, end, label, scores]
     open_span: list | None = None
-    for i, (tag_id, (s, t)) in enumerate(zip(tag_ids, offsets)):
-        if t <= s:
+    for i, ((s, t), first) in enumerate(zip(offsets, word_starts(text, offsets))):
+        if not first:
+            if open_span is not None and t > open_span[1]:
+                open_span[1] = t  # the rest of the word
             continue
-        tag = tags[tag_id]
+        tag = tags[tag_ids[i]]
         score = scores[i] if scores is not None else 1.0
         if tag == "O":
             open_span = None
@@ -145,6 +171,50 @@ def decode_entities(text: str, offsets: Sequence[tuple[int, int]], tag_ids: Sequ
             open_span = [s, t, label, [score]]
             spans.append(open_span)
     return _snap(text, spans)
+
+
+def viterbi_tags(log_probs: torch.Tensor, tags: Sequence[str]) -> list[int]:
+    """The most probable tag sequence [n] under `log_probs` [n, T] in which every I-X follows a
+    B-X or an I-X (so no entity starts in its middle)."""
+    n, size = log_probs.shape
+    if n == 0:
+        return []
+    invalid = torch.zeros(size, size, dtype=torch.bool)  # [previous, next]
+    starts_bad = torch.zeros(size, dtype=torch.bool)
+    for j, tag in enumerate(tags):
+        if tag.startswith("I-"):
+            label = tag[2:]
+            starts_bad[j] = True
+            invalid[:, j] = True
+            for i, prev in enumerate(tags):
+                if prev in (f"B-{label}", f"I-{label}"):
+                    invalid[i, j] = False
+    penalty = torch.zeros(size, size).masked_fill(invalid, float("-inf"))
+    score = log_probs[0].masked_fill(starts_bad, float("-inf"))
+    back = []
+    for k in range(1, n):
+        total = score.unsqueeze(1) + penalty  # [previous, next]
+        score, best = total.max(0)
+        score = score + log_probs[k]
+        back.append(best)
+    path = [int(score.argmax())]
+    for best in reversed(back):
+        path.append(int(best[path[-1]]))
+    return path[::-1]
+
+
+def best_tags(text: str, offsets: Sequence[tuple[int, int]], logits: torch.Tensor, tags: Sequence[str]) -> tuple[list[int], list[float]]:
+    """Tag id and probability per piece: constrained Viterbi over the word-start pieces (the
+    others keep their own argmax, which decoding ignores)."""
+    probs = logits.float().softmax(-1)
+    best = probs.max(-1)
+    ids, scores = best.indices.tolist(), best.values.tolist()
+    rows = [i for i, first in enumerate(word_starts(text, offsets)) if first]
+    if rows:
+        path = viterbi_tags(probs[rows].clamp_min(1e-12).log(), tags)
+        for i, tag in zip(rows, path):
+            ids[i], scores[i] = tag, float(probs[i, tag])
+    return ids, scores
 
 
 def _snap(text: str, spans: list[list]) -> list[Entity]:

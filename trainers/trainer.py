@@ -83,7 +83,7 @@ class Features:
 
 def build_features(tokenizer: Any, examples: Sequence[Example], meta: dict[str, Any], with_relations: bool) -> Features:
     """NER windows and (when asked) relation pairs of the examples, with what was windowed or skipped."""
-    ner, encoded = ner_features(tokenizer, examples, meta["tags"], meta["max_length"], meta["stride"])
+    ner, encoded = ner_features(tokenizer, examples, meta["tags"], meta["max_length"], meta["stride"], meta.get("subword_labels", "all"))
     windowed = len({f.example for f in ner if f.first_token > 0})
     if not with_relations:
         return Features(ner, Pairs(), windowed)
@@ -177,6 +177,7 @@ def _meta(role: str, entity_labels: list[str], relation_labels: list[str], allow
         "allowed_pairs": [list(p) for p in allowed],
         "max_length": args.max_length,
         "stride": args.stride,
+        "subword_labels": args.subword_labels,
         "source_encoder": source,
         "kd": "none",
         "args": args.model_dump(),

@@ -99,3 +99,27 @@ def test_student_layers_and_encoder_errors(tiny_bert, tmp_path):
         resolve_encoder(str(tmp_path / "nope"))
     with pytest.raises(DistillError, match="between 1 and"):
         student_layer_ids(2, 3)
+
+
+def test_only_the_first_piece_of_a_word_carries_its_tag(tiny_bert):
+    _, tok = load_encoder(tiny_bert)
+    tags = tag_names(LABELS)
+    text = "The axolotl lives in Lake Xochimilco."  # words the tiny vocab splits into pieces
+    ex = Example(text=text, entities=[Entity(start=4, end=11, label="SPECIES"), Entity(start=21, end=36, label="HABITAT")])
+    (first,), (enc,) = ner_features(tok, [ex], tags, max_length=128, stride=32)
+    (every,), _ = ner_features(tok, [ex], tags, max_length=128, stride=32, subword_labels="all")
+    starts = [s for s, _ in __import__("data.formats", fromlist=["tokenize"]).tokenize(ex.text)]
+    tagged = [enc.offsets[i][0] for i, label in enumerate(first.labels[1:-1]) if label != -100]
+    assert tagged == starts  # exactly one tagged piece per word, its first
+    assert len(enc.ids) > len(starts) and all(label != -100 for label in every.labels[1:-1])
+
+
+def test_viterbi_never_starts_an_entity_in_its_middle():
+    from trainers.ner import viterbi_tags
+
+    tags = tag_names(["SPECIES", "HABITAT"])  # O B-S I-S B-H I-H
+    # greedy: O, I-S, I-H (two invalid starts); the best valid path keeps the words together as one species
+    log_probs = torch.tensor([[0.9, 0.05, 0.01, 0.02, 0.02], [0.1, 0.3, 0.5, 0.05, 0.05], [0.1, 0.05, 0.4, 0.0, 0.45]]).log()
+    path = viterbi_tags(log_probs, tags)
+    assert [tags[i] for i in log_probs.argmax(-1)] == ["O", "I-SPECIES", "I-HABITAT"]
+    assert [tags[i] for i in path] == ["O", "B-SPECIES", "I-SPECIES"]
