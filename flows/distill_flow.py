@@ -79,9 +79,9 @@ def generate_batch(config_json: dict[str, Any], requests_json: list[dict[str, An
     from data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
-    llm = LLMConfig.from_env(base_url=base_url, model=config.llm.model, concurrency=config.llm.concurrency)
+    llm = LLMConfig.from_env(base_url=base_url, **config.llm.client_settings())
     requests = [GenerationRequest.model_validate(r) for r in requests_json]
-    batch = run_requests(requests, load_spec(config.spec), llm, config.run_dir / "llm_cache", config.llm.k_samples)
+    batch = run_requests(requests, load_spec(config.spec), llm, config.run_dir / "llm_cache", config.llm.k_samples, rules=config.llm.grounding)
     if batch.error:
         raise DistillError(batch.error)
     return batch.model_dump(mode="json")
@@ -108,7 +108,7 @@ def generate_examples(config_json: dict[str, Any], base_url: str) -> dict[str, A
     from data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
-    requests = plan_requests(load_spec(config.spec), config.llm.n, config.llm.seed)
+    requests = plan_requests(load_spec(config.spec), config.llm.n, config.llm.seed, config.llm.examples_per_call)
     size = -(-len(requests) // config.generation_batches)
     batches = [[r.model_dump(mode="json") for r in requests[i : i + size]] for i in range(0, len(requests), size)]
     started = time.perf_counter()
@@ -116,8 +116,10 @@ def generate_examples(config_json: dict[str, Any], base_url: str) -> dict[str, A
     wait(futures)
     results = [BatchResult.model_validate(f.result()) for f in futures]
     merged = BatchResult.merge(results)
-    llm = LLMConfig(base_url=base_url, model=config.llm.model)
-    summary = finish_run(config.run_dir, requests, merged, llm, time.perf_counter() - started, config.llm.k_samples)
+    llm = LLMConfig(base_url=base_url, **config.llm.client_settings())
+    summary = finish_run(
+        config.run_dir, requests, merged, llm, time.perf_counter() - started, config.llm.k_samples, max_failure_share=config.llm.max_failure_share
+    )
     return summary.model_dump(mode="json")
 
 
@@ -322,7 +324,7 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
         "Data set": markdown_table(dataset_rows(results["data"]), ["stage", "numbers"]),
         "LLM against humans": _read(config.run_dir / "correctness.md"),
         "Teacher and students (gold test split)": markdown_table(
-            results["models"], ["model", "layers", "kd", "f1", "precision", "recall", "token_macro_f1", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
+            results["models"], ["model", "layers", "kd", "f1", "overlap_f1", "precision", "recall", "token_macro_f1", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
         ),
         **({"Pruning sweep (students on the gold test split)": sweep_markdown(sweep, image_dir="sweep/")} if sweep else {}),
         "Try the student": f"```python\nimport spacy\nnlp = spacy.load({results['pipeline']!r})\ndoc = nlp('The snow leopard lives in the mountains of Central Asia and hunts blue sheep.')\nprint(doc.ents, doc._.relations)\n```",

@@ -43,11 +43,11 @@ def run_splits(run_dir: Path) -> dict[str, list]:
 
 def results_table(rows: list[dict]) -> Table:
     """A rich table of evaluation results, one row per model."""
-    table = Table("model", "entity F1", "token macro F1", "relation F1", "parameters", "train s", "sentences/s")
+    table = Table("model", "strict span F1", "overlap span F1", "token macro F1", "relation F1", "parameters", "train s", "sentences/s")
     for r in rows:
         rel = r.get("relation_f1")
         table.add_row(
-            r["name"], f"{r['f1']:.3f}", f"{r['token_macro_f1']:.3f}", "n/a" if rel is None else f"{rel:.3f}",
+            r["name"], f"{r['f1']:.3f}", f"{r.get('overlap_f1', 0.0):.3f}", f"{r['token_macro_f1']:.3f}", "n/a" if rel is None else f"{rel:.3f}",
             f"{r['parameters']:,}", str(r.get("train_seconds")), str(r.get("sentences_per_second")),
         )
     return table

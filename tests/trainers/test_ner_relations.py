@@ -123,3 +123,14 @@ def test_viterbi_never_starts_an_entity_in_its_middle():
     path = viterbi_tags(log_probs, tags)
     assert [tags[i] for i in log_probs.argmax(-1)] == ["O", "I-SPECIES", "I-HABITAT"]
     assert [tags[i] for i in path] == ["O", "B-SPECIES", "I-SPECIES"]
+
+
+def test_overlap_f1_forgives_boundaries_strict_f1_does_not():
+    from trainers.evaluate import ner_scores
+
+    gold = example()  # "Amur leopard", "temperate forests of the Russian Far East", "roe deer"
+    shifted = [Entity(start=e.start, end=e.end, label=e.label) for e in gold.entities]
+    shifted[1] = Entity(start=TEXT.index("forests"), end=shifted[1].end, label="HABITAT")  # without "temperate"
+    shifted[2] = Entity(start=shifted[2].start, end=shifted[2].end, label="SPECIES")  # wrong label: no credit either way
+    scores = ner_scores([gold], [shifted])
+    assert scores["f1"] == round(1 / 3, 4) and scores["overlap_f1"] == round(2 / 3, 4)
