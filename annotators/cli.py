@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from data.errors import DistillError, validation_message
 
 if TYPE_CHECKING:
+    from annotators.grounding import GroundingRules
     from annotators.llm import LLMConfig
 
 app = typer.Typer()
@@ -33,8 +34,19 @@ def generate(
     seed: int = typer.Option(0, help="Topic order and LLM seed."),
     temperature: float = typer.Option(None, help="Sampling temperature (default 0.7)."),
     timeout: float = typer.Option(None, min=0.001, help="Seconds for one request (default 60)."),
-    max_retries: int = typer.Option(None, min=0, help="Retries of one request on 429, 5xx and timeouts (default 4)."),
-    structured: str = typer.Option(None, help="json_schema (default), json_object or none: how to ask for JSON."),
+    max_retries: int = typer.Option(None, min=0, help="Retries of one request on 429, 5xx and timeouts (default 4; a timeout retries with another seed)."),
+    max_tokens: int = typer.Option(None, min=1, help="Tokens one answer may take (default 200 + 400 per example asked for in the call)."),
+    reasks: int = typer.Option(None, min=0, help="Re-asks after a malformed or cut-off answer (default 2)."),
+    structured: str = typer.Option(
+        None, help="How to ask for JSON: json_schema (default), json_object_schema, json_object or none (schema in the prompt); steps down by itself if the server refuses."
+    ),
+    schema_bounds: bool = typer.Option(True, "--schema-bounds/--no-schema-bounds", help="Bound the schema: exactly the asked number of examples, at most 16 entities and relations."),
+    examples_per_call: int = typer.Option(None, min=1, max=50, help="Examples asked for in one call (default: the spec's examples_per_call)."),
+    max_failure_share: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of rejected examples above which the run fails (exit 1, earlier outputs kept)."),
+    min_entities: int = typer.Option(None, min=0, help="Examples with fewer entities are rejected as no_entities (default 1)."),
+    max_entity_share: float = typer.Option(None, min=0.01, max=1.0, help="An entity covering more of the text is rejected as entity_too_long (default 0.9)."),
+    max_entity_words: int = typer.Option(None, min=1, help="An entity of more words is rejected as entity_too_long (default 12)."),
+    label_case: str = typer.Option(None, help="fix (default: a label right but for its case is fixed and counted) or reject."),
     cache_dir: Path = typer.Option(None, help="LLM answer cache (default: OUT/llm_cache); share it between runs to reuse answers."),
     dedup_threshold: float = typer.Option(0.9, min=0.0, max=1.0, help="Near-duplicate similarity (0-1) above which a text is dropped; 1 = exact only."),
     mock: bool = typer.Option(False, "--mock", help="Start the mock LLM in-process (truth in OUT/mock_truth.jsonl) and use it."),
@@ -47,19 +59,37 @@ def generate(
     from data.spec import load_spec
 
     task = load_spec(spec)
-    if structured not in (None, "json_schema", "json_object", "none"):
-        raise DistillError(f"--structured must be json_schema, json_object or none (got {structured!r})")
-    settings = dict(concurrency=concurrency, temperature=temperature, timeout=timeout, max_retries=max_retries, structured=structured)
+    if structured not in (None, "json_schema", "json_object_schema", "json_object", "none"):
+        raise DistillError(f"--structured must be json_schema, json_object_schema, json_object or none (got {structured!r})")
+    settings = dict(
+        concurrency=concurrency,
+        temperature=temperature,
+        timeout=timeout,
+        max_retries=max_retries,
+        max_tokens=max_tokens,
+        reasks=reasks,
+        structured=structured,
+        schema_bounds=schema_bounds,
+    )
     checked = llm_config(base_url=base_url, **settings)  # bad values fail here, before anything starts
+    rules = grounding_rules(min_entities=min_entities, max_entity_share=max_entity_share, max_entity_words=max_entity_words, label_case=label_case)
     if not mock and not checked.base_url and not checked.api_key:
         raise DistillError("no LLM to ask: give --base-url (or set OPENAI_BASE_URL; the key goes in OPENAI_API_KEY), or --mock")
     with run_lock(out, "distill generate"):
         server = MockLLMServer(MockConfig(truth_file=out / "mock_truth.jsonl", seed=seed)) if mock else None
         with server or nullcontext():
             config = llm_config(base_url=server.base_url if server else base_url, model=model or ("mock-species" if server else None), **settings)
-            columns = (TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+            columns = (
+                TextColumn("[bold]generating"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[llm]}"),
+            )
             with Progress(*columns, console=console, transient=False) as progress:
-                bar = progress.add_task("generate", total=n)
+                bar = progress.add_task("generate", total=n, llm="")
+                live = LiveCounts(progress, bar)
                 summary = run_generate(
                     task,
                     n,
@@ -70,6 +100,10 @@ def generate(
                     cache_dir=cache_dir,
                     dedup_threshold=dedup_threshold,
                     on_done=lambda outcome: progress.advance(bar, outcome.request.n),
+                    rules=rules,
+                    max_failure_share=max_failure_share,
+                    examples_per_call=examples_per_call,
+                    on_event=live,
                 )
     table = Table(title=f"distill generate -> {out}", show_header=False)
     table.add_row("requested", str(summary.requested))
@@ -79,12 +113,45 @@ def generate(
     table.add_row("duplicates", str(summary.duplicates))
     table.add_row("LLM calls made", str(summary.calls))
     table.add_row("taken from cache", str(summary.cache_hits))
-    table.add_row("retries / re-asks", f"{summary.retries} / {summary.reasks}")
+    for reason, count in summary.repaired.items():
+        table.add_row(f"repaired: {reason}", str(count))
+    table.add_row("retries / timeouts / re-asks", f"{summary.retries} / {summary.timeouts} / {summary.reasks}")
+    table.add_row("structured output", summary.structured_mode)
+    for note in summary.fallbacks:
+        table.add_row("  stepped down", note)
     table.add_row("tokens (prompt + completion)", f"{summary.prompt_tokens} + {summary.completion_tokens}")
     if summary.mean_confidence is not None:
         table.add_row("mean confidence", f"{summary.mean_confidence:.3f}")
     table.add_row("seconds", f"{summary.seconds:.1f}")
     console.print(table)
+
+
+class LiveCounts:
+    """Counts the LLM client's events and shows them in the progress bar as they happen."""
+
+    def __init__(self, progress: Progress, bar: TaskID) -> None:
+        self.progress, self.bar = progress, bar
+        self.counts = {"sent": 0, "answered": 0, "retry": 0, "timeout": 0, "reask": 0, "fallback": 0}
+
+    def __call__(self, event: str) -> None:
+        self.counts[event] = self.counts.get(event, 0) + 1
+        c = self.counts
+        text = f"in flight {c['sent'] - c['answered']} · retries {c['retry']} · timeouts {c['timeout']} · re-asks {c['reask']}"
+        if c["fallback"]:
+            text += f" · step-downs {c['fallback']}"
+        self.progress.update(self.bar, llm=text)
+
+
+def grounding_rules(**values: Any) -> GroundingRules:
+    """`GroundingRules` from CLI flags (None: the default), a bad value in one line naming the flag."""
+    from pydantic import ValidationError
+
+    from annotators.grounding import GroundingRules
+
+    try:
+        return GroundingRules(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as err:
+        raise DistillError(validation_message(err, {k: "--" + k.replace("_", "-") for k in values})) from None
 
 
 def llm_config(**values: Any) -> LLMConfig:

@@ -5,7 +5,8 @@ flow can fan requests out: `plan_requests` -> `run_requests` (any subset, anywhe
 cache is shared through `cache_dir`) -> `finish_run` writes the run folder. `generate` does all
 three for the CLI. A run folder holds `generated.jsonl` (kept examples), `rejected.jsonl` (every
 rejection and duplicate with its reason and the raw LLM item) and `generate_summary.json`.
-Rerunning the same command repeats no LLM call: answers come from the cache.
+Rerunning the same command repeats no LLM call: answers come from the cache. A run whose share
+of rejected examples is above `max_failure_share` (or that keeps nothing) is a failed run.
 """
 
 from __future__ import annotations
@@ -25,13 +26,19 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from annotators.grounding import GroundingError, ground
-from annotators.llm import LLMClient, LLMConfig, RequestFailed
+from annotators.grounding import GroundingError, GroundingRules, ground
+from annotators.llm import STRUCTURED_MODES as STRUCTURED_ORDER
+from annotators.llm import JSONAnswer, LLMClient, LLMConfig, RequestFailed
 from data.dedup import dedup
 from data.errors import DistillError
 from data.example import Example, Source
 from data.formats import _atomic_write, write_jsonl
 from data.spec import TaskSpec
+
+MAX_ENTITIES = 16  # schema bounds per example: a model looping inside a grammar stops there
+MAX_RELATIONS = 16
+MAX_TEXT_CHARS = 1000
+
 
 class GenerationRequest(BaseModel):
     """One LLM call to plan: write `n` examples about `topic` (sample `sample`, with `seed`)."""
@@ -60,6 +67,7 @@ class RequestOutcome(BaseModel):
     examples: list[Example] = Field(default_factory=list)
     rejected: list[Rejection] = Field(default_factory=list)
     surplus: int = 0
+    repaired: dict[str, int] = Field(default_factory=dict)
 
 
 class BatchResult(BaseModel):
@@ -99,6 +107,7 @@ class GenerateSummary(BaseModel):
     calls: int
     cache_hits: int
     retries: int
+    timeouts: int = 0
     reasks: int
     prompt_tokens: int
     completion_tokens: int
@@ -108,11 +117,22 @@ class GenerateSummary(BaseModel):
     model: str
     complete: bool
     error: str | None = None
+    repaired: dict[str, int] = Field(default_factory=dict)
+    failure_share: float = 0.0
+    max_failure_share: float = 0.5
+    structured_mode: str = "json_schema"
+    fallbacks: list[str] = Field(default_factory=list)
 
 
 # --- prompts and schema -------------------------------------------------------------------------
+def default_max_tokens(n: int) -> int:
+    """The token budget of an answer with `n` annotated examples (when --max-tokens is not set)."""
+    return 200 + 400 * n
+
+
 def item_schema(spec: TaskSpec) -> dict[str, Any]:
-    """JSON schema of one annotated text, with the spec's labels as enums."""
+    """JSON schema of one annotated text, with the spec's labels as enums and bounds on the
+    text's length and the number of entities and relations (grammar servers enforce them)."""
 
     def label(values: list[str]) -> dict[str, Any]:
         return {"type": "string", "enum": values} if values else {"type": "string"}
@@ -120,19 +140,24 @@ def item_schema(spec: TaskSpec) -> dict[str, Any]:
     def obj(props: dict[str, Any]) -> dict[str, Any]:
         return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
-    entity = obj({"text": {"type": "string"}, "label": label(spec.entity_labels)})
-    relation = obj({"head": {"type": "string"}, "tail": {"type": "string"}, "label": label(spec.relation_labels)})
-    return obj({"text": {"type": "string"}, "entities": {"type": "array", "items": entity}, "relations": {"type": "array", "items": relation}})
+    short = {"type": "string", "maxLength": 200}
+    entity = obj({"text": short, "label": label(spec.entity_labels)})
+    relation = obj({"head": short, "tail": short, "label": label(spec.relation_labels)})
+    return obj(
+        {
+            "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS},
+            "entities": {"type": "array", "items": entity, "maxItems": MAX_ENTITIES},
+            "relations": {"type": "array", "items": relation, "maxItems": MAX_RELATIONS},
+        }
+    )
 
 
-def generate_schema(spec: TaskSpec) -> dict[str, Any]:
-    """JSON schema of a `generate` answer: `{"examples": [item, ...]}`."""
-    return {
-        "type": "object",
-        "properties": {"examples": {"type": "array", "items": item_schema(spec)}},
-        "required": ["examples"],
-        "additionalProperties": False,
-    }
+def generate_schema(spec: TaskSpec, n: int | None = None) -> dict[str, Any]:
+    """JSON schema of a `generate` answer: `{"examples": [item, ...]}`, exactly `n` items when given."""
+    examples: dict[str, Any] = {"type": "array", "items": item_schema(spec)}
+    if n is not None:
+        examples |= {"minItems": n, "maxItems": n}
+    return {"type": "object", "properties": {"examples": examples}, "required": ["examples"], "additionalProperties": False}
 
 
 def prompt_id(spec: TaskSpec, prompt: str = "generate") -> str:
@@ -145,10 +170,20 @@ def _messages(spec: TaskSpec, prompt: str, **variables: Any) -> list[dict[str, s
     return [{"role": "system", "content": spec.render("system")}, {"role": "user", "content": spec.render(prompt, **variables)}]
 
 
-def _check_examples(value: Any) -> str | None:
+def as_examples(value: Any) -> list[Any] | None:
+    """The list of items in a `generate` answer: `{"examples": [...]}` as asked, or what servers
+    that ignore `response_format` send instead: a bare list, or a single item."""
     if isinstance(value, dict) and isinstance(value.get("examples"), list):
-        return None
-    return "expected a JSON object with an 'examples' list"
+        return value["examples"]
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("text"), str):
+        return [value]
+    return None
+
+
+def _check_examples(value: Any) -> str | None:
+    return None if as_examples(value) is not None else "expected a JSON object with an 'examples' list"
 
 
 def _check_item(value: Any) -> str | None:
@@ -156,17 +191,19 @@ def _check_item(value: Any) -> str | None:
 
 
 # --- planning -----------------------------------------------------------------------------------
-def plan_requests(spec: TaskSpec, n: int, seed: int = 0) -> list[GenerationRequest]:
-    """Split `n` examples into requests of `spec.examples_per_call`, cycling through the seed
-    topics in an order shuffled by `seed`. The plan for a larger `n` extends the plan for a
-    smaller one, so growing a run reuses every cached answer."""
+def plan_requests(spec: TaskSpec, n: int, seed: int = 0, per_call: int | None = None) -> list[GenerationRequest]:
+    """Split `n` examples into requests of `per_call` (default `spec.examples_per_call`), cycling
+    through the seed topics in an order shuffled by `seed`. The plan for a larger `n` extends the
+    plan for a smaller one, so growing a run reuses every cached answer."""
     if n < 1:
         raise DistillError(f"--n must be at least 1 (got {n})")
     topics = spec.topic_list
     if not topics:
         raise DistillError(f"spec {spec.name!r}: the seed topic list is empty: add topics to generate from")
+    if per_call is not None and per_call < 1:
+        raise DistillError(f"--examples-per-call must be at least 1 (got {per_call})")
     random.Random(seed).shuffle(topics)
-    per = spec.examples_per_call
+    per = per_call or spec.examples_per_call
     count = math.ceil(n / per)
     return [
         GenerationRequest(index=i, topic=topics[i % len(topics)], n=min(per, n - i * per), sample=0, seed=seed + i // len(topics))
@@ -175,38 +212,49 @@ def plan_requests(spec: TaskSpec, n: int, seed: int = 0) -> list[GenerationReque
 
 
 # --- running ------------------------------------------------------------------------------------
-async def run_request(request: GenerationRequest, spec: TaskSpec, llm: LLMClient, k_samples: int = 1) -> RequestOutcome:
-    """Ask for one request's examples, ground each, and (k_samples > 1) score agreement.
+async def run_request(
+    request: GenerationRequest, spec: TaskSpec, llm: LLMClient, k_samples: int = 1, rules: GroundingRules | None = None
+) -> RequestOutcome:
+    """Ask for one request's examples, ground each under `rules`, and (k_samples > 1) score agreement.
 
     Raises `DistillError` for problems that stop the run (server down, key refused)."""
     outcome = RequestOutcome(request=request)
+    rules = rules or GroundingRules()
 
     def reject(reason: str, detail: str, raw: Any = None, count: int = 1) -> None:
-        outcome.rejected += [Rejection(request=request.index, topic=request.topic, reason=reason, detail=detail, raw=raw)] * count
+        # one row per example asked for; the raw answer only on the first (not the same text n times)
+        outcome.rejected += [Rejection(request=request.index, topic=request.topic, reason=reason, detail=detail, raw=raw if i == 0 else None) for i in range(count)]
 
+    budget = llm.config.max_tokens or default_max_tokens(request.n)
+    messages = _messages(spec, "generate", topic=request.topic, n=request.n)
     try:
-        answer = await llm.complete_json(
-            _messages(spec, "generate", topic=request.topic, n=request.n), generate_schema(spec), seed=request.seed, check=_check_examples
-        )
+        answer = await llm.complete_json(messages, generate_schema(spec, request.n), seed=request.seed, check=_check_examples, max_tokens=budget)
     except RequestFailed as err:
-        reject("llm_error", str(err), count=request.n)
+        reject(err.reason, err.detail, count=request.n)
         return outcome
     if answer.value is None:
-        reject("malformed_output", answer.error or "", raw=answer.content[:2000], count=request.n)
+        reject(answer.reason or "malformed_output", answer.error or "", raw=_attempts(answer), count=request.n)
         return outcome
-    items = answer.value["examples"]
+    items = as_examples(answer.value) or []
     outcome.surplus = max(0, len(items) - request.n)
     source = Source(model=llm.config.model, prompt_id=prompt_id(spec), topic=request.topic, sample=request.sample, origin="llm")
+    repairs: Counter[str] = Counter()
     for item in items[: request.n]:
         try:
-            outcome.examples.append(ground(item, spec, source=source))
+            outcome.examples.append(ground(item, spec, source=source, rules=rules, repairs=repairs))
         except GroundingError as err:
             reject(err.reason, err.detail, raw=item)
+    outcome.repaired = dict(repairs)
     if len(items) < request.n:
         reject("not_returned", f"asked for {request.n} examples, got {len(items)}", count=request.n - len(items))
     if k_samples > 1 and outcome.examples:
-        outcome.examples = list(await asyncio.gather(*(score_agreement(e, spec, llm, k_samples, request.seed) for e in outcome.examples)))
+        outcome.examples = list(await asyncio.gather(*(score_agreement(e, spec, llm, k_samples, request.seed, rules) for e in outcome.examples)))
     return outcome
+
+
+def _attempts(answer: JSONAnswer) -> dict[str, Any]:
+    """Each attempt of a failed answer once (its problem and the first 2,000 characters)."""
+    return {"attempts": [{"problem": a["problem"], "content": a["content"][:2000]} for a in answer.attempts]}
 
 
 def _votes(example: Example) -> tuple[set[tuple[int, int, str]], set[tuple[tuple[int, int], tuple[int, int], str]]]:
@@ -215,19 +263,29 @@ def _votes(example: Example) -> tuple[set[tuple[int, int, str]], set[tuple[tuple
     return spans, rels
 
 
-async def score_agreement(example: Example, spec: TaskSpec, llm: LLMClient, k: int, seed: int = 0) -> Example:
+async def score_agreement(example: Example, spec: TaskSpec, llm: LLMClient, k: int, seed: int = 0, rules: GroundingRules | None = None) -> Example:
     """Annotate the example's text `k - 1` more times; each entity's and relation's confidence is
     the share of the k annotations (its own included) that contain it, and the example's is
     their mean (or the share that found nothing, for an example without entities).
     Samples that fail count as absent."""
     messages = _messages(spec, "annotate", text=example.text)
+    budget = llm.config.max_tokens or default_max_tokens(1)
+    # a sample that finds nothing is a vote for nothing, and the text is the example's own
+    sample_rules = (rules or GroundingRules()).model_copy(update={"min_entities": 0, "few_shot_similarity": 1.0})
+
+    async def sample(s: int) -> JSONAnswer | None:
+        try:
+            return await llm.complete_json(messages, item_schema(spec), seed=seed * 1000 + s, check=_check_item, max_tokens=budget)
+        except RequestFailed:
+            return None
+
     samples: list[Example] = []
-    for answer in await asyncio.gather(*(llm.complete_json(messages, item_schema(spec), seed=seed * 1000 + s, check=_check_item) for s in range(1, k))):
-        if answer.value is None:
+    for answer in await asyncio.gather(*(sample(s) for s in range(1, k))):
+        if answer is None or answer.value is None:
             continue
         try:
-            samples.append(ground({**answer.value, "text": example.text}, spec))
-        except (GroundingError, RequestFailed):
+            samples.append(ground({**answer.value, "text": example.text}, spec, rules=sample_rules))
+        except GroundingError:
             continue
     votes = [_votes(s) for s in samples]
     total = 1 + len(votes)
@@ -252,19 +310,22 @@ async def arun_requests(
     cache_dir: str | Path | None,
     k_samples: int = 1,
     on_done: Callable[[RequestOutcome], None] | None = None,
+    rules: GroundingRules | None = None,
+    on_event: Callable[[str], None] | None = None,
 ) -> BatchResult:
     """Run requests concurrently (up to `config.concurrency` in flight); stops early on a fatal
-    error and returns what finished, with `error` set."""
+    error and returns what finished, with `error` set. `on_event` hears the client's events
+    (retries, timeouts, re-asks, ...) as they happen."""
     outcomes: list[RequestOutcome] = []
     error = None
 
     async def one(request: GenerationRequest) -> None:
-        outcome = await run_request(request, spec, llm, k_samples)
+        outcome = await run_request(request, spec, llm, k_samples, rules)
         outcomes.append(outcome)
         if on_done:
             on_done(outcome)
 
-    async with LLMClient(config, cache_dir) as llm:
+    async with LLMClient(config, cache_dir, on_event=on_event) as llm:
         tasks = [asyncio.create_task(one(r)) for r in requests]
         if tasks:
             done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -278,7 +339,9 @@ async def arun_requests(
             if failures:
                 error = str(failures[0])
         outcomes.sort(key=lambda o: o.request.index)
-        return BatchResult(outcomes=outcomes, stats=asdict(llm.stats), error=error)
+        stats = asdict(llm.stats)
+        stats["structured_mode"] = [llm.mode]  # a list, so that merged batches add up
+        return BatchResult(outcomes=outcomes, stats=stats, error=error)
 
 
 def run_requests(
@@ -288,9 +351,11 @@ def run_requests(
     cache_dir: str | Path | None,
     k_samples: int = 1,
     on_done: Callable[[RequestOutcome], None] | None = None,
+    rules: GroundingRules | None = None,
+    on_event: Callable[[str], None] | None = None,
 ) -> BatchResult:
     """Synchronous `arun_requests` (for Prefect tasks and scripts)."""
-    return asyncio.run(arun_requests(requests, spec, config, cache_dir, k_samples, on_done))
+    return asyncio.run(arun_requests(requests, spec, config, cache_dir, k_samples, on_done, rules, on_event))
 
 
 # --- finishing a run ----------------------------------------------------------------------------
@@ -313,11 +378,13 @@ def finish_run(
     seconds: float,
     k_samples: int = 1,
     dedup_threshold: float = 0.9,
+    max_failure_share: float = 0.5,
 ) -> GenerateSummary:
     """Dedup the kept examples and write `generated.jsonl`, `rejected.jsonl` and the summary.
 
-    A failed run (a fatal error, or no example kept) leaves the run folder's earlier outputs as
-    they were: its own go to `OUT/last_failure/` for a look, and `DistillError` says why.
+    A failed run (a fatal error, no example kept, or more than `max_failure_share` of the asked
+    examples rejected) leaves the run folder's earlier outputs as they were: its own go to
+    `OUT/last_failure/` for a look, and `DistillError` says why in one line.
     """
     out = Path(out_dir)
     examples = [e for o in batch.outcomes for e in o.examples]
@@ -331,8 +398,13 @@ def finish_run(
     ]
     confidences = [e.source.confidence for e in kept if e.source.confidence is not None]
     stats = batch.stats
+    requested = sum(r.n for r in requests)
+    repaired: Counter[str] = Counter()
+    for outcome in batch.outcomes:
+        repaired.update(outcome.repaired)
+    modes = stats.get("structured_mode") or [config.structured]
     summary = GenerateSummary(
-        requested=sum(r.n for r in requests),
+        requested=requested,
         requests=len(requests),
         done_requests=len(batch.outcomes),
         kept=len(kept),
@@ -342,6 +414,7 @@ def finish_run(
         calls=stats.get("calls", 0),
         cache_hits=stats.get("cache_hits", 0),
         retries=stats.get("retries", 0),
+        timeouts=stats.get("timeouts", 0),
         reasks=stats.get("reasks", 0),
         prompt_tokens=stats.get("prompt_tokens", 0),
         completion_tokens=stats.get("completion_tokens", 0),
@@ -351,8 +424,14 @@ def finish_run(
         model=config.model,
         complete=batch.error is None,
         error=batch.error,
+        repaired=dict(repaired),
+        failure_share=round(len(rejected) / requested, 4) if requested else 0.0,
+        max_failure_share=max_failure_share,
+        structured_mode=min(modes, key=STRUCTURED_ORDER.index),
+        fallbacks=list(dict.fromkeys(stats.get("fallback_notes", []))),
     )
-    if batch.error or not kept:
+    too_many = summary.failure_share > max_failure_share
+    if batch.error or not kept or too_many:
         _write_outputs(out / FAILED_DIR, kept, rows, summary)
         where = f"its outputs are in {out / FAILED_DIR}; the earlier outputs in {out} are untouched"
         if batch.error:
@@ -360,7 +439,12 @@ def finish_run(
                 f"{batch.error}; {summary.done_requests} of {summary.requests} requests finished ({where}); "
                 "rerun the same command to continue: finished calls are cached"
             )
-        raise DistillError(f"no example kept of {summary.requested} asked: {top_reasons(rejected)} ({where})")
+        if not kept:
+            raise DistillError(f"no example kept of {summary.requested} asked: {top_reasons(rejected)} ({where})")
+        raise DistillError(
+            f"{len(rejected)} of {summary.requested} asked were rejected ({summary.failure_share:.0%}, above the allowed "
+            f"{max_failure_share:.0%}, --max-failure-share): {top_reasons(rejected)} ({where})"
+        )
     _write_outputs(out, kept, rows, summary)
     shutil.rmtree(out / FAILED_DIR, ignore_errors=True)
     return summary
@@ -386,19 +470,26 @@ def generate(
     cache_dir: str | Path | None = None,
     dedup_threshold: float = 0.9,
     on_done: Callable[[RequestOutcome], None] | None = None,
+    rules: GroundingRules | None = None,
+    max_failure_share: float = 0.5,
+    examples_per_call: int | None = None,
+    on_event: Callable[[str], None] | None = None,
 ) -> GenerateSummary:
     """Generate `n` examples into `out_dir` (LLM cache in `out_dir/llm_cache` unless `cache_dir`).
 
-    On a fatal error (server unreachable, key refused) or when nothing is kept, `DistillError`
-    says how far it got and the earlier outputs stay; rerunning continues from the cache.
+    On a fatal error (server unreachable, key refused), when nothing is kept or when more than
+    `max_failure_share` of the examples are rejected, `DistillError` says how far it got and why,
+    and the earlier outputs stay; rerunning continues from the cache.
     """
     if k_samples < 1:
         raise DistillError(f"--k-samples must be at least 1 (got {k_samples})")
+    if not 0 <= max_failure_share <= 1:
+        raise DistillError(f"--max-failure-share must be between 0 and 1 (got {max_failure_share})")
     out = Path(out_dir)
-    requests = plan_requests(spec, n, seed)
+    requests = plan_requests(spec, n, seed, examples_per_call)
     started = time.perf_counter()
-    batch = run_requests(requests, spec, config, cache_dir or out / "llm_cache", k_samples, on_done)
-    return finish_run(out, requests, batch, config, time.perf_counter() - started, k_samples, dedup_threshold)
+    batch = run_requests(requests, spec, config, cache_dir or out / "llm_cache", k_samples, on_done, rules, on_event)
+    return finish_run(out, requests, batch, config, time.perf_counter() - started, k_samples, dedup_threshold, max_failure_share)
 
 
 __all__ = [
@@ -408,6 +499,8 @@ __all__ = [
     "Rejection",
     "RequestOutcome",
     "arun_requests",
+    "as_examples",
+    "default_max_tokens",
     "finish_run",
     "generate",
     "generate_schema",

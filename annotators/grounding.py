@@ -3,14 +3,20 @@
 Every occurrence of a mention is an entity; overlapping candidates are resolved by keeping the
 longest; a relation links the closest pair of occurrences of its head and tail. Anything that
 cannot be grounded raises `GroundingError` with a short reason code (counted by the caller).
+`GroundingRules` holds the rules a user may tune (entities required, entity size, label case,
+copies of the prompt's few-shot texts); repairs are counted in a `Counter` the caller passes.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from data.example import Entity, Example, Relation, Source
 from data.spec import TaskSpec
@@ -25,6 +31,18 @@ class GroundingError(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class GroundingRules(BaseModel):
+    """Rules beyond "every mention occurs in the text", each counted under its own reason."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_entities: int = Field(default=1, ge=0, description="fewer entities: rejected as no_entities")
+    max_entity_share: float = Field(default=0.9, gt=0, le=1, description="an entity over this share of the text: rejected as entity_too_long")
+    max_entity_words: int = Field(default=12, ge=1, description="an entity of more words: rejected as entity_too_long")
+    label_case: Literal["fix", "reject"] = Field(default="fix", description="a label right but for its case: fixed (counted) or rejected")
+    few_shot_similarity: float = Field(default=0.85, gt=0, le=1, description="a text this similar to a few-shot text: rejected as copied_few_shot")
 
 
 @dataclass(frozen=True)
@@ -83,17 +101,47 @@ def _resolve_overlaps(spans: list[_Span]) -> list[_Span]:
     return sorted(kept, key=lambda s: s.start)
 
 
+def copies_few_shot(text: str, spec: TaskSpec, threshold: float) -> str | None:
+    """The spec's few-shot text that `text` copies (similarity >= `threshold`, case and spacing
+    ignored), or None."""
+    norm = " ".join(text.casefold().split())
+    for shot in spec.few_shot:
+        other = " ".join(shot.text.casefold().split())
+        matcher = difflib.SequenceMatcher(None, norm, other, autojunk=False)
+        if matcher.real_quick_ratio() >= threshold and matcher.quick_ratio() >= threshold and matcher.ratio() >= threshold:
+            return shot.text
+    return None
+
+
+def _label(value: str, known: list[str], rules: GroundingRules, repairs: Counter[str] | None) -> str | None:
+    """`value` if it is a known label; the known label it matches but for case when the rules fix
+    case (counted as a `label_case` repair); else None."""
+    if value in known:
+        return value
+    if rules.label_case == "fix":
+        match = next((k for k in known if k.casefold() == value.strip().casefold()), None)
+        if match is not None:
+            if repairs is not None:
+                repairs["label_case"] += 1
+            return match
+    return None
+
+
 def ground(
     item: dict[str, Any],
     spec: TaskSpec,
     source: Source | None = None,
+    rules: GroundingRules | None = None,
+    repairs: Counter[str] | None = None,
 ) -> Example:
     """Ground one LLM item `{"text", "entities": [{"text", "label"}], "relations": [{"head", "tail", "label"}]}`.
 
-    Raises `GroundingError` for: `invalid_item`, `empty_text`, `unknown_label`,
-    `conflicting_labels`, `mention_not_found`, `unknown_relation`, `relation_mention_missing`,
-    `relation_not_allowed`.
+    Raises `GroundingError` for: `invalid_item`, `empty_text`, `copied_few_shot`,
+    `unknown_label`, `conflicting_labels`, `mention_not_found`, `entity_too_long`,
+    `no_entities`, `unknown_relation`, `relation_mention_missing`, `relation_not_allowed`.
+    Repairs made under `rules` (a label's case) are added to `repairs`.
     """
+    rules = rules or GroundingRules()
     if not isinstance(item, dict):
         raise GroundingError("invalid_item", f"expected an object, got {type(item).__name__}")
     text = item.get("text")
@@ -101,20 +149,23 @@ def ground(
         raise GroundingError("invalid_item", "the item has no string 'text'")
     if not text.strip():
         raise GroundingError("empty_text", "the text is empty")
+    if spec.few_shot:
+        copied = copies_few_shot(text, spec, rules.few_shot_similarity)
+        if copied is not None:
+            raise GroundingError("copied_few_shot", f"the text copies the prompt's example {copied[:80]!r}")
     mentions = item.get("entities") or []
     relations = item.get("relations") or []
     if not isinstance(mentions, list) or not isinstance(relations, list):
         raise GroundingError("invalid_item", "'entities' and 'relations' must be lists")
 
-    labels = set(spec.entity_labels)
     by_text: dict[str, str] = {}
     spans: list[_Span] = []
     for order, mention in enumerate(mentions):
         if not isinstance(mention, dict) or not isinstance(mention.get("text"), str) or not isinstance(mention.get("label"), str):
             raise GroundingError("invalid_item", f"entity {order} needs string 'text' and 'label'")
-        surface, label = mention["text"], mention["label"]
-        if label not in labels:
-            raise GroundingError("unknown_label", f"entity {surface!r} has label {label!r} (known: {', '.join(spec.entity_labels)})")
+        surface, label = mention["text"], _label(mention["label"], spec.entity_labels, rules, repairs)
+        if label is None:
+            raise GroundingError("unknown_label", f"entity {surface!r} has label {mention['label']!r} (known: {', '.join(spec.entity_labels)})")
         key = surface.strip(_STRIP).casefold()
         if key in by_text:
             if by_text[key] != label:
@@ -127,19 +178,36 @@ def ground(
         spans += [_Span(s, e, label, order) for s, e in hits]
 
     kept = _resolve_overlaps(spans)
+    for span in kept:
+        _check_size(text, span, rules)
+    if len(kept) < rules.min_entities:
+        raise GroundingError("no_entities", f"{len(kept)} entities (at least {rules.min_entities} required)")
     entities = [Entity(start=s.start, end=s.end, label=s.label) for s in kept]
-    example_relations = _ground_relations(text, relations, kept, spec)
+    example_relations = _ground_relations(text, relations, kept, spec, rules, repairs)
     return Example(text=text, entities=entities, relations=example_relations, source=source or Source(origin="llm"))
 
 
-def _ground_relations(text: str, relations: list[Any], kept: list[_Span], spec: TaskSpec) -> list[Relation]:
+def _check_size(text: str, span: _Span, rules: GroundingRules) -> None:
+    """An entity is a name or a phrase, not the whole text or a sentence of it."""
+    surface = text[span.start : span.end]
+    words = len(surface.split())
+    share = len(surface.strip()) / max(1, len(text.strip()))
+    if words > 1 and (share > rules.max_entity_share or words > rules.max_entity_words):
+        raise GroundingError(
+            "entity_too_long", f"{span.label} {surface[:80]!r} is {words} words, {share:.0%} of the text (at most {rules.max_entity_words} words, {rules.max_entity_share:.0%})"
+        )
+
+
+def _ground_relations(
+    text: str, relations: list[Any], kept: list[_Span], spec: TaskSpec, rules: GroundingRules, repairs: Counter[str] | None
+) -> list[Relation]:
     out: dict[tuple[int, int, str], Relation] = {}
     for i, rel in enumerate(relations):
         if not isinstance(rel, dict) or not all(isinstance(rel.get(k), str) for k in ("head", "tail", "label")):
             raise GroundingError("invalid_item", f"relation {i} needs string 'head', 'tail' and 'label'")
-        label = rel["label"]
-        if spec.relation(label) is None:
-            raise GroundingError("unknown_relation", f"relation label {label!r} (known: {', '.join(spec.relation_labels)})")
+        label = _label(rel["label"], spec.relation_labels, rules, repairs)
+        if label is None:
+            raise GroundingError("unknown_relation", f"relation label {rel['label']!r} (known: {', '.join(spec.relation_labels)})")
         heads = _occurrences(text, rel["head"], kept)
         tails = _occurrences(text, rel["tail"], kept)
         if not heads or not tails:

@@ -1,10 +1,16 @@
 """One async client for any OpenAI-compatible chat API (OpenAI, vLLM, Ollama, llama.cpp, the mock).
 
 It owns everything about talking to an LLM: configuration from the environment (the key is a
-`SecretStr`, never logged), a concurrency limit, retries with backoff on 429/5xx/timeouts,
-JSON-schema structured output with fallbacks (`json_object`, then a schema in the prompt) for
-servers that lack it, a bounded re-ask on malformed JSON, an on-disk cache keyed by model,
-messages and parameters (a rerun repeats no call) and token totals.
+`SecretStr`, never logged), a concurrency limit, retries with backoff on 429/5xx/timeouts (a new
+seed after a timeout), structured output that steps down (`json_schema`, then `json_object` with
+the schema, then plain `json_object`, then the schema in the prompt) as soon as a server refuses
+a form, a bounded re-ask on malformed JSON (quoting only a short prefix of the bad answer) and on
+answers cut off by the token budget (asking again with a larger budget), an on-disk cache keyed by
+model, messages and parameters (a rerun repeats no call) and token totals.
+
+Every HTTP status ends either as a per-request `RequestFailed` (with a reason code and the
+server's own message; the run goes on) or as a one-line fatal `DistillError` (401, 403, 404, 405,
+an unreachable server).
 """
 
 from __future__ import annotations
@@ -26,9 +32,16 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from data.errors import DistillError
 
-StructuredMode = Literal["json_schema", "json_object", "none"]
-_MODES: tuple[StructuredMode, ...] = ("json_schema", "json_object", "none")
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+StructuredMode = Literal["json_schema", "json_object_schema", "json_object", "none"]
+STRUCTURED_MODES: tuple[StructuredMode, ...] = ("json_schema", "json_object_schema", "json_object", "none")
+REASK_QUOTE = 300  # characters of a bad answer quoted back in a re-ask
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
+_CONTEXT = re.compile(r"context[ _-]?(size|length|window)|context_length_exceeded|prompt is too long|too many tokens|maximum context", re.I)
+_STRUCTURED = re.compile(r"response_format|json_schema|json_object|structured output|guided_json", re.I)
+_BOUNDS = re.compile(r"minItems|maxItems|minLength|maxLength", re.I)
+_BOUND_KEYS = ("minItems", "maxItems", "minLength", "maxLength")
+_TRANSIENT_STATUS = {408, 409, 429}
+Event = Literal["sent", "answered", "retry", "timeout", "reask", "fallback"]
 
 
 class LLMConfig(BaseModel):
@@ -40,8 +53,8 @@ class LLMConfig(BaseModel):
     base_url: str | None = None
     model: str = "gpt-4o-mini"
     api_key: SecretStr | None = Field(default=None, repr=False)
-    temperature: float = 0.7
-    max_tokens: int | None = None
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, description="tokens one answer may take; None: the caller's budget (generate: scaled to examples per call)")
     concurrency: int = Field(default=8, ge=1)
     timeout: float = Field(default=60.0, gt=0, description="seconds for one request")
     max_retries: int = Field(default=4, ge=0, description="retries of one request on 429, 5xx, timeouts")
@@ -49,6 +62,7 @@ class LLMConfig(BaseModel):
     backoff_max: float = Field(default=8.0, ge=0)
     reasks: int = Field(default=2, ge=0, description="re-asks after malformed or truncated JSON")
     structured: StructuredMode = "json_schema"
+    schema_bounds: bool = Field(default=True, description="send minItems/maxItems/maxLength in the schema (dropped if the server refuses them)")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> LLMConfig:
@@ -69,16 +83,19 @@ class LLMConfig(BaseModel):
 
 @dataclass
 class LLMStats:
-    """Counters for one client: calls made, cache hits, retries, re-asks, tokens spent."""
+    """Counters for one client: calls made, cache hits, retries, timeouts, re-asks, tokens spent,
+    and the structured-output step-downs (`fallbacks`: modes; `fallback_notes`: the server's words)."""
 
     calls: int = 0
     cache_hits: int = 0
     retries: int = 0
+    timeouts: int = 0
     reasks: int = 0
     failed: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     fallbacks: list[str] = field(default_factory=list)
+    fallback_notes: list[str] = field(default_factory=list)
 
     @property
     def tokens(self) -> int:
@@ -87,12 +104,15 @@ class LLMStats:
 
 @dataclass
 class JSONAnswer:
-    """The outcome of `complete_json`: the parsed value, or `None` with the reason it failed."""
+    """The outcome of `complete_json`: the parsed value, or `None` with the reason code and the
+    problem; `attempts` holds each attempt once (its problem and content)."""
 
     value: Any | None
     error: str | None = None
     content: str = ""
     cached: bool = False
+    reason: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ResponseCache:
@@ -128,40 +148,99 @@ class ResponseCache:
 
 
 class RequestFailed(Exception):
-    """One request failed for good (retries spent); the run goes on without it."""
+    """One request failed for good; the run goes on without it. `reason` is a short code
+    (`llm_error`, `llm_timeout`, `context_length`, `llm_rejected`, `not_a_completion`)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 def _transient(err: BaseException) -> bool:
-    return isinstance(err, (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError))
+    if isinstance(err, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    return isinstance(err, openai.APIStatusError) and (err.status_code in _TRANSIENT_STATUS or err.status_code >= 500)
 
 
 def parse_json(content: str) -> Any:
-    """Parse an LLM's JSON answer, tolerating a Markdown code fence and text around one object."""
-    match = _FENCE.match(content)
-    if match:
-        content = match.group(1)
+    """Parse an LLM's JSON answer, tolerating Markdown code fences and prose around the JSON
+    (even prose with braces of its own): the first top-level object or list that decodes wins.
+    A broken object is not mined for fragments (that is a malformed answer)."""
     try:
         return json.loads(content)
-    except json.JSONDecodeError:
-        start, end = content.find("{"), content.rfind("}")
-        if 0 <= start < end:
-            return json.loads(content[start : end + 1])
-        raise
+    except json.JSONDecodeError as err:
+        first = err
+    decoder = json.JSONDecoder()
+    for text in [m.group(1) for m in _FENCE.finditer(content)] + [content]:
+        for start in _top_level_starts(text):
+            try:
+                value, _ = decoder.raw_decode(text, start)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict) or (isinstance(value, list) and value):
+                return value
+    raise first
+
+
+def _top_level_starts(text: str, limit: int = 64) -> list[int]:
+    """Positions of `{` or `[` outside any bracket opened before them (strings inside brackets skipped)."""
+    starts: list[int] = []
+    depth, in_string, escaped = 0, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+            continue
+        if ch in "{[":
+            if depth == 0:
+                starts.append(i)
+                if len(starts) >= limit:
+                    break
+            depth += 1
+        elif ch in "}]":
+            depth = max(0, depth - 1)
+        elif ch == '"' and depth > 0:
+            in_string = True
+    return starts
+
+
+def strip_bounds(schema: Any) -> Any:
+    """`schema` without minItems/maxItems/minLength/maxLength (for servers that refuse them)."""
+    if isinstance(schema, dict):
+        return {k: strip_bounds(v) for k, v in schema.items() if k not in _BOUND_KEYS}
+    if isinstance(schema, list):
+        return [strip_bounds(v) for v in schema]
+    return schema
+
+
+def next_seed(seed: int | None, attempt: int) -> int:
+    """Another seed for the `attempt`-th repeat of a request (after a timeout or a cut-off answer)."""
+    return ((seed or 0) + 7919 * attempt) % (2**31)
+
+
+def _quote(content: str) -> str:
+    """A short prefix of a bad answer, to show the model in a re-ask without filling its context."""
+    if len(content) <= REASK_QUOTE:
+        return content
+    return content[:REASK_QUOTE] + f" … [{len(content) - REASK_QUOTE} more characters cut]"
 
 
 class LLMClient:
     """Async chat client with a concurrency limit, retries, structured output, re-asks and a cache.
 
-    Use one per run (`async with LLMClient(config, cache_dir) as llm:`); `stats` holds the totals.
+    Use one per run (`async with LLMClient(config, cache_dir) as llm:`); `stats` holds the totals
+    and `on_event` (if given) hears each `Event` as it happens (for a live progress display).
     """
 
-    def __init__(self, config: LLMConfig, cache_dir: str | Path | None = None) -> None:
+    def __init__(self, config: LLMConfig, cache_dir: str | Path | None = None, on_event: Callable[[str], None] | None = None) -> None:
         if not config.base_url:
             raise DistillError("no LLM base URL: pass --base-url, set OPENAI_BASE_URL, or start the mock with `distill mock-llm`")
         self.config = config
         self.cache = ResponseCache(cache_dir) if cache_dir else None
         self.stats = LLMStats()
         self.mode: StructuredMode = config.structured
+        self.bounds = config.schema_bounds
+        self.on_event = on_event
         self._limit = asyncio.Semaphore(config.concurrency)
         key = config.api_key.get_secret_value() if config.api_key else "not-needed"
         self._client = openai.AsyncOpenAI(base_url=config.base_url, api_key=key, timeout=config.timeout, max_retries=0)
@@ -175,20 +254,32 @@ class LLMClient:
     async def close(self) -> None:
         await self._client.close()
 
+    def _emit(self, event: Event) -> None:
+        if self.on_event:
+            self.on_event(event)
+
     # --- one chat completion ------------------------------------------------------------
-    async def complete(self, messages: list[dict[str, str]], schema: dict[str, Any] | None = None, seed: int | None = None) -> dict[str, Any]:
+    async def complete(
+        self, messages: list[dict[str, str]], schema: dict[str, Any] | None = None, seed: int | None = None, max_tokens: int | None = None
+    ) -> dict[str, Any]:
         """One answer `{"content", "finish_reason", "usage"}` for `messages`, from the cache if there.
 
-        Raises `RequestFailed` when retries are spent on 429/5xx/timeouts, and `DistillError`
-        for problems no retry fixes (wrong key, unreachable server, unknown model).
+        `max_tokens` (else `config.max_tokens`) bounds the answer. Raises `RequestFailed` when
+        the request fails for good (retries spent, context too long, another 4xx), and
+        `DistillError` for problems no retry fixes (wrong key, unreachable server, unknown model).
         """
-        payload = {**self.config.cache_params(), "messages": messages, "schema": schema, "seed": seed}
+        budget = max_tokens or self.config.max_tokens
+        payload = {**self.config.cache_params(), "max_tokens": budget, "messages": messages, "schema": schema, "seed": seed}
         key = ResponseCache.key(payload)
         if self.cache and (hit := self.cache.get(key)) is not None:
             self.stats.cache_hits += 1
             return {**hit, "cached": True}
         async with self._limit:
-            answer = await self._with_retries(messages, schema, seed)
+            try:
+                answer = await self._with_retries(messages, schema, seed, budget)
+            except RequestFailed:
+                self.stats.failed += 1
+                raise
         self.stats.calls += 1
         usage = answer["usage"]
         self.stats.prompt_tokens += usage.get("prompt_tokens", 0)
@@ -197,7 +288,7 @@ class LLMClient:
             self.cache.put(key, answer)
         return {**answer, "cached": False}
 
-    async def _with_retries(self, messages: list[dict[str, str]], schema: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
+    async def _with_retries(self, messages: list[dict[str, str]], schema: dict[str, Any] | None, seed: int | None, budget: int | None) -> dict[str, Any]:
         backoff = wait_exponential_jitter(multiplier=self.config.backoff_initial, max=self.config.backoff_max)
 
         def wait(state: RetryCallState) -> float:
@@ -213,43 +304,53 @@ class LLMClient:
             before_sleep=lambda _state: self._count_retry(),
             reraise=True,
         )
+        attempts = self.config.max_retries + 1
+        current = seed
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._call(messages, schema, seed)
+                    try:
+                        return await self._call(messages, schema, current, budget)
+                    except openai.APITimeoutError:
+                        self.stats.timeouts += 1
+                        self._emit("timeout")
+                        current = next_seed(seed, attempt.retry_state.attempt_number)  # the same seed may loop the same way
+                        raise
+        except openai.APITimeoutError:
+            raise RequestFailed("llm_timeout", f"no answer within {self.config.timeout:g} s, {attempts} attempts (raise --timeout or lower --max-tokens)") from None
         except openai.APIConnectionError as err:
-            if isinstance(err, openai.APITimeoutError):
-                self.stats.failed += 1
-                raise RequestFailed(f"timed out after {self.config.max_retries + 1} attempts") from None
             raise DistillError(f"cannot reach the LLM server at {self.config.base_url} ({err.__class__.__name__}: {err})") from None
-        except (openai.RateLimitError, openai.InternalServerError) as err:
-            self.stats.failed += 1
-            raise RequestFailed(f"HTTP {err.status_code} after {self.config.max_retries + 1} attempts") from None
-        except openai.AuthenticationError:
-            raise DistillError(f"the LLM server at {self.config.base_url} refused the API key (401): check OPENAI_API_KEY") from None
-        except openai.PermissionDeniedError:
-            raise DistillError(f"the LLM server at {self.config.base_url} denied access (403) for model {self.config.model!r}") from None
-        except openai.NotFoundError as err:
-            raise DistillError(f"the LLM server at {self.config.base_url} answered 404 for model {self.config.model!r}: {_short(err)}") from None
+        except openai.APIStatusError as err:
+            raise RequestFailed("llm_error", f"HTTP {err.status_code} after {attempts} attempts: {_short(err)}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _count_retry(self) -> None:
         self.stats.retries += 1
+        self._emit("retry")
 
-    async def _call(self, messages: list[dict[str, str]], schema: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
-        """One HTTP request; steps down the structured-output modes if the server refuses one."""
+    async def _call(self, messages: list[dict[str, str]], schema: dict[str, Any] | None, seed: int | None, budget: int | None) -> dict[str, Any]:
+        """One HTTP request; steps down the structured-output modes (and drops schema bounds) at
+        once if the server refuses them, and sorts every other error status."""
         while True:
-            kwargs = self._request_kwargs(messages, schema, seed)
+            mode, bounds = self.mode, self.bounds
+            kwargs = self._request_kwargs(messages, schema, seed, budget, mode, bounds)
+            self._emit("sent")
             try:
                 # the client's generic POST: same auth, errors and timeouts as `chat.completions.create`,
                 # without its per-request walk over the params (about 7 ms for a schema-sized body)
                 response = await self._client.post("/chat/completions", body=kwargs, cast_to=dict)
-            except openai.BadRequestError as err:
-                if schema is not None and self.mode != "none" and "response_format" in str(err).lower() + str(err.body).lower():
-                    self.mode = _MODES[_MODES.index(self.mode) + 1]
-                    self.stats.fallbacks.append(self.mode)
+            except openai.APIStatusError as err:
+                self._emit("answered")
+                if self._step_down(err, schema, mode, bounds):
                     continue
-                raise DistillError(f"the LLM server at {self.config.base_url} rejected the request (400): {_short(err)}") from None
+                raise self._classify(err) from None
+            except (openai.APIResponseValidationError, ValueError) as err:
+                self._emit("answered")
+                raise RequestFailed("not_a_completion", f"the server's answer is not JSON: {str(err)[:200]}") from None
+            except BaseException:
+                self._emit("answered")
+                raise
+            self._emit("answered")
             try:
                 choice = response["choices"][0]
                 usage = response.get("usage") or {}
@@ -259,21 +360,69 @@ class LLMClient:
                     "usage": {"prompt_tokens": usage.get("prompt_tokens") or 0, "completion_tokens": usage.get("completion_tokens") or 0},
                 }
             except (KeyError, IndexError, TypeError, AttributeError):
-                raise RequestFailed(f"the server's answer is not a chat completion: {str(response)[:200]}") from None
+                raise RequestFailed("not_a_completion", f"the server's answer is not a chat completion: {str(response)[:200]}") from None
 
-    def _request_kwargs(self, messages: list[dict[str, str]], schema: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
+    def _step_down(self, err: openai.APIStatusError, schema: dict[str, Any] | None, mode: StructuredMode, bounds: bool) -> bool:
+        """Whether `err` refuses the structured-output form (or the schema's bounds) just used; if
+        so, the client moves to the next form for every later request (once, however many
+        requests in flight hear the same refusal)."""
+        if schema is None or err.status_code in (401, 403, 404, 429):
+            return False
+        text = _error_text(err)
+        if bounds and _BOUNDS.search(_short(err)):  # the message, not an echo of the request's schema
+            if self.bounds:
+                self.bounds = False
+                self._note_fallback("no schema bounds", err)
+            return True
+        if mode != "none" and _STRUCTURED.search(text):
+            if self.mode == mode:
+                self.mode = STRUCTURED_MODES[STRUCTURED_MODES.index(mode) + 1]
+                self._note_fallback(self.mode, err)
+            return True
+        return False
+
+    def _note_fallback(self, to: str, err: openai.APIStatusError) -> None:
+        self.stats.fallbacks.append(to)
+        self.stats.fallback_notes.append(f"HTTP {err.status_code} {_short(err)} -> {to}")
+        self._emit("fallback")
+
+    def _classify(self, err: openai.APIStatusError) -> Exception:
+        """A fatal `DistillError` for what no other request would survive, else a per-request
+        `RequestFailed` (or the error itself, to be retried, for 408/409/429/5xx)."""
+        status, url, message = err.status_code, self.config.base_url, _short(err)
+        if status == 401:
+            return DistillError(f"the LLM server at {url} refused the API key (401): check OPENAI_API_KEY")
+        if status == 403:
+            return DistillError(f"the LLM server at {url} denied access (403) for model {self.config.model!r}")
+        if status == 404:
+            return DistillError(f"the LLM server at {url} answered 404 for model {self.config.model!r}: {message}")
+        if status == 405:
+            return DistillError(f"the LLM server at {url} does not take POST /chat/completions (405): is it an OpenAI-compatible /v1 URL?")
+        if status != 429 and _CONTEXT.search(_error_text(err)):
+            return RequestFailed("context_length", f"HTTP {status}: {message}")
+        if _transient(err):
+            return err
+        return RequestFailed("llm_rejected", f"HTTP {status}: {message}")
+
+    def _request_kwargs(
+        self, messages: list[dict[str, str]], schema: dict[str, Any] | None, seed: int | None, budget: int | None, mode: StructuredMode, bounds: bool
+    ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.config.model, "messages": messages, "temperature": self.config.temperature}
-        if self.config.max_tokens:
-            kwargs["max_tokens"] = self.config.max_tokens
+        if budget:
+            kwargs["max_tokens"] = budget
         if seed is not None:
             kwargs["seed"] = seed
         if schema is not None:
-            if self.mode == "json_schema":
+            if not bounds:
+                schema = strip_bounds(schema)
+            if mode == "json_schema":
                 kwargs["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
             else:
                 hint = f"\nAnswer with one JSON object that matches this JSON schema:\n{json.dumps(schema)}"
                 kwargs["messages"] = [*messages[:-1], {**messages[-1], "content": messages[-1]["content"] + hint}]
-                if self.mode == "json_object":
+                if mode == "json_object_schema":
+                    kwargs["response_format"] = {"type": "json_object", "schema": schema}
+                elif mode == "json_object":
                     kwargs["response_format"] = {"type": "json_object"}
         return kwargs
 
@@ -284,39 +433,59 @@ class LLMClient:
         schema: dict[str, Any] | None = None,
         seed: int | None = None,
         check: Callable[[Any], str | None] | None = None,
+        max_tokens: int | None = None,
     ) -> JSONAnswer:
-        """Ask for JSON; on malformed, truncated or (per `check`) wrongly shaped JSON, re-ask up to
-        `config.reasks` times, showing the model its answer and the problem.
+        """Ask for JSON; re-ask up to `config.reasks` times when the answer is unusable.
 
-        Returns the parsed value, or `value=None` with the last problem. Raises like `complete`.
+        Malformed or (per `check`) wrongly shaped JSON: the re-ask quotes a short prefix of the
+        answer and names the problem. An answer cut off by the token budget
+        (`finish_reason=length`): asked again afresh with twice the budget and another seed (with
+        no budget to raise, it is not asked again). Returns the parsed value, or `value=None` with
+        the reason code (`malformed_output`, `truncated`, or the failed re-ask's) and the problem.
+        Raises like `complete` when the first request fails.
         """
-        answer: dict[str, Any] = {}
-        problem = "no answer"
-        cached = True
+        budget = max_tokens or self.config.max_tokens
+        ask, current = messages, seed
+        attempts: list[dict[str, Any]] = []
+        answer: dict[str, Any] = {"content": ""}
+        problem, reason, cached = "no answer", "malformed_output", True
         for attempt in range(self.config.reasks + 1):
             if attempt:
                 self.stats.reasks += 1
-            answer = await self.complete(messages, schema, seed)
+                self._emit("reask")
+            try:
+                answer = await self.complete(ask, schema, current, budget)
+            except RequestFailed as err:
+                if not attempts:
+                    raise
+                attempts.append({"problem": f"{err.reason}: {err.detail}", "content": ""})
+                problem, reason = f"{problem}; the re-ask failed: {err.detail}", err.reason
+                break
             cached = cached and answer["cached"]
             content = answer["content"]
-            problem = None
             if answer.get("finish_reason") == "length":
-                problem = "the answer was cut off (finish_reason=length)"
+                problem, reason = f"the answer was cut off at {budget or 'the server’s limit of'} tokens (finish_reason=length)", "truncated"
+                attempts.append({"problem": problem, "content": content})
+                if not budget:
+                    break  # the same budget would cut it off again
+                ask, budget, current = messages, budget * 2, next_seed(seed, attempt + 1)
+                continue
+            try:
+                value = parse_json(content)
+            except json.JSONDecodeError as err:
+                problem = f"the answer is not valid JSON ({err.msg} at char {err.pos})"
             else:
-                try:
-                    value = parse_json(content)
-                except json.JSONDecodeError as err:
-                    problem = f"the answer is not valid JSON ({err.msg} at char {err.pos})"
-                else:
-                    problem = check(value) if check else None
-                    if problem is None:
-                        return JSONAnswer(value=value, content=content, cached=cached)
-            messages = [
+                problem = check(value) if check else None
+                if problem is None:
+                    return JSONAnswer(value=value, content=content, cached=cached, attempts=attempts)
+            reason = "malformed_output"
+            attempts.append({"problem": problem, "content": content})
+            ask = [
                 *messages,
-                {"role": "assistant", "content": content},
+                {"role": "assistant", "content": _quote(content)},
                 {"role": "user", "content": f"Your answer could not be used: {problem}. Answer again with the complete JSON only."},
             ]
-        return JSONAnswer(value=None, error=problem, content=answer.get("content", ""), cached=cached)
+        return JSONAnswer(value=None, error=problem, content=answer.get("content", ""), cached=cached, reason=reason, attempts=attempts)
 
 
 def _retry_after(err: openai.APIStatusError) -> float | None:
@@ -332,12 +501,25 @@ def _retry_after(err: openai.APIStatusError) -> float | None:
     return None
 
 
+def _error_text(err: openai.APIStatusError) -> str:
+    """Everything the server said about an error, for pattern checks."""
+    try:
+        body = json.dumps(err.body, ensure_ascii=False) if err.body is not None else ""
+    except (TypeError, ValueError):
+        body = str(err.body)
+    return f"{err} {body}"
+
+
 def _short(err: openai.APIStatusError) -> str:
-    """The server's own error message, short."""
-    body = err.body
+    """The server's own error message, short and on one line."""
+    body, message = err.body, None
     if isinstance(body, dict):
         inner = body.get("error")
-        message = inner.get("message") if isinstance(inner, dict) else body.get("message")
-        if message:
-            return str(message)[:200]
-    return str(err)[:200]
+        message = inner.get("message") if isinstance(inner, dict) else inner if isinstance(inner, str) else None
+        message = message or body.get("message") or body.get("detail")
+    elif isinstance(body, str):
+        message = body
+    if isinstance(message, list):  # FastAPI-style validation errors
+        message = "; ".join(f"{'.'.join(str(p) for p in m.get('loc', []))}: {m.get('msg')}" if isinstance(m, dict) else str(m) for m in message)
+    text = str(message) if message else str(err)
+    return " ".join(text.split())[:300]

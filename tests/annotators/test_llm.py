@@ -93,19 +93,23 @@ def test_timeouts_are_retried(mock_llm_factory):
 
 def test_malformed_and_truncated_json_is_re_asked(mock_llm_factory):
     server = mock_llm_factory(malformed=0.3, truncated=0.2, seed=2)
-    results = [run(ask(config(server.base_url, reasks=6), seed=s)) for s in range(6)]
+    results = [run(ask(config(server.base_url, reasks=6, max_tokens=1000), seed=s)) for s in range(6)]
     assert all(answer.value is not None for answer, _ in results)
     assert sum(stats.reasks for _, stats in results) >= 1
     server = mock_llm_factory(malformed=1.0)
     answer, stats = run(ask(config(server.base_url, reasks=2)))
     assert answer.value is None and "not valid JSON" in answer.error and stats.reasks == 2 and stats.calls == 3
+    assert answer.reason == "malformed_output" and len(answer.attempts) == 3
+    server = mock_llm_factory(truncated=1.0)  # no token budget to raise: asking again would be cut off again
+    answer, stats = run(ask(config(server.base_url, reasks=2)))
+    assert answer.value is None and answer.reason == "truncated" and stats.reasks == 0 and stats.calls == 1
 
 
 def test_falls_back_when_the_server_lacks_json_schema(mock_llm_factory):
     server = mock_llm_factory(json_schema=False)
     answer, stats = run(ask(config(server.base_url)))
     assert answer.value is not None and len(answer.value["examples"]) == 2
-    assert stats.fallbacks == ["json_object"]
+    assert stats.fallbacks == ["json_object_schema"] and "not supported" in stats.fallback_notes[0]
 
 
 def test_a_wrong_key_is_a_one_line_error(mock_llm_factory, monkeypatch):
