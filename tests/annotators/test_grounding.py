@@ -74,3 +74,57 @@ def test_what_cannot_be_grounded_is_rejected_with_a_reason(species_spec, answer,
     with pytest.raises(GroundingError) as err:
         ground(answer, species_spec)
     assert err.value.reason == reason
+
+
+def test_an_example_without_entities_is_rejected_unless_the_rules_allow_it(species_spec):
+    from annotators.grounding import GroundingRules
+
+    answer = item("The olm is listed as vulnerable.", [])
+    with pytest.raises(GroundingError) as err:
+        ground(answer, species_spec)
+    assert err.value.reason == "no_entities"
+    assert ground(answer, species_spec, rules=GroundingRules(min_entities=0)).entities == []
+
+
+def test_a_whole_sentence_is_not_one_entity(species_spec):
+    from annotators.grounding import GroundingRules
+
+    whole = item("The olm lives in flooded limestone caves.", [("The olm lives in flooded limestone caves", "HABITAT")])
+    with pytest.raises(GroundingError) as err:
+        ground(whole, species_spec)
+    assert err.value.reason == "entity_too_long" and "of the text" in err.value.detail
+    long_one = "The olm hides in caves. " + "It lives in the dark flooded karst caves of the Dinaric Alps from Slovenia down to Herzegovina."
+    sentence = item(long_one, [("olm", "SPECIES"), ("the dark flooded karst caves of the Dinaric Alps from Slovenia down to Herzegovina", "HABITAT")])
+    with pytest.raises(GroundingError, match="entity_too_long"):
+        ground(sentence, species_spec)
+    assert len(ground(sentence, species_spec, rules=GroundingRules(max_entity_words=20)).entities) == 2
+    short = item("The saola gives birth during the rainy season.", [("saola", "SPECIES"), ("gives birth during the rainy season", "BREEDING")])
+    assert len(ground(short, species_spec).entities) == 2  # a phrase that is most of a short sentence is fine
+
+
+def test_a_label_wrong_only_in_its_case_is_fixed_and_counted_or_rejected(species_spec):
+    from collections import Counter
+
+    from annotators.grounding import GroundingRules
+
+    answer = item("The olm lives in caves.", [("olm", "species"), ("caves", "Habitat")], [("olm", "caves", "LIVE_IN")])
+    repairs: Counter = Counter()
+    ex = ground(answer, species_spec, repairs=repairs)
+    assert [e.label for e in ex.entities] == ["SPECIES", "HABITAT"] and ex.relations[0].label == "live_in"
+    assert repairs == {"label_case": 3}
+    with pytest.raises(GroundingError) as err:
+        ground(answer, species_spec, rules=GroundingRules(label_case="reject"))
+    assert err.value.reason == "unknown_label"
+
+
+def test_a_copy_of_the_prompts_few_shot_text_is_rejected(species_spec):
+    shot = species_spec.few_shot[0]
+    copied = {"text": shot.text, "entities": [e.model_dump() for e in shot.entities], "relations": [r.model_dump() for r in shot.relations]}
+    with pytest.raises(GroundingError) as err:
+        ground(copied, species_spec)
+    assert err.value.reason == "copied_few_shot"
+    nearly = {**copied, "text": shot.text.replace("hunts roe deer", "hunts roe deer and sika deer")}
+    with pytest.raises(GroundingError, match="copied_few_shot"):
+        ground(nearly, species_spec)
+    own = item("The Amur leopard is one of the rarest big cats; fewer than a hundred live in the wild.", [("Amur leopard", "SPECIES")])
+    assert len(ground(own, species_spec).entities) == 1
