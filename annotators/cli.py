@@ -47,6 +47,7 @@ def generate(
     max_entity_share: float = typer.Option(None, min=0.01, max=1.0, help="An entity covering more of the text is rejected as entity_too_long (default 0.9)."),
     max_entity_words: int = typer.Option(None, min=1, help="An entity of more words is rejected as entity_too_long (default 12)."),
     label_case: str = typer.Option(None, help="fix (default: a label right but for its case is fixed and counted) or reject."),
+    few_shot_similarity: float = typer.Option(None, min=0.01, max=1.0, help="A text this similar to the prompt's example is rejected as copied_few_shot (default 0.85)."),
     cache_dir: Path = typer.Option(None, help="LLM answer cache (default: OUT/llm_cache); share it between runs to reuse answers."),
     dedup_threshold: float = typer.Option(0.9, min=0.0, max=1.0, help="Near-duplicate similarity (0-1) above which a text is dropped; 1 = exact only."),
     mock: bool = typer.Option(False, "--mock", help="Start the mock LLM in-process (truth in OUT/mock_truth.jsonl) and use it."),
@@ -72,7 +73,7 @@ def generate(
         schema_bounds=schema_bounds,
     )
     checked = llm_config(base_url=base_url, **settings)  # bad values fail here, before anything starts
-    rules = grounding_rules(min_entities=min_entities, max_entity_share=max_entity_share, max_entity_words=max_entity_words, label_case=label_case)
+    rules = grounding_rules(min_entities=min_entities, max_entity_share=max_entity_share, max_entity_words=max_entity_words, label_case=label_case, few_shot_similarity=few_shot_similarity)
     if not mock and not checked.base_url and not checked.api_key:
         raise DistillError("no LLM to ask: give --base-url (or set OPENAI_BASE_URL; the key goes in OPENAI_API_KEY), or --mock")
     with run_lock(out, "distill generate"):

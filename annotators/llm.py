@@ -459,7 +459,7 @@ class LLMClient:
                 if not attempts:
                     raise
                 attempts.append({"problem": f"{err.reason}: {err.detail}", "content": ""})
-                problem, reason = f"{problem}; the re-ask failed: {err.detail}", err.reason
+                problem = f"{problem}; the re-ask failed ({err.reason}: {err.detail})"  # the reason stays the answer's own
                 break
             cached = cached and answer["cached"]
             content = answer["content"]
