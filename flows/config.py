@@ -9,7 +9,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from annotators.grounding import GroundingRules
-from annotators.llm import LLMConfig, StructuredMode
 from data.errors import DistillError, validation_message
 from trainers.args import default
 
@@ -18,11 +17,6 @@ CONFIGS_DIR = Path(__file__).parent / "configs"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def _llm(name: str) -> Any:
-    """The client's default for a setting (one source for the CLI and the run config)."""
-    return LLMConfig.model_fields[name].default
 
 
 class LLMSection(_Section):
@@ -34,13 +28,16 @@ class LLMSection(_Section):
     seed: int = 0
     error_rate: float = Field(0.25, ge=0, le=1, description="mock only: share of examples with an injected error")
     truth_file: str | None = Field(None, description="an external mock's truth file, for the simulated annotator")
-    temperature: float = Field(_llm("temperature"), ge=0, le=2)
+    # the client's settings, with LLMConfig's defaults (not imported here: the openai package takes seconds to import)
+    temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, description="tokens one answer may take; null: 200 + 400 per example in the call")
-    timeout: float = Field(_llm("timeout"), gt=0, description="seconds for one request")
-    max_retries: int = Field(_llm("max_retries"), ge=0, description="retries on 429, 5xx and timeouts (a timeout retries with another seed)")
-    reasks: int = Field(_llm("reasks"), ge=0, description="re-asks after a malformed or cut-off answer")
-    structured: StructuredMode = Field(_llm("structured"), description="json_schema, json_object_schema, json_object or none; steps down if refused")
-    schema_bounds: bool = Field(_llm("schema_bounds"), description="exact example count, bounded entities and relations in the schema")
+    timeout: float = Field(60.0, gt=0, description="seconds for one request")
+    max_retries: int = Field(4, ge=0, description="retries on 429, 5xx and timeouts (a timeout retries with another seed)")
+    reasks: int = Field(2, ge=0, description="re-asks after a malformed or cut-off answer")
+    structured: Literal["json_schema", "json_object_schema", "json_object", "none"] = Field(
+        "json_schema", description="json_schema, json_object_schema, json_object or none; steps down if refused"
+    )
+    schema_bounds: bool = Field(True, description="exact example count, bounded entities and relations in the schema")
     examples_per_call: int | None = Field(None, ge=1, le=50, description="null: the spec's examples_per_call")
     max_failure_share: float = Field(0.5, ge=0, le=1, description="a run rejecting a larger share of examples fails and the flow stops")
     grounding: GroundingRules = GroundingRules()

@@ -219,3 +219,11 @@ def test_a_client_hears_each_event_once_per_request(tmp_path):
 
     with FakeLLM() as server:
         assert asyncio.run(ask(server.base_url)) == ["sent", "answered"]
+
+
+def test_the_run_config_defaults_are_the_clients():
+    from flows.config import LLMSection
+
+    section, client = LLMSection(), LLMConfig()
+    assert {k: v for k, v in section.client_settings().items() if k != "model"} == {k: getattr(client, k) for k in section.client_settings() if k != "model"}
+    assert set(LLMSection.model_fields["structured"].annotation.__args__) == set(LLMConfig.model_fields["structured"].annotation.__args__)
