@@ -82,7 +82,7 @@ def generate(
             config = llm_config(base_url=server.base_url if server else base_url, model=model or ("mock-species" if server else None), **settings)
             columns = (
                 TextColumn("[bold]generating"),
-                BarColumn(),
+                BarColumn(bar_width=24),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
@@ -137,9 +137,8 @@ class LiveCounts:
     def __call__(self, event: str) -> None:
         self.counts[event] = self.counts.get(event, 0) + 1
         c = self.counts
-        text = f"in flight {c['sent'] - c['answered']} · retries {c['retry']} · timeouts {c['timeout']} · re-asks {c['reask']}"
-        if c["fallback"]:
-            text += f" · step-downs {c['fallback']}"
+        shown = [("retries", c["retry"]), ("timeouts", c["timeout"]), ("re-asks", c["reask"]), ("step-downs", c["fallback"])]
+        text = " · ".join([f"in flight {c['sent'] - c['answered']}"] + [f"{name} {count}" for name, count in shown if count])
         self.progress.update(self.bar, llm=text)
 
 

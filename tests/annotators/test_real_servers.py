@@ -179,7 +179,7 @@ def test_the_progress_bar_shows_retries_timeouts_and_reasks(tmp_path):
     with FakeLLM(runaway=True) as server:
         result = runner.invoke(app, ["generate", "--n", "5", "--out", str(tmp_path / "run"), "--base-url", server.base_url, "--model", "fake"])
     assert result.exit_code == 0, result.output
-    assert "in flight 0 · retries 0 · timeouts 0 · re-asks 1" in result.output
+    assert "in flight 0 · re-asks 1" in result.output
 
 
 def test_a_malformed_answer_keeps_each_attempt_once(species_spec, tmp_path):
