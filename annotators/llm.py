@@ -38,7 +38,6 @@ REASK_QUOTE = 300  # characters of a bad answer quoted back in a re-ask
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
 _CONTEXT = re.compile(r"context[ _-]?(size|length|window)|context_length_exceeded|prompt is too long|too many tokens|maximum context", re.I)
 _STRUCTURED = re.compile(r"response_format|json_schema|json_object|structured output|guided_json", re.I)
-_BOUNDS = re.compile(r"minItems|maxItems|minLength|maxLength", re.I)
 _BOUND_KEYS = ("minItems", "maxItems", "minLength", "maxLength")
 _TRANSIENT_STATUS = {408, 409, 429}
 Event = Literal["sent", "answered", "retry", "timeout", "reask", "fallback"]
@@ -204,12 +203,13 @@ def _top_level_starts(text: str, limit: int = 64) -> list[int]:
     return starts
 
 
-def strip_bounds(schema: Any) -> Any:
-    """`schema` without minItems/maxItems/minLength/maxLength (for servers that refuse them)."""
+def strip_bounds(schema: Any, keys: frozenset[str] | tuple[str, ...] = _BOUND_KEYS) -> Any:
+    """`schema` without the bound keywords `keys` (default: all of minItems, maxItems,
+    minLength, maxLength), for servers that refuse them."""
     if isinstance(schema, dict):
-        return {k: strip_bounds(v) for k, v in schema.items() if k not in _BOUND_KEYS}
+        return {k: strip_bounds(v, keys) for k, v in schema.items() if k not in keys}
     if isinstance(schema, list):
-        return [strip_bounds(v) for v in schema]
+        return [strip_bounds(v, keys) for v in schema]
     return schema
 
 
@@ -239,7 +239,7 @@ class LLMClient:
         self.cache = ResponseCache(cache_dir) if cache_dir else None
         self.stats = LLMStats()
         self.mode: StructuredMode = config.structured
-        self.bounds = config.schema_bounds
+        self.dropped: frozenset[str] = frozenset() if config.schema_bounds else frozenset(_BOUND_KEYS)  # bound keywords not sent
         self.on_event = on_event
         self._limit = asyncio.Semaphore(config.concurrency)
         key = config.api_key.get_secret_value() if config.api_key else "not-needed"
@@ -332,8 +332,8 @@ class LLMClient:
         """One HTTP request; steps down the structured-output modes (and drops schema bounds) at
         once if the server refuses them, and sorts every other error status."""
         while True:
-            mode, bounds = self.mode, self.bounds
-            kwargs = self._request_kwargs(messages, schema, seed, budget, mode, bounds)
+            mode, dropped = self.mode, self.dropped
+            kwargs = self._request_kwargs(messages, schema, seed, budget, mode, dropped)
             self._emit("sent")
             try:
                 # the client's generic POST: same auth, errors and timeouts as `chat.completions.create`,
@@ -341,7 +341,7 @@ class LLMClient:
                 response = await self._client.post("/chat/completions", body=kwargs, cast_to=dict)
             except openai.APIStatusError as err:
                 self._emit("answered")
-                if self._step_down(err, schema, mode, bounds):
+                if self._step_down(err, schema, mode, dropped):
                     continue
                 raise self._classify(err) from None
             except (openai.APIResponseValidationError, ValueError) as err:
@@ -362,17 +362,18 @@ class LLMClient:
             except (KeyError, IndexError, TypeError, AttributeError):
                 raise RequestFailed("not_a_completion", f"the server's answer is not a chat completion: {str(response)[:200]}") from None
 
-    def _step_down(self, err: openai.APIStatusError, schema: dict[str, Any] | None, mode: StructuredMode, bounds: bool) -> bool:
-        """Whether `err` refuses the structured-output form (or the schema's bounds) just used; if
-        so, the client moves to the next form for every later request (once, however many
-        requests in flight hear the same refusal)."""
+    def _step_down(self, err: openai.APIStatusError, schema: dict[str, Any] | None, mode: StructuredMode, dropped: frozenset[str]) -> bool:
+        """Whether `err` refuses the structured-output form (or a bound keyword of the schema) just
+        used; if so, the client moves to the next form, or drops the keywords the server named,
+        for every later request (once, however many requests in flight hear the same refusal)."""
         if schema is None or err.status_code in (401, 403, 404, 429):
             return False
         text = _error_text(err)
-        if bounds and _BOUNDS.search(_short(err)):  # the message, not an echo of the request's schema
-            if self.bounds:
-                self.bounds = False
-                self._note_fallback("no schema bounds", err)
+        named = {k for k in _BOUND_KEYS if k.lower() in _short(err).lower()} - dropped  # the message, not an echo of the schema
+        if named:
+            if named - self.dropped:
+                self.dropped |= named
+                self._note_fallback("without " + ", ".join(sorted(named)), err)
             return True
         if mode != "none" and _STRUCTURED.search(text):
             if self.mode == mode:
@@ -405,7 +406,7 @@ class LLMClient:
         return RequestFailed("llm_rejected", f"HTTP {status}: {message}")
 
     def _request_kwargs(
-        self, messages: list[dict[str, str]], schema: dict[str, Any] | None, seed: int | None, budget: int | None, mode: StructuredMode, bounds: bool
+        self, messages: list[dict[str, str]], schema: dict[str, Any] | None, seed: int | None, budget: int | None, mode: StructuredMode, dropped: frozenset[str]
     ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": self.config.model, "messages": messages, "temperature": self.config.temperature}
         if budget:
@@ -413,8 +414,8 @@ class LLMClient:
         if seed is not None:
             kwargs["seed"] = seed
         if schema is not None:
-            if not bounds:
-                schema = strip_bounds(schema)
+            if dropped:
+                schema = strip_bounds(schema, dropped)
             if mode == "json_schema":
                 kwargs["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
             else:

@@ -54,6 +54,7 @@ def test_a_refused_schema_bound_is_dropped_and_json_schema_kept(species_spec, tm
     assert schemas[0]["properties"]["examples"]["maxItems"] == 5 == schemas[0]["properties"]["examples"]["minItems"]
     assert summary.kept == 5 and summary.structured_mode == "json_schema"
     assert "maxItems" not in json.dumps(schemas[-1]) and "not permitted" in summary.fallbacks[0]
+    assert "minItems" in json.dumps(schemas[-1]) and "maxLength" in json.dumps(schemas[-1])  # only what the server named is dropped
 
 
 def test_a_reask_after_a_runaway_answer_fits_the_context(species_spec, tmp_path):
