@@ -17,9 +17,11 @@ logits of a piece seen in two windows are averaged. Nothing is truncated.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from data.example import Entity, Example
@@ -173,33 +175,37 @@ def decode_entities(
     return _snap(text, spans)
 
 
-def viterbi_tags(log_probs: torch.Tensor, tags: Sequence[str]) -> list[int]:
-    """The most probable tag sequence [n] under `log_probs` [n, T] in which every I-X follows a
-    B-X or an I-X (so no entity starts in its middle)."""
-    n, size = log_probs.shape
-    if n == 0:
-        return []
-    invalid = torch.zeros(size, size, dtype=torch.bool)  # [previous, next]
-    starts_bad = torch.zeros(size, dtype=torch.bool)
+@functools.lru_cache(maxsize=32)
+def _transitions(tags: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(penalty [previous, next], start penalty): -inf where a BIO sequence would be invalid."""
+    size = len(tags)
+    penalty, start = np.zeros((size, size)), np.zeros(size)
     for j, tag in enumerate(tags):
         if tag.startswith("I-"):
-            label = tag[2:]
-            starts_bad[j] = True
-            invalid[:, j] = True
-            for i, prev in enumerate(tags):
-                if prev in (f"B-{label}", f"I-{label}"):
-                    invalid[i, j] = False
-    penalty = torch.zeros(size, size).masked_fill(invalid, float("-inf"))
-    score = log_probs[0].masked_fill(starts_bad, float("-inf"))
-    back = []
-    for k in range(1, n):
-        total = score.unsqueeze(1) + penalty  # [previous, next]
-        score, best = total.max(0)
-        score = score + log_probs[k]
-        back.append(best)
+            start[j] = -np.inf
+            penalty[:, j] = -np.inf
+            for i, previous in enumerate(tags):
+                if previous in (f"B-{tag[2:]}", tag):
+                    penalty[i, j] = 0.0
+    return penalty, start
+
+
+def viterbi_tags(log_probs: torch.Tensor | np.ndarray, tags: Sequence[str]) -> list[int]:
+    """The most probable tag sequence [n] under `log_probs` [n, T] in which every I-X follows a
+    B-X or an I-X (so no entity starts in its middle)."""
+    scores = np.asarray(log_probs, dtype=np.float64)
+    if len(scores) == 0:
+        return []
+    penalty, start = _transitions(tuple(tags))
+    score = scores[0] + start
+    back = np.zeros(scores.shape, dtype=np.int64)
+    for k in range(1, len(scores)):
+        total = score[:, None] + penalty  # [previous, next]
+        back[k] = total.argmax(0)
+        score = total.max(0) + scores[k]
     path = [int(score.argmax())]
-    for best in reversed(back):
-        path.append(int(best[path[-1]]))
+    for k in range(len(scores) - 1, 0, -1):
+        path.append(int(back[k, path[-1]]))
     return path[::-1]
 
 
@@ -211,7 +217,7 @@ def best_tags(text: str, offsets: Sequence[tuple[int, int]], logits: torch.Tenso
     ids, scores = best.indices.tolist(), best.values.tolist()
     rows = [i for i, first in enumerate(word_starts(text, offsets)) if first]
     if rows:
-        path = viterbi_tags(probs[rows].clamp_min(1e-12).log(), tags)
+        path = viterbi_tags(probs[rows].clamp_min(1e-12).log().numpy(), tags)
         for i, tag in zip(rows, path):
             ids[i], scores[i] = tag, float(probs[i, tag])
     return ids, scores
