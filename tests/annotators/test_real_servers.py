@@ -228,3 +228,22 @@ def test_the_run_config_defaults_are_the_clients():
     section, client = LLMSection(), LLMConfig()
     assert {k: v for k, v in section.client_settings().items() if k != "model"} == {k: getattr(client, k) for k in section.client_settings() if k != "model"}
     assert set(LLMSection.model_fields["structured"].annotation.__args__) == set(LLMConfig.model_fields["structured"].annotation.__args__)
+
+
+@pytest.fixture(scope="module")
+def prefect():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def test_a_flow_stops_at_a_failure_share_above_the_limit(prefect, tmp_path):
+    from flows.config import load_run_config
+    from flows.distill_flow import generate_stage
+
+    config = load_run_config(None, [f"runs_dir={tmp_path}", "name=share", "llm.n=15", "llm.concurrency=1", "generation_batches=1", "llm.max_retries=0"])
+    with FakeLLM(hook=lambda body, n: error(422, "unprocessable") if n < 3 else None) as server:
+        with pytest.raises(DistillError, match=r"10 of 15 asked were rejected .*llm_rejected 10 \(HTTP 422: unprocessable\)"):
+            generate_stage(config, server.base_url)
+    assert not (tmp_path / "share" / "generated.jsonl").exists() and (tmp_path / "share" / "last_failure" / "generated.jsonl").exists()
