@@ -45,7 +45,7 @@ def generate(
     max_failure_share: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of rejected examples above which the run fails (exit 1, earlier outputs kept)."),
     min_entities: int = typer.Option(None, min=0, help="Examples with fewer entities are rejected as no_entities (default 1)."),
     max_entity_share: float = typer.Option(None, min=0.01, max=1.0, help="An entity covering more of the text is rejected as entity_too_long (default 0.9)."),
-    max_entity_words: int = typer.Option(None, min=1, help="An entity of more words is rejected as entity_too_long (default 12)."),
+    max_entity_words: int = typer.Option(None, min=1, help="An entity of more words is rejected as entity_too_long (default 32)."),
     label_case: str = typer.Option(None, help="fix (default: a label right but for its case is fixed and counted) or reject."),
     few_shot_similarity: float = typer.Option(None, min=0.01, max=1.0, help="A text this similar to the prompt's example is rejected as copied_few_shot (default 0.85)."),
     cache_dir: Path = typer.Option(None, help="LLM answer cache (default: OUT/llm_cache); share it between runs to reuse answers."),

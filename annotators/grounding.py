@@ -40,7 +40,7 @@ class GroundingRules(BaseModel):
 
     min_entities: int = Field(default=1, ge=0, description="fewer entities: rejected as no_entities")
     max_entity_share: float = Field(default=0.9, gt=0, le=1, description="an entity over this share of the text: rejected as entity_too_long")
-    max_entity_words: int = Field(default=12, ge=1, description="an entity of more words: rejected as entity_too_long")
+    max_entity_words: int = Field(default=32, ge=1, description="an entity of more words: rejected as entity_too_long (breeding facts run to 30 words)")
     label_case: Literal["fix", "reject"] = Field(default="fix", description="a label right but for its case: fixed (counted) or rejected")
     few_shot_similarity: float = Field(default=0.85, gt=0, le=1, description="a text this similar to a few-shot text: rejected as copied_few_shot")
 
