@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +18,8 @@ from data.errors import DistillError, validation_message
 if TYPE_CHECKING:
     from annotators.grounding import GroundingRules
     from annotators.llm import LLMConfig
+
+T = TypeVar("T")
 
 app = typer.Typer()
 console = Console()
@@ -142,28 +145,28 @@ class LiveCounts:
         self.progress.update(self.bar, llm=text)
 
 
-def grounding_rules(**values: Any) -> GroundingRules:
-    """`GroundingRules` from CLI flags (None: the default), a bad value in one line naming the flag."""
+def validated(build: Callable[..., T], **values: Any) -> T:
+    """`build(**values)`; a bad value becomes one line naming its flag (`max_tokens` -> `--max-tokens`)."""
     from pydantic import ValidationError
 
-    from annotators.grounding import GroundingRules
-
     try:
-        return GroundingRules(**{k: v for k, v in values.items() if v is not None})
+        return build(**values)
     except ValidationError as err:
         raise DistillError(validation_message(err, {k: "--" + k.replace("_", "-") for k in values})) from None
+
+
+def grounding_rules(**values: Any) -> GroundingRules:
+    """`GroundingRules` from CLI flags (None: the default)."""
+    from annotators.grounding import GroundingRules
+
+    return validated(GroundingRules, **{k: v for k, v in values.items() if v is not None})
 
 
 def llm_config(**values: Any) -> LLMConfig:
-    """`LLMConfig.from_env` with a bad value reported in one line naming the option."""
-    from pydantic import ValidationError
-
+    """`LLMConfig.from_env` from CLI flags (None: the environment or the default)."""
     from annotators.llm import LLMConfig
 
-    try:
-        return LLMConfig.from_env(**values)
-    except ValidationError as err:
-        raise DistillError(validation_message(err, {k: "--" + k.replace("_", "-") for k in values})) from None
+    return validated(LLMConfig.from_env, **values)
 
 
 @app.command("mock-llm")
