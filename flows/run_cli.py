@@ -48,7 +48,10 @@ def run(
     """Run the whole loop as a Prefect flow: generate, review, split, prune, train, evaluate, export, report."""
     from flows.config import load_run_config
 
-    cfg = load_run_config(config, set_)  # a broken config fails here, before anything starts
+    from data.spec import load_spec
+
+    cfg = load_run_config(config, set_)  # a broken config or spec fails here, before anything starts
+    load_spec(cfg.spec)
     check_servers(cfg)
     _quiet_prefect()
     from flows.distill_flow import distill

@@ -67,6 +67,7 @@ CASES = [
     Case("override-no-test-split", "run -s split.test=0", "override -s split.test=0"),
     Case("override-not-key-value", "run -s llm", "is not key=value"),
     Case("override-not-a-section", "run -s name.x=1", "name is not a section"),
+    Case("run-spec-missing", "run -s spec={w}/nope.yaml -s runs_dir={w}/runs", "spec file not found"),
     Case("config-missing", "run -c {w}/nope.yaml", "config file not found"),
     Case("config-bad-yaml", "run -c {w}/broken.yaml", "not valid YAML"),
     Case("run-label-studio-down", "run -s review.label_studio_url=http://127.0.0.1:{closed} -s runs_dir={w}/runs", "Label Studio at http://127.0.0.1:{closed} is not answering", env={"LABEL_STUDIO_API_KEY": "1" * 40}),
