@@ -25,7 +25,7 @@ from transformers import AutoModel, AutoTokenizer
 from data.errors import DistillError
 from data.example import Entity, Example, Relation
 from trainers.encoders import count_parameters
-from trainers.ner import NerFeature, best_tags, decode_entities, merge_windows, ner_features
+from trainers.ner import NerFeature, decode_logits, merge_windows, ner_features
 from trainers.relations import NO_RELATION, Pair, Pairs, relation_pairs
 
 
@@ -231,8 +231,7 @@ def _predict_chunk(loaded: Loaded, texts: Sequence[str], allowed: Sequence[Seque
     tags = model.ner_head(hidden).float().cpu()
     windows = [tags[row, : len(f.input_ids)] for row, f in enumerate(features)]
     for example, enc, logits in zip(examples, encoded, merge_windows(features, windows, encoded, loaded.tokenizer)):
-        ids, scores = best_tags(example.text, enc.offsets, logits, loaded.tags)
-        example.entities = decode_entities(example.text, enc.offsets, ids, loaded.tags, scores)
+        example.entities = decode_logits(example.text, enc.offsets, logits, loaded.tags)
     labels = loaded.relation_labels
     allowed = [tuple(p) for p in (loaded.meta.get("allowed_pairs", []) if allowed is None else allowed)]
     if len(labels) < 2 or not allowed:

@@ -13,6 +13,7 @@ logits of a piece seen in two windows are averaged. Nothing is truncated.
 - `ner_features(tokenizer, examples, tags, max_length, stride, subword_labels="first")`
 - `decode_entities(text, offsets, tag_ids, tags) -> list[Entity]` (spans snapped to whole words)
 - `viterbi_tags(log_probs, tags) -> list[int]` (the best valid BIO sequence)
+- `decode_logits(text, offsets, logits, tags) -> list[Entity]` (Viterbi, then `decode_entities`)
 """
 
 from __future__ import annotations
@@ -145,17 +146,19 @@ def merge_windows(features: Sequence[NerFeature], window_logits: Sequence[torch.
 
 
 def decode_entities(
-    text: str, offsets: Sequence[tuple[int, int]], tag_ids: Sequence[int], tags: Sequence[str], scores: Sequence[float] | None = None
+    text: str, offsets: Sequence[tuple[int, int]], tag_ids: Sequence[int], tags: Sequence[str], scores: Sequence[float] | None = None,
+    starts: Sequence[bool] | None = None,
 ) -> list[Entity]:
     """BIO tags on pieces -> entities, read on word-start pieces, snapped outwards to whole words,
     without overlaps. The other pieces of a word belong to the word's entity, whatever their tag.
 
     An I- tag that does not continue an open entity of its label starts a new one (lenient).
-    `scores` (one per piece) become the entity's `confidence` (their mean).
+    `scores` (one per piece) become the entity's `confidence` (their mean); `starts` is
+    `word_starts(text, offsets)` when the caller has it already.
     """
     spans: list[list] = []  # [start, end, label, scores]
     open_span: list | None = None
-    for i, ((s, t), first) in enumerate(zip(offsets, word_starts(text, offsets))):
+    for i, ((s, t), first) in enumerate(zip(offsets, starts if starts is not None else word_starts(text, offsets))):
         if not first:
             if open_span is not None and t > open_span[1]:
                 open_span[1] = t  # the rest of the word
@@ -209,18 +212,19 @@ def viterbi_tags(log_probs: torch.Tensor | np.ndarray, tags: Sequence[str]) -> l
     return path[::-1]
 
 
-def best_tags(text: str, offsets: Sequence[tuple[int, int]], logits: torch.Tensor, tags: Sequence[str]) -> tuple[list[int], list[float]]:
-    """Tag id and probability per piece: constrained Viterbi over the word-start pieces (the
-    others keep their own argmax, which decoding ignores)."""
+def decode_logits(text: str, offsets: Sequence[tuple[int, int]], logits: torch.Tensor, tags: Sequence[str]) -> list[Entity]:
+    """Entities from a text's piece logits [n_pieces, T]: constrained Viterbi over the word-start
+    pieces, then `decode_entities` (confidence: the chosen tags' probabilities)."""
     probs = logits.float().softmax(-1)
     best = probs.max(-1)
     ids, scores = best.indices.tolist(), best.values.tolist()
-    rows = [i for i, first in enumerate(word_starts(text, offsets)) if first]
+    starts = word_starts(text, offsets)
+    rows = [i for i, first in enumerate(starts) if first]
     if rows:
         path = viterbi_tags(probs[rows].clamp_min(1e-12).log().numpy(), tags)
         for i, tag in zip(rows, path):
             ids[i], scores[i] = tag, float(probs[i, tag])
-    return ids, scores
+    return decode_entities(text, offsets, ids, tags, scores, starts)
 
 
 def _snap(text: str, spans: list[list]) -> list[Entity]:
