@@ -3,6 +3,7 @@
 Public API:
     correctness_report(llm_examples, verified) -> dict       P/R/F1 of the LLM vs the humans, per label
     report_markdown(report) -> str                           the same as a Markdown table
+    Judgement                                                one annotator's verdict on a task (made by label_studio)
     agreement(per_task: dict[int, list[Judgement]]) -> dict  span F1 between annotators, Cohen's kappa
     write_correctness(run_dir) -> (dict, str)                the report of a run, as correctness.{json,md}
 
@@ -15,17 +16,29 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sklearn.metrics import cohen_kappa_score
 
 from data.errors import DistillError
-from data.example import Example
+from data.example import Entity, Example, Relation
 
-if TYPE_CHECKING:
-    from annotators.label_studio import Judgement
+
+@dataclass
+class Judgement:
+    """One annotator's verdict on a task, converted back to entities and relations."""
+
+    annotator: str
+    time: datetime | None
+    rejected: str | None  # the reject choice, if any
+    entities: list[Entity]
+    relations: list[Relation]
+    flipped: int = 0  # relations drawn backwards, turned round
+    problems: list[str] = field(default_factory=list)  # relations the spec does not allow, or without a type
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float | int]:
@@ -127,14 +140,15 @@ def agreement(per_task: dict[int, list[Judgement]]) -> dict[str, Any]:
 
 def write_correctness(run_dir: str | Path) -> tuple[dict[str, Any], str]:
     """Compare a run's `generated.jsonl` with its `verified.jsonl`; write `correctness.{json,md}`."""
-    from annotators.label_studio import read_run
     from data.formats import read_jsonl
 
     run_dir = Path(run_dir)
-    verified_path = run_dir / "verified.jsonl"
+    generated_path, verified_path = run_dir / "generated.jsonl", run_dir / "verified.jsonl"
+    if not generated_path.exists():
+        raise DistillError(f"{generated_path}: not found (is {run_dir} a run folder?)")
     if not verified_path.exists():
         raise DistillError(f"{verified_path}: not found; run `distill review pull --run {run_dir}` first")
-    report = correctness_report(read_run(run_dir), read_jsonl(verified_path))
+    report = correctness_report(read_jsonl(generated_path), read_jsonl(verified_path))
     markdown = report_markdown(report)
     (run_dir / "correctness.json").write_text(json.dumps(report, indent=2) + "\n")
     (run_dir / "correctness.md").write_text(markdown)

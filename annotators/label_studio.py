@@ -55,6 +55,7 @@ from label_studio_sdk.core.api_error import ApiError
 from pydantic import ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from annotators.correctness import Judgement, agreement
 from annotators.ls_server import Connection
 from data.errors import DistillError
 from data.example import Entity, Example, Relation, Review
@@ -294,19 +295,6 @@ def example_to_task(example: Example, spec: TaskSpec, run: str | None = None) ->
     if confidence is not None:
         prediction["score"] = confidence
     return {"data": data, "predictions": [prediction]}
-
-
-@dataclass
-class Judgement:
-    """One annotator's verdict on a task, converted back to entities and relations."""
-
-    annotator: str
-    time: datetime | None
-    rejected: str | None  # the reject choice, if any
-    entities: list[Entity]
-    relations: list[Relation]
-    flipped: int = 0  # relations drawn backwards, turned round
-    problems: list[str] = field(default_factory=list)  # relations the spec does not allow, or without a type
 
 
 @dataclass
@@ -585,8 +573,6 @@ def pull(ls: LabelStudio, project_id: int, spec: TaskSpec, examples: Iterable[Ex
     Tasks of examples not given here (another run's) are left out. With `run`, a warning counts
     the verdicts that come from tasks another run pushed (a project shared with --project).
     """
-    from annotators.correctness import agreement
-
     by_id = {e.id: e for e in examples}
     users = user_names(ls)
     result = PullResult([], [], [], {})

@@ -2,8 +2,7 @@
 
 import pytest
 
-from annotators.correctness import agreement, correctness_report, report_markdown
-from annotators.label_studio import Judgement
+from annotators.correctness import Judgement, agreement, correctness_report, report_markdown
 from data.example import Entity, Review
 from tests.fixtures.examples import make_example
 

@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from annotators import ls_server
+from annotators.correctness import Judgement
 from annotators.label_studio import (
     REJECT_WRONG,
     TITLE_MAX,
-    Judgement,
     PullResult,
     check_config,
     create,
