@@ -8,7 +8,7 @@ scientific and alternative names, one to three facts per sentence, one or two se
 Knobs: annotation errors (`error_rate`, default 0.25: wrong label, shifted boundary, missing or
 invented entity, wrong relation) and faults (429, 500, delay, malformed or truncated JSON, an
 unknown label). The true annotation of every example it writes goes to a truth JSONL file
-(an `Example` per line plus `"errors"`), read back with `load_truth`, so that a simulated
+(an `Example` per line plus `"errors"`, see `annotators.truth`), so that a simulated
 annotator can correct the errors. It also answers the spec's `annotate` prompt ("Text: ...")
 from that truth, with errors at the same rate (this is what k-sample confidence asks).
 
@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from annotators.http_server import BackgroundServer
+from annotators.truth import TruthRecord, write_truth_record
 from data.errors import DistillError
 from data.example import Entity, Example, Relation, Source
 
@@ -350,39 +351,6 @@ def example_to_draft(example: Example) -> Draft:
     )
 
 
-# --- truth file -------------------------------------------------------------------------------
-class TruthRecord(BaseModel):
-    """The true annotation of one mock example and the errors injected into what was answered."""
-
-    example: Example
-    errors: list[str] = Field(default_factory=list)
-
-
-def load_truth_records(path: str | Path) -> dict[str, TruthRecord]:
-    """Truth records of a mock truth file, keyed by text (the last record of a text wins)."""
-    path = Path(path)
-    if not path.exists():
-        raise DistillError(f"{path}: mock truth file not found (start the mock with --truth-file {path})")
-    records: dict[str, TruthRecord] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-                errors = raw.pop("errors", [])
-                example = Example.model_validate(raw)
-            except (ValueError, TypeError) as err:
-                raise DistillError(f"{path}:{number}: not a truth record ({str(err).splitlines()[0]})") from None
-            records[example.text] = TruthRecord(example=example, errors=errors)
-    return records
-
-
-def load_truth(path: str | Path) -> dict[str, Example]:
-    """The true `Example` behind each text the mock wrote, keyed by text."""
-    return {text: record.example for text, record in load_truth_records(path).items()}
-
-
 # --- the server -------------------------------------------------------------------------------
 @dataclass
 class MockStats:
@@ -566,9 +534,7 @@ class MockLLM:
             record = TruthRecord(example=draft_to_example(truth, Source(model=model, topic=topic, origin="mock-llm")), errors=errors)
             self.truth[truth.text] = record
             if self._truth_handle:
-                line = record.example.model_dump(mode="json", exclude_none=True)
-                self._truth_handle.write(json.dumps({**line, "errors": errors}, ensure_ascii=False) + "\n")
-                self._truth_handle.flush()
+                write_truth_record(self._truth_handle, record)
         item = answer_item(shown)
         if self.config.unknown_label and rng.random() < self.config.unknown_label and item["entities"]:
             item["entities"][0] = {**item["entities"][0], "label": "LOCATION"}

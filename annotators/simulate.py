@@ -32,7 +32,7 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from annotators.label_studio import LABELS, REJECT_UNUSABLE, REJECT_WRONG, TEXT, VERDICT, call, create, to_result
-from annotators.mock_llm import TruthRecord, load_truth_records
+from annotators.truth import TruthRecord, load_truth_records
 from data.errors import DistillError
 from data.example import Example
 

@@ -36,7 +36,7 @@ def demo_splits(n: int, out: Path, seed: int) -> dict[str, list]:
     rest get the true entities and relations, with `review.diff` recording what changed.
     """
     from annotators.label_studio import review_diff
-    from annotators.mock_llm import load_truth_records
+    from annotators.truth import load_truth_records
     from data.example import Example, Review
     from data.formats import read_jsonl, split_examples
 

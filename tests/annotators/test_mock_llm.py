@@ -5,7 +5,8 @@ import pytest
 
 from annotators.generate import generate_schema, item_schema
 from annotators.grounding import ground
-from annotators.mock_llm import ERROR_KINDS, FactTable, MockConfig, MockLLM, load_truth, load_truth_records
+from annotators.mock_llm import ERROR_KINDS, FactTable, MockConfig, MockLLM
+from annotators.truth import load_truth, load_truth_records
 
 
 def body(spec, topic="Olm (Proteus anguinus)", n=5, seed=0, fmt="json_schema"):

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from annotators import ls_server
 from annotators.label_studio import client, ensure_project, project_title, pull, push, to_result
-from annotators.mock_llm import TruthRecord
+from annotators.truth import TruthRecord
 from annotators.review_webhook import ReviewWatcher
 from annotators.simulate import annotator_ids, simulate_review
 from data.errors import DistillError

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from annotators.label_studio import client, ensure_project, pull, push
-from annotators.mock_llm import TruthRecord
 from annotators.simulate import load_truth, simulate_review
+from annotators.truth import TruthRecord
 from data.errors import DistillError
 from tests.fixtures.examples import make_example
 
