@@ -58,7 +58,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from annotators.correctness import Judgement, agreement
 from annotators.ls_server import Connection
 from data.errors import DistillError
-from data.example import Entity, Example, Relation, Review
+from data.example import DiffEntity, DiffRelation, Entity, Example, Relation, Review, ReviewDiff
 from data.spec import TaskSpec
 
 LABELS = "label"
@@ -526,7 +526,7 @@ def resolve(judged: list[Judgement]) -> Judgement:
     return Judgement(names, latest_time, None, [Entity(start=s, end=e, label=lab) for s, e, lab in kept], relations)
 
 
-def review_diff(llm: Example, entities: list[Entity], relations: list[Relation]) -> dict[str, Any]:
+def review_diff(llm: Example, entities: list[Entity], relations: list[Relation]) -> ReviewDiff:
     """What the humans changed: entities and relations added or removed, as text and labels."""
     def ents(example_entities: list[Entity]) -> set[tuple[int, int, str]]:
         return {(e.start, e.end, e.label) for e in example_entities}
@@ -537,23 +537,23 @@ def review_diff(llm: Example, entities: list[Entity], relations: list[Relation])
 
     before, after = ents(llm.entities), ents(entities)
     rel_before, rel_after = rels(llm.entities, llm.relations), rels(entities, relations)
-    show = lambda s: {"start": s[0], "end": s[1], "text": llm.text[s[0] : s[1]], "label": s[2]}  # noqa: E731
-    show_rel = lambda r: {"head": llm.text[r[0][0] : r[0][1]], "tail": llm.text[r[1][0] : r[1][1]], "label": r[2]}  # noqa: E731
-    return {
-        "entities_added": [show(s) for s in sorted(after - before)],
-        "entities_removed": [show(s) for s in sorted(before - after)],
-        "relations_added": [show_rel(r) for r in sorted(rel_after - rel_before)],
-        "relations_removed": [show_rel(r) for r in sorted(rel_before - rel_after)],
-    }
+    show = lambda s: DiffEntity(start=s[0], end=s[1], text=llm.text[s[0] : s[1]], label=s[2])  # noqa: E731
+    show_rel = lambda r: DiffRelation(head=llm.text[r[0][0] : r[0][1]], tail=llm.text[r[1][0] : r[1][1]], label=r[2])  # noqa: E731
+    return ReviewDiff(
+        entities_added=[show(s) for s in sorted(after - before)],
+        entities_removed=[show(s) for s in sorted(before - after)],
+        relations_added=[show_rel(r) for r in sorted(rel_after - rel_before)],
+        relations_removed=[show_rel(r) for r in sorted(rel_before - rel_after)],
+    )
 
 
 def verified_example(llm: Example, decision: Judgement, task_id: int) -> Example:
     """The human-verified version of an LLM example."""
     if decision.rejected:
-        review = Review(status="rejected", annotator=decision.annotator, time=decision.time, task_id=task_id, diff={"reason": decision.rejected})
+        review = Review(status="rejected", annotator=decision.annotator, time=decision.time, task_id=task_id, diff=ReviewDiff(reason=decision.rejected))
         return llm.model_copy(update={"review": review})
     diff = review_diff(llm, decision.entities, decision.relations)
-    status = "corrected" if any(diff.values()) else "accepted"
+    status = "corrected" if diff.changed else "accepted"
     review = Review(status=status, annotator=decision.annotator, time=decision.time, task_id=task_id, diff=diff if status == "corrected" else None)
     try:
         return Example(id=llm.id, text=llm.text, entities=decision.entities, relations=decision.relations, source=llm.source, review=review)

@@ -51,7 +51,7 @@ def demo_splits(n: int, out: Path, seed: int) -> dict[str, list]:
         if record is None or {"unusable", "factually_wrong"} & set(record.errors):
             continue
         diff = review_diff(llm, record.example.entities, record.example.relations)
-        status = "corrected" if any(diff.values()) else "accepted"
+        status = "corrected" if diff.changed else "accepted"
         verified.append(Example(id=llm.id, text=llm.text, entities=record.example.entities, relations=record.example.relations,
                                 source=llm.source, review=Review(status=status, annotator="bench-truth", diff=diff if status == "corrected" else None)))
     return split_examples(verified, dev=0.15, test=0.15, seed=seed)

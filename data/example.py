@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -57,6 +57,45 @@ class Source(BaseModel):
     origin: str | None = None  # e.g. "llm", "conll:train.conll", "jsonl:file"
 
 
+class DiffEntity(BaseModel):
+    """An entity a reviewer added or removed: its span in the text, the text itself and its label."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: int
+    end: int
+    text: str
+    label: str
+
+
+class DiffRelation(BaseModel):
+    """A relation a reviewer added or removed: the texts of its head and tail entities, and its label."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    head: str
+    tail: str
+    label: str
+
+
+class ReviewDiff(BaseModel):
+    """LLM vs human (`annotators.label_studio.review_diff`): what a reviewer added and removed,
+    or, for a rejected example, only the reject choice (`reason`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entities_added: list[DiffEntity] = Field(default_factory=list)
+    entities_removed: list[DiffEntity] = Field(default_factory=list)
+    relations_added: list[DiffRelation] = Field(default_factory=list)
+    relations_removed: list[DiffRelation] = Field(default_factory=list)
+    reason: str | None = None  # rejected: the reject choice
+
+    @property
+    def changed(self) -> bool:
+        """True when the reviewer added or removed any entity or relation."""
+        return bool(self.entities_added or self.entities_removed or self.relations_added or self.relations_removed)
+
+
 class Review(BaseModel):
     """What a human (or the simulated annotator) said about an example."""
 
@@ -65,7 +104,7 @@ class Review(BaseModel):
     status: ReviewStatus = "pending"
     annotator: str | None = None
     time: datetime | None = None
-    diff: dict[str, Any] | None = None  # LLM vs human: added/removed entities and relations
+    diff: ReviewDiff | None = None  # LLM vs human: added/removed entities and relations (a dict validates into it)
     task_id: int | None = None  # Label Studio task
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from data.errors import DistillError
-from data.example import Entity, Example
+from data.example import DiffEntity, Entity, Example, ReviewDiff
 
 IGNORE = -100  # label id of word pieces that carry no tag (special tokens, continuation pieces)
 
@@ -62,18 +62,14 @@ def llm_entities(example: Example) -> list[Entity]:
     the example) lists `entities_added` and `entities_removed`; without a diff the example's
     entities are the LLM's (accepted as they were, or data brought in from elsewhere).
     """
-    diff: dict[str, Any] = example.review.diff or {}
-    added = {_key(x) for x in diff.get("entities_added", []) if _is_entity(x)}
-    removed = [Entity(start=x["start"], end=x["end"], label=x["label"]) for x in diff.get("entities_removed", []) if _is_entity(x)]
+    diff = example.review.diff or ReviewDiff()
+    added = {_key(x) for x in diff.entities_added}
+    removed = [Entity(start=x.start, end=x.end, label=x.label) for x in diff.entities_removed]
     return [e for e in example.entities if _key(e) not in added] + removed
 
 
-def _is_entity(item: Any) -> bool:
-    return isinstance(item, dict) and {"start", "end", "label"} <= item.keys()
-
-
-def _key(e: Entity | dict) -> tuple[int, int, str]:
-    return (e["start"], e["end"], e["label"]) if isinstance(e, dict) else (e.start, e.end, e.label)
+def _key(e: Entity | DiffEntity) -> tuple[int, int, str]:
+    return (e.start, e.end, e.label)
 
 
 def disagreement_scores(examples: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> dict[str, float]:

@@ -79,7 +79,7 @@ def test_push_simulate_pull_report_through_the_cli(label_studio, species_example
     verified = {e.id: e for e in read_jsonl(run / "verified.jsonl")}
     assert {e.id: verified[e.id].review.status for e in llm} == {leopard.id: "accepted", llm[1].id: "corrected", axolotl.id: "corrected", empty.id: "rejected"}
     assert verified[turtle.id].entities == turtle.entities  # corrected to the truth
-    assert verified[turtle.id].review.diff["entities_added"][0]["text"] == "tropical beaches"
+    assert verified[turtle.id].review.diff.entities_added[0].text == "tropical beaches"
     assert verified[leopard.id].review.annotator == "ann-a@distill.local, ann-b@distill.local"
     summary = json.loads((run / "review.json").read_text())
     assert summary["agreement"]["span_f1"] == 1.0 and summary["agreement"]["tasks_with_several_annotators"] == 4

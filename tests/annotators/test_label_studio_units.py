@@ -127,10 +127,11 @@ def test_verified_example_records_status_and_diff(species_examples):
     assert same.review.status == "accepted" and same.review.task_id == 5 and same.review.annotator == "ann"
     fewer = verified_example(llm, Judgement("ann", None, None, list(llm.entities[:1]), []), 5)
     assert fewer.review.status == "corrected"
-    assert {d["text"] for d in fewer.review.diff["entities_removed"]} == {"worms", "insect larvae", "small fish", "Lake Xochimilco"}
-    assert len(fewer.review.diff["relations_removed"]) == 4
+    assert {d.text for d in fewer.review.diff.entities_removed} == {"worms", "insect larvae", "small fish", "Lake Xochimilco"}
+    assert len(fewer.review.diff.relations_removed) == 4 and fewer.review.diff.reason is None
     rejected = verified_example(llm, Judgement("ann", None, "Reject: unusable", [], []), 5)
     assert rejected.review.status == "rejected" and rejected.entities == llm.entities  # the LLM's annotation is kept
+    assert rejected.review.diff.reason == "Reject: unusable" and not rejected.review.diff.changed
 
 
 def test_each_run_has_its_own_project_title_within_label_studio_limits(species_spec):

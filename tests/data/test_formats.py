@@ -3,7 +3,7 @@
 import pytest
 
 from data.errors import DistillError
-from data.example import Entity, Example
+from data.example import DiffEntity, Entity, Example, ReviewDiff
 from data.formats import (
     from_docbin,
     load_splits,
@@ -25,7 +25,7 @@ def _core(e: Example) -> tuple:
 
 def test_jsonl_round_trip_is_exact(tmp_path, species_examples):
     species_examples[0].review.status = "corrected"
-    species_examples[0].review.diff = {"added": [[0, 5, "SPECIES"]]}
+    species_examples[0].review.diff = ReviewDiff(entities_added=[DiffEntity(start=0, end=5, text="The A", label="SPECIES")])
     write_jsonl(tmp_path / "a.jsonl", species_examples)
     assert read_jsonl(tmp_path / "a.jsonl") == species_examples
 
