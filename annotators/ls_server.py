@@ -2,7 +2,8 @@
 the connection (url + API token) without ever printing the token.
 
 Label Studio pins many packages that clash with the project's, so it lives in its own virtual
-environment (`scripts/install_label_studio.sh`; default `<repo>/.venv-ls`, or `DISTILL_LS_VENV`).
+environment (`scripts/install_label_studio.sh`), found by `find_ls_venv`: `DISTILL_LS_VENV` if set,
+else `.venv-ls` in the current directory if there is one, else `<repo>/.venv-ls` (editable install).
 Everything the server keeps sits in one data directory (default
 `~/.local/share/distill/label-studio`, or `DISTILL_LS_DATA_DIR`):
 
@@ -12,7 +13,7 @@ Everything the server keeps sits in one data directory (default
     label-studio.log                   its output
 
 Public API:
-    ls_venv() -> Path
+    find_ls_venv(env, cwd, repo=REPO) -> Path; ls_venv() -> Path   the Label Studio virtualenv
     default_data_dir() -> Path
     start(data_dir=None, port=8080, host="127.0.0.1", timeout=180.0) -> LabelStudioServer
     stop(data_dir=None, timeout=20.0) -> bool
@@ -34,6 +35,7 @@ import socket
 import stat
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,16 +79,29 @@ class LabelStudioServer:
         return Connection(self.url, self.token)
 
 
+def find_ls_venv(env: Mapping[str, str], cwd: Path, repo: Path = REPO) -> Path:
+    """Where the Label Studio virtual environment is: `DISTILL_LS_VENV` if set, else `.venv-ls`
+    in `cwd` if there is one, else `<repo>/.venv-ls` (the checkout, for an editable install)."""
+    if env.get("DISTILL_LS_VENV"):
+        return Path(env["DISTILL_LS_VENV"])
+    if (cwd / ".venv-ls").is_dir():
+        return cwd / ".venv-ls"
+    return repo / ".venv-ls"
+
+
 def ls_venv() -> Path:
-    """The Label Studio virtual environment (`DISTILL_LS_VENV`, default `<repo>/.venv-ls`)."""
-    return Path(os.environ.get("DISTILL_LS_VENV") or REPO / ".venv-ls")
+    """The Label Studio virtual environment, looked up by `find_ls_venv` from here."""
+    return find_ls_venv(os.environ, Path.cwd())
 
 
 def ls_executable() -> Path:
     """The `label-studio` command of its venv; a clear error if it is not installed."""
     exe = ls_venv() / "bin" / "label-studio"
     if not exe.exists():
-        raise DistillError(f"Label Studio is not installed at {ls_venv()}: run scripts/install_label_studio.sh")
+        raise DistillError(
+            f"Label Studio is not installed at {ls_venv()}: run scripts/install_label_studio.sh "
+            "(or set DISTILL_LS_VENV to its virtual environment)"
+        )
     return exe
 
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install Label Studio into its own virtual environment (it pins many packages that clash with the
 # project's). Idempotent: a second run takes a second. Location: $DISTILL_LS_VENV, default
-# <repo>/.venv-ls. The project talks to it only through label-studio-sdk.
+# <repo>/.venv-ls. The project talks to it only through label-studio-sdk, and finds it the same
+# way (annotators/ls_server.py, find_ls_venv): $DISTILL_LS_VENV if set, else .venv-ls in the
+# current directory, else <repo>/.venv-ls; after a non-editable install, set DISTILL_LS_VENV
+# (or work from the folder that holds .venv-ls).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
