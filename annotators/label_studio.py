@@ -57,7 +57,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from annotators.correctness import Judgement, agreement
 from annotators.ls_server import Connection
-from data.errors import DistillError
+from data.errors import DistillError, validation_message
 from data.example import DiffEntity, DiffRelation, Entity, Example, Relation, Review, ReviewDiff
 from data.spec import TaskSpec
 
@@ -558,7 +558,7 @@ def verified_example(llm: Example, decision: Judgement, task_id: int) -> Example
     try:
         return Example(id=llm.id, text=llm.text, entities=decision.entities, relations=decision.relations, source=llm.source, review=review)
     except ValidationError as err:
-        raise DistillError(f"Label Studio task {task_id} (example {llm.id}): {err.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        raise DistillError(f"Label Studio task {task_id} (example {llm.id}): {validation_message(err)}") from None
 
 
 def _snippet(text: str, n: int = 40) -> str:

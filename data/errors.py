@@ -12,13 +12,14 @@ class DistillError(Exception):
     """
 
 
-def validation_message(err: ValidationError, names: dict[str, str] | None = None) -> str:
+def validation_message(err: ValidationError, names: dict[str, str] | None = None, whole: str = "") -> str:
     """The first problem of a pydantic error in one line: `field: message (and N more)`.
 
-    `names` maps field names to what the user typed (e.g. `concurrency` -> `--concurrency`).
+    `names` maps field names to what the user typed (e.g. `concurrency` -> `--concurrency`);
+    `whole` names the object itself for a problem not in one field (e.g. `spec`; default: none).
     """
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
-    loc = (names or {}).get(loc, loc)
+    loc = (names or {}).get(loc, loc) or whole
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{loc + ': ' if loc else ''}{first['msg'].removeprefix('Value error, ')}{more}"

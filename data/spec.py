@@ -10,7 +10,7 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from data.errors import DistillError
+from data.errors import DistillError, validation_message
 
 SPECS_DIR = Path(__file__).parent / "specs"
 
@@ -195,10 +195,6 @@ def load_spec(path_or_name: str | Path) -> TaskSpec:
     try:
         return TaskSpec.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "spec"
-        message = first["msg"].removeprefix("Value error, ")
-        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-        raise SpecError(f"{path}: {where}: {message}{more}") from None
+        raise SpecError(f"{path}: {validation_message(err, whole='spec')}") from None
     except jinja2.UndefinedError as err:
         raise SpecError(f"{path}: prompts: {err.message}") from None
