@@ -506,18 +506,18 @@ def resolve(judged: list[Judgement]) -> Judgement:
         return Judgement(names, latest_time, reason, [], [])
     latest = keepers[-1]
 
-    def span(j: Judgement, e: Entity) -> tuple[int, int, str]:
+    def span(e: Entity) -> tuple[int, int, str]:
         return (e.start, e.end, e.label)
 
-    votes = Counter(span(j, e) for j in keepers for e in j.entities)
+    votes = Counter(span(e) for j in keepers for e in j.entities)
     n = len(keepers)
-    latest_spans = {span(latest, e) for e in latest.entities}
+    latest_spans = {span(e) for e in latest.entities}
     kept = sorted(s for s, v in votes.items() if 2 * v > n or (2 * v == n and s in latest_spans))
     index = {s: i for i, s in enumerate(kept)}
     rel_votes = Counter(
-        (span(j, j.entities[r.head]), span(j, j.entities[r.tail]), r.label) for j in keepers for r in j.relations
+        (span(j.entities[r.head]), span(j.entities[r.tail]), r.label) for j in keepers for r in j.relations
     )
-    latest_rels = {(span(latest, latest.entities[r.head]), span(latest, latest.entities[r.tail]), r.label) for r in latest.relations}
+    latest_rels = {(span(latest.entities[r.head]), span(latest.entities[r.tail]), r.label) for r in latest.relations}
     relations = [
         Relation(head=index[h], tail=index[t], label=lab)
         for (h, t, lab), v in sorted(rel_votes.items())

@@ -96,10 +96,6 @@ class LLMStats:
     fallbacks: list[str] = field(default_factory=list)
     fallback_notes: list[str] = field(default_factory=list)
 
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
 
 @dataclass
 class JSONAnswer:

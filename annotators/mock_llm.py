@@ -193,7 +193,7 @@ class Draft:
         return self.text[s:e]
 
 
-def _species_mention(sp: Species, slot: str, rng: random.Random, at_start: bool) -> tuple[str, str]:
+def _species_mention(sp: Species, slot: str, rng: random.Random) -> tuple[str, str]:
     """(article, name) for a species slot: common name mostly, else scientific or alias."""
     if slot == "SCI":
         return "", sp.sci
@@ -220,7 +220,7 @@ def _fill(template: str, sp: Species, table: FactTable, rng: random.Random, anch
         slot = match.group(1)
         at_start = match.start() == 0
         if slot in ("S", "SCI", "ALIAS"):
-            article, value = _species_mention(sp, slot, rng, at_start)
+            article, value = _species_mention(sp, slot, rng)
             if slot == "S" and "{SCI}" in template:
                 article, value = "the ", sp.name
             if at_start and article:

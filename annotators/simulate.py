@@ -34,7 +34,6 @@ from label_studio_sdk import LabelStudio
 from annotators.label_studio import LABELS, REJECT_UNUSABLE, REJECT_WRONG, TEXT, VERDICT, call, create, to_result
 from annotators.truth import TruthRecord, load_truth_records
 from data.errors import DistillError
-from data.example import Example
 
 DOMAIN = "distill.local"
 
@@ -70,18 +69,16 @@ def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
-def _decide(text: str, prediction: list[dict], truth: dict[str, TruthRecord | Example], accuracy: float, rng: random.Random) -> tuple[str, list[dict]]:
+def _decide(text: str, prediction: list[dict], truth: dict[str, TruthRecord], accuracy: float, rng: random.Random) -> tuple[str, list[dict]]:
     record = truth.get(text)
     if record is None:
         return "no_truth", prediction
-    errors = record.errors if isinstance(record, TruthRecord) else []
-    example = record.example if isinstance(record, TruthRecord) else record
     if rng.random() >= accuracy:
         return "accepted", prediction  # a miss: the prediction goes through unchanged
     for error, choice in (("factually_wrong", REJECT_WRONG), ("unusable", REJECT_UNUSABLE)):
-        if error in errors:
+        if error in record.errors:
             return "rejected", [{"from_name": VERDICT, "to_name": TEXT, "type": "choices", "value": {"choices": [choice]}}]
-    corrected = to_result(example)
+    corrected = to_result(record.example)
     same = _spans(corrected) == _spans(prediction)
     return ("accepted" if same else "corrected"), corrected
 
@@ -99,7 +96,7 @@ def _saved(ls: LabelStudio, task_id: int, user_id: int) -> Any:
 
 
 def simulate_review(
-    ls: LabelStudio, project_id: int, truth: dict[str, TruthRecord] | dict[str, Example], accuracy: float = 0.9,
+    ls: LabelStudio, project_id: int, truth: dict[str, TruthRecord], accuracy: float = 0.9,
     annotators: Sequence[str] = ("annotator-1",), per_task: int = 1, seconds_per_task: float = 0.0, seed: int = 0,
     limit: int | None = None,
 ) -> SimulateResult:
