@@ -1,17 +1,17 @@
 """`TrainingArgs`: every knob of teacher and student training in one validated model.
 
 `TrainingArgs.from_any(obj)` accepts a `TrainingArgs`, a dict, or any object with the same
-field names (e.g. the flow's `TrainSection`); unknown fields are ignored there.
+field names; unknown fields are ignored there. The run config's `train` section is a `TrainingArgs`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-KD = Literal["none", "hinton", "annealing"]
-
+from data.errors import DistillError
+from trainers.kd import check_kd, kd_names
 
 def default(field: str) -> Any:
     """The default of a `TrainingArgs` field (for CLI options and run configs)."""
@@ -26,7 +26,7 @@ class TrainingArgs(BaseModel):
     encoder: str | None = Field(None, description="HF name or local path; None: the offline MiniLM")
     student_layers: int = Field(3, ge=1, description="layers taken from the teacher for the student")
     student_encoder: str | None = Field(None, description="another (small) encoder for the student instead of teacher layers")
-    kd: KD = "hinton"
+    kd: str = Field("hinton", description=f"KD method: {', '.join(kd_names())} (trainers/kd/)")
     alpha: float | None = Field(None, ge=0, le=1, description="KD weight; None: from the pruning fraction (0.5 on all data)")
     temperature: float = Field(2.0, gt=0)
     anneal_max_temperature: float = Field(8.0, ge=1, description="Annealing-KD: T_max of phase 1")
@@ -45,9 +45,17 @@ class TrainingArgs(BaseModel):
     relations: bool = Field(True, description="train the relation head when the data has relations")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None: all cores")
-    device: str = Field("auto", description="auto, cpu or cuda")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="auto, cpu, cuda[:N] or mps")
     eval_batch_size: int = Field(64, ge=1)
     progress: bool = True
+
+    @field_validator("kd")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        try:
+            return check_kd(value)
+        except DistillError as err:
+            raise ValueError(str(err)) from None
 
     @classmethod
     def from_any(cls, obj: Any = None, **overrides: Any) -> TrainingArgs:

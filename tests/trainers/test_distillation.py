@@ -1,4 +1,4 @@
-"""KD losses, the Annealing-KD schedule and the teacher-logits cache, on fixed tensors."""
+"""KD methods (the registry, Hinton KD, Annealing-KD) and the teacher-logits cache, on fixed tensors."""
 
 import math
 
@@ -6,7 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainers.distillation import annealing_factor, annealing_loss, annealing_temperature, cached_teacher_logits, hinton_loss, kd_loss
+from data.errors import DistillError
+from trainers.args import TrainingArgs
+from trainers.kd import check_kd, kd_method, kd_names, register_kd
+from trainers.kd.annealing import annealing_factor, annealing_loss, annealing_temperature
+from trainers.kd.hinton import hinton_loss
+from trainers.teacher_cache import cached_teacher_logits
 
 STUDENT = torch.tensor([[[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]])
 TEACHER = torch.tensor([[[2.0, 1.0, 0.0], [0.5, 0.5, 2.0]]])
@@ -53,8 +58,42 @@ def test_annealing_schedule_rises_step_by_step_from_one_over_tmax_to_one():
 def test_annealing_loss_regresses_on_scaled_teacher_logits():
     assert annealing_loss(TEACHER * 0.5, TEACHER, LABELS, 0.5).item() == pytest.approx(0.0)
     assert annealing_loss(STUDENT, TEACHER, LABELS, 1.0).item() == pytest.approx(F.mse_loss(STUDENT, TEACHER).item())
-    # phase 2 (no factor) is plain cross-entropy
-    assert kd_loss("annealing", STUDENT, TEACHER, LABELS, alpha=0.9, temperature=2.0).item() == pytest.approx(F.cross_entropy(STUDENT[0], LABELS[0]).item())
+
+
+def test_annealing_phase_one_regresses_on_the_scaled_teacher_and_phase_two_on_the_labels():
+    first, second = kd_method("annealing").phases(TrainingArgs(epochs=4, anneal_max_temperature=4.0, anneal_epoch_share=0.5))
+    assert (first.name, first.epochs, first.early_stop, second.name, second.epochs, second.early_stop) == ("anneal", 2, False, "train", 2, True)
+    assert first.loss(TEACHER * 0.25, TEACHER, LABELS, 0, 100).item() == pytest.approx(0.0)  # phi = 1/T_max at the first step
+    assert first.loss(TEACHER, TEACHER, LABELS, 99, 100).item() == pytest.approx(0.0)  # phi = 1 at the last
+    assert second.loss(STUDENT, TEACHER, LABELS, 0, 1).item() == pytest.approx(F.cross_entropy(STUDENT[0], LABELS[0]).item())
+
+
+def test_hinton_phase_uses_the_arguments_alpha_and_temperature():
+    (phase,) = kd_method("hinton").phases(TrainingArgs(alpha=0.7, temperature=3.0))
+    assert phase.loss(STUDENT, TEACHER, LABELS, 0, 1).item() == pytest.approx(hinton_loss(STUDENT, TEACHER, LABELS, 0.7, 3.0).item())
+    assert kd_method("hinton").uses_teacher and not kd_method("none").uses_teacher
+
+
+def test_the_registry_lists_checks_and_extends_the_methods(tmp_path, monkeypatch):
+    assert kd_names()[:3] == ["none", "hinton", "annealing"]
+    with pytest.raises(DistillError, match="unknown KD method 'hintn'.*none, hinton, annealing"):
+        check_kd("hintn")
+    with pytest.raises(ValueError, match="unknown KD method"):
+        TrainingArgs(kd="hintn")
+    (tmp_path / "my_kd.py").write_text(
+        "from trainers.kd.base import Phase, cross_entropy\n"
+        "class Twice:\n"
+        "    uses_teacher = False\n"
+        "    def phases(self, args):\n"
+        "        return [Phase('train', args.epochs, lambda s, t, y, step, steps: 2 * cross_entropy(s, y))]\n"
+        "METHOD = Twice()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("trainers.kd.KD_METHODS", {**__import__("trainers.kd", fromlist=["KD_METHODS"]).KD_METHODS})
+    register_kd("twice", "my_kd")
+    assert TrainingArgs(kd="twice").kd == "twice"
+    (phase,) = kd_method("twice").phases(TrainingArgs(kd="twice"))
+    assert phase.loss(STUDENT, None, LABELS, 0, 1).item() == pytest.approx(2 * F.cross_entropy(STUDENT[0], LABELS[0]).item())
 
 
 def test_teacher_logits_are_computed_once_and_reused(tmp_path):

@@ -1,0 +1,47 @@
+"""KD methods, one module each, registered here by name.
+
+A method turns the training arguments into one or more `Phase`s (epochs, early stopping, and the
+loss of one batch from the student's logits, the teacher's logits and the gold labels); the
+trainer runs the phases in order with a fresh optimizer each. To add a method, write one module
+with a `METHOD` (see `trainers/kd/hinton.py`) and add one line to `KD_METHODS` (or call
+`register_kd` from your own code). Importing this package does not import torch, so configs and
+command lines can list and check the names cheaply.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from data.errors import DistillError
+
+if TYPE_CHECKING:
+    from trainers.kd.base import KDMethod
+
+KD_METHODS: dict[str, str] = {  # name -> module with a METHOD
+    "none": "trainers.kd.plain",
+    "hinton": "trainers.kd.hinton",
+    "annealing": "trainers.kd.annealing",
+}
+
+
+def kd_names() -> list[str]:
+    """The registered KD method names."""
+    return list(KD_METHODS)
+
+
+def register_kd(name: str, module: str) -> None:
+    """Register the KD method `METHOD` of `module` (a dotted import path) under `name`."""
+    KD_METHODS[name] = module
+
+
+def check_kd(name: str) -> str:
+    """`name` when it is a registered KD method, else a one-line error listing the known ones."""
+    if name not in KD_METHODS:
+        raise DistillError(f"unknown KD method {name!r} (registered: {', '.join(KD_METHODS)})")
+    return name
+
+
+def kd_method(name: str) -> KDMethod:
+    """The registered KD method `name`."""
+    return importlib.import_module(KD_METHODS[check_kd(name)]).METHOD

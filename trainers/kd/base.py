@@ -1,0 +1,46 @@
+"""What a KD method is: phases of training, each with the loss of one batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = -100  # label of positions that carry no target (special tokens, continuation pieces)
+
+# loss(student logits [..., C], teacher logits [..., C] or None, labels [...], step, total steps of the phase)
+Loss = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor, int, int], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """`epochs` of training with `loss`; with `early_stop`, the best dev epoch is kept and
+    training stops after `patience` epochs without improvement."""
+
+    name: str
+    epochs: int
+    loss: Loss
+    early_stop: bool = True
+
+
+class KDMethod(Protocol):
+    """A KD method: whether it needs the teacher's logits, and its phases for given arguments."""
+
+    uses_teacher: bool
+
+    def phases(self, args: Any) -> list[Phase]: ...
+
+
+def tagged(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Student logits, teacher logits and labels at the positions whose label is not IGNORE."""
+    mask = labels != IGNORE
+    return student[mask].float(), (teacher[mask].float() if teacher is not None else None), labels[mask]
+
+
+def cross_entropy(student: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over tagged positions (0 with a gradient when there are none)."""
+    s, _, y = tagged(student, None, labels)
+    return F.cross_entropy(s, y) if s.numel() else student.sum() * 0.0
