@@ -7,12 +7,14 @@ each removed example with a reason, so that nothing silently disappears. Steps:
 - `DropRejected`: examples a reviewer rejected (and, if asked, ones never reviewed).
 - `MinConfidence`: examples whose LLM confidence is below a threshold (no confidence: kept).
 - `ClassBalance`: caps over-represented groups (an example's group is its rarest entity label).
-- `ToFraction`: keeps exactly `round(fraction * n)` examples by `random`, `teacher_loss`,
-  `el2n` or `disagreement` scores (scores are passed in as `{example id: score}`).
+- `ToFraction`: keeps exactly `round(fraction * n)` examples, at random or by hardness scores
+  passed in as `{example id: score}` (computed by `trainers.scores`; data never trains a model).
 
 `prune_splits` runs the steps on the train split only: dev and test are gold and are never
 pruned (train examples whose text is also in dev or test are dropped as leaks, with a reason).
 `save_pruned` writes the result as a DatasetDict, `removed.jsonl` and `report.json`.
+`STEPS` maps the step names of the command line and run configs to builders; a new step is one
+class plus one entry there (or `register_step`).
 """
 
 from __future__ import annotations
@@ -20,18 +22,18 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from data.dedup import dedup, normalize_text
 from data.errors import DistillError
 from data.example import Example
-from data.formats import _atomic_write, save_splits
+from data.formats import atomic_write, save_splits
 
-METHODS = ("random", "teacher_loss", "el2n", "disagreement")
-Method = Literal["random", "teacher_loss", "el2n", "disagreement"]
 Kept = list[Example]
 RemovedPairs = list[tuple[Example, str]]
 
@@ -180,7 +182,7 @@ class ToFraction:
     """
 
     fraction: float
-    method: Method = "random"
+    method: str = "random"
     scores: dict[str, float] | None = None
     keep: Literal["hard", "easy"] = "hard"
     seed: int = 0
@@ -189,8 +191,6 @@ class ToFraction:
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1:
             raise DistillError(f"pruning fraction must be in (0, 1], got {self.fraction}")
-        if self.method not in METHODS:
-            raise DistillError(f"unknown pruning method {self.method!r} (known: {', '.join(METHODS)})")
         if self.method != "random" and self.scores is None:
             raise DistillError(f"pruning by {self.method} needs per-example scores (compute them with the teacher first)")
 
@@ -278,8 +278,8 @@ def save_pruned(result: PruneResult, out_dir: str | Path) -> Path:
     """Write `out_dir/` (DatasetDict of the pruned splits), `removed.jsonl` and `report.json`."""
     out_dir = Path(out_dir)
     save_splits(result.splits, out_dir)
-    _atomic_write(out_dir / "removed.jsonl", "".join(r.to_json() + "\n" for r in result.removed))
-    _atomic_write(out_dir / "report.json", json.dumps(result.report(), indent=2) + "\n")
+    atomic_write(out_dir / "removed.jsonl", "".join(r.to_json() + "\n" for r in result.removed))
+    atomic_write(out_dir / "report.json", json.dumps(result.report(), indent=2) + "\n")
     return out_dir
 
 
@@ -300,66 +300,95 @@ def read_removed(path: str | Path) -> list[Removed]:
 
 
 # --- steps from short text specs (CLI, flow config) -------------------------------------
+StepBuilder = Callable[[list[str], dict[str, dict[str, float]], int], Step]  # (arguments after the name, scores by method, seed)
+
+
+def _fraction(args: list[str], scores: dict[str, dict[str, float]], seed: int) -> Step:
+    method = args[1] if len(args) > 1 else "random"
+    keep = args[2] if len(args) > 2 else "hard"
+    if keep not in ("hard", "easy"):
+        raise DistillError(f"keep must be 'hard' or 'easy', got {keep!r}")
+    return ToFraction(float(args[0]), method, scores.get(method), keep, seed)  # type: ignore[arg-type]
+
+
+STEPS: dict[str, StepBuilder] = {
+    "dedup": lambda args, scores, seed: Dedup(float(args[0]) if args else 0.9),
+    "rejected": lambda args, scores, seed: DropRejected(drop_pending=bool(args and args[0] == "pending")),
+    "confidence": lambda args, scores, seed: MinConfidence(float(args[0]) if args else 0.5),
+    "balance": lambda args, scores, seed: ClassBalance(float(args[0]) if args else 3.0, seed=seed),
+    "fraction": _fraction,
+}
+STEP_HELP = "dedup[:0.9], rejected[:pending], confidence:0.6, balance[:3], fraction:0.5[:random|<score method>[:hard|easy]]"
+
+
+def register_step(name: str, build: StepBuilder) -> None:
+    """Make `name[:args]` a pruning step of the command line and run configs."""
+    STEPS[name] = build
+
+
 def parse_step(spec: str, scores: dict[str, dict[str, float]] | None = None, seed: int = 0) -> Step:
     """Build a step from text: `dedup[:0.9]`, `rejected[:pending]`, `confidence:0.6`,
-    `balance[:3]`, `fraction:0.5[:method[:easy|hard]]`.
+    `balance[:3]`, `fraction:0.5[:method[:easy|hard]]`, or any name in `STEPS`.
 
-    `scores` maps a method name (`teacher_loss`, `el2n`, `disagreement`) to `{id: score}`.
+    `scores` maps a method name (e.g. `teacher_loss`, `el2n`, `disagreement`) to `{id: score}`.
     """
     name, *args = spec.strip().split(":")
+    if name not in STEPS:
+        raise DistillError(f"unknown pruning step {spec!r} (registered: {', '.join(STEPS)})")
     try:
-        if name == "dedup":
-            return Dedup(float(args[0]) if args else 0.9)
-        if name == "rejected":
-            return DropRejected(drop_pending=bool(args and args[0] == "pending"))
-        if name == "confidence":
-            return MinConfidence(float(args[0]) if args else 0.5)
-        if name == "balance":
-            return ClassBalance(float(args[0]) if args else 3.0, seed=seed)
-        if name == "fraction":
-            method = args[1] if len(args) > 1 else "random"
-            keep = args[2] if len(args) > 2 else "hard"
-            if keep not in ("hard", "easy"):
-                raise DistillError(f"pruning step {spec!r}: keep must be 'hard' or 'easy', got {keep!r}")
-            return ToFraction(float(args[0]), method, (scores or {}).get(method), keep, seed)  # type: ignore[arg-type]
+        return STEPS[name](args, scores or {}, seed)
     except (ValueError, IndexError):
         raise DistillError(f"pruning step {spec!r}: bad or missing number") from None
-    raise DistillError(f"unknown pruning step {spec!r} (use dedup, rejected, confidence, balance or fraction:F[:method])")
-
-
-STEP_HELP = "dedup[:0.9], rejected[:pending], confidence:0.6, balance[:3], fraction:0.5[:random|teacher_loss|el2n|disagreement[:hard|easy]]"
+    except DistillError as err:
+        raise DistillError(f"pruning step {spec!r}: {err}") from None
 
 
 # --- one call for a run (flows/, `distill prune`) ---------------------------------------
-def cleaning_steps(config: Any) -> list[Step]:
-    """Dedup, rejected and (if set) the confidence threshold, from a prune config
-    (`flows.config.PruneSection`, or anything with its fields)."""
-    steps: list[Step] = [Dedup(config.near_duplicate_threshold), DropRejected()]
-    if config.min_confidence is not None:
-        steps.append(MinConfidence(config.min_confidence))
+class PruneSettings(BaseModel):
+    """How a run prunes its train split (the run config's `prune` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field("random", description="random, or a hardness score computed by the teacher (teacher_loss, el2n, disagreement)")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of the clean train split to keep")
+    min_confidence: float | None = Field(None, ge=0, le=1)
+    near_duplicate_threshold: float | None = Field(None, gt=0, le=1, description="dedup the train split again at this similarity; null: no (generation has removed duplicates already)")
+    seed: int = 0
+
+    @property
+    def needs_scores(self) -> bool:
+        """Whether this pruning ranks examples by scores (which the flow computes with the teacher)."""
+        return self.fraction < 1 and self.method != "random"
+
+
+def cleaning_steps(settings: PruneSettings) -> list[Step]:
+    """Dedup (if set), rejected and (if set) the confidence threshold."""
+    steps: list[Step] = [Dedup(settings.near_duplicate_threshold)] if settings.near_duplicate_threshold is not None else []
+    steps.append(DropRejected())
+    if settings.min_confidence is not None:
+        steps.append(MinConfidence(settings.min_confidence))
     return steps
 
 
-def prune_run(splits: dict[str, list[Example]], out_dir: str | Path, config: Any, teacher_dir: str | Path | None = None) -> dict:
-    """Clean the train split, keep `config.fraction` of it by `config.method`, save to `out_dir`.
+def cleaned_train(splits: dict[str, list[Example]], settings: PruneSettings) -> list[Example]:
+    """The train split after the cleaning steps: what score-based pruning ranks."""
+    return prune_splits(splits, cleaning_steps(settings)).splits["train"]
 
-    Score-based methods score the cleaned train split with the teacher in `teacher_dir`
-    (`trainers.scores.compute_scores`); the scores are saved to `out_dir/scores.json`.
+
+def prune_run(splits: dict[str, list[Example]], out_dir: str | Path, settings: PruneSettings, scores: dict[str, float] | None = None) -> dict:
+    """Clean the train split, keep `settings.fraction` of it by `settings.method`, save to `out_dir`.
+
+    Score-based methods need `scores` (`{example id: hardness}` of the cleaned train split, from
+    `trainers.scores.compute_scores`); they are saved to `out_dir/scores.json`.
     Returns the report (also in `out_dir/report.json`).
     """
-    steps = cleaning_steps(config)
-    scores = None
-    if config.fraction < 1 and config.method != "random":
-        if teacher_dir is None:
-            raise DistillError(f"pruning by {config.method} needs a trained teacher (none given)")
-        from trainers.scores import compute_scores
-
-        cleaned = prune_splits(splits, steps).splits["train"]
-        scores = compute_scores(config.method, teacher_dir, cleaned, dev=splits.get("dev"))
-    if config.fraction < 1:
-        steps.append(ToFraction(config.fraction, config.method, scores, seed=config.seed))
+    steps = cleaning_steps(settings)
+    if settings.needs_scores and scores is None:
+        raise DistillError(f"pruning by {settings.method} needs per-example scores from the teacher (none given)")
+    if settings.fraction < 1:
+        steps.append(ToFraction(settings.fraction, settings.method, scores, seed=settings.seed))
     result = prune_splits(splits, steps)
     save_pruned(result, out_dir)
-    if scores is not None:
-        _atomic_write(Path(out_dir) / "scores.json", json.dumps({config.method: scores}) + "\n")
+    if settings.needs_scores:
+        atomic_write(Path(out_dir) / "scores.json", json.dumps({settings.method: scores}) + "\n")
     return result.report()

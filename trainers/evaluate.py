@@ -1,13 +1,11 @@
-"""Evaluation on gold data, and per-example scores for pruning.
+"""Evaluation on gold data.
 
 - `evaluate(model_dir, test, out_dir=None) -> dict`: entity-level (seqeval, strict spans on the
-  words of `data.formats.tokenize`) precision/recall/F1 per label, micro and macro; token-level
+  words of `data.words.tokenize`) precision/recall/F1 per label, micro and macro; token-level
   macro F1 over the entity types; relation classification on gold entities (per relation and
   weighted F1, "no_relation" left out); parameters, size on disk, CPU sentences per second.
   Writes `metrics.json` and `metrics.md` into `out_dir` (default: the model directory).
 - `ner_scores(gold, predicted)`, `relation_scores(loaded, examples)`, `speed(loaded, texts)`.
-- `per_example_scores(model_dir, examples, kind="teacher_loss"|"el2n") -> {id: score}` and
-  `predicted_entities(model_dir, examples)` (for LLM-vs-teacher disagreement).
 """
 
 from __future__ import annotations
@@ -24,8 +22,9 @@ from seqeval.scheme import IOB2
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from data.errors import DistillError
-from data.example import Entity, Example
+from data.example import Entity, Example, usable
 from data.formats import bio_tokens
+from data.tables import markdown_table
 from trainers.modeling import Loaded, load_model, predict, predict_entities, window_outputs
 from trainers.ner import ner_features
 from trainers.relations import NO_RELATION, relation_pairs
@@ -78,11 +77,11 @@ def overlap_f1(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -
 def relation_scores(loaded: Loaded, examples: Sequence[Example], batch_size: int = 64) -> dict[str, Any]:
     """Relation classification of the gold entity pairs: per relation and weighted F1."""
     labels = loaded.relation_labels
-    allowed = [tuple(p) for p in loaded.meta.get("allowed_pairs", [])]
+    allowed = [tuple(p) for p in loaded.meta.allowed_pairs]
     if len(labels) < 2 or not allowed:
         return {}
-    features, encoded = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta["max_length"], loaded.meta["stride"])
-    feats = relation_pairs(features, encoded, examples, loaded.meta["entity_labels"], allowed, labels)
+    features, encoded = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta.max_length, loaded.meta.stride)
+    feats = relation_pairs(features, encoded, examples, loaded.meta.entity_labels, allowed, labels)
     y_true = [labels[p.label] for p in feats.pairs]
     y_pred = [labels[int(l.argmax())] for l in window_outputs(loaded, features, feats, batch_size)[1]] if feats.pairs else []
     # gold relations whose label pair the model never considers are reported, not scored
@@ -124,11 +123,11 @@ def size_on_disk(model_dir: str | Path) -> int:
 
 def evaluate(model_dir: str | Path, test: Sequence[Example], out_dir: str | Path | None = None, batch_size: int = 64, measure_speed: bool = True) -> dict[str, Any]:
     """All metrics of a model directory on a gold test split; written as metrics.json and metrics.md."""
-    test = [e for e in test if e.review.status != "rejected"]
+    test = usable(test)
     if not test:
         raise DistillError(f"evaluate {model_dir}: the test split is empty")
     loaded = load_model(model_dir, device="cpu")
-    known = set(loaded.meta["entity_labels"])
+    known = set(loaded.meta.entity_labels)
     for e in test:
         for ent in e.entities:
             if ent.label not in known:
@@ -137,15 +136,15 @@ def evaluate(model_dir: str | Path, test: Sequence[Example], out_dir: str | Path
     predicted = predict_entities(loaded, [e.text for e in test], batch_size)
     metrics: dict[str, Any] = {
         "model": str(model_dir),
-        "role": loaded.meta.get("role"),
-        "kd": loaded.meta.get("kd"),
+        "role": loaded.meta.role,
+        "kd": loaded.meta.kd,
         "n_test": len(test),
         **ner_scores(test, predicted),
         "relations": relation_scores(loaded, test, batch_size),
-        "parameters": loaded.meta.get("parameters"),
+        "parameters": loaded.meta.parameters,
         "layers": loaded.model.encoder.config.num_hidden_layers,
         "size_mb": round(size_on_disk(model_dir) / 1e6, 1),
-        "train_seconds": loaded.meta.get("train_seconds"),
+        "train_seconds": loaded.meta.train_seconds,
     }
     metrics["relation_f1"] = metrics["relations"].get("weighted_f1") if metrics["relations"] else None
     metrics["sentences_per_second"] = speed(loaded, [e.text for e in test], batch_size) if measure_speed else None
@@ -163,55 +162,18 @@ def write_metrics(metrics: dict[str, Any], out_dir: str | Path) -> None:
 
 def metrics_markdown(m: dict[str, Any]) -> str:
     """Markdown tables: entities per label, summary, relations per label."""
-    lines = [f"# Metrics: {m['model']}", "", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    lines += [f"| {k} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |" for k, v in m["per_label"].items()]
-    lines += [f"| **micro** | {m['precision']:.3f} | {m['recall']:.3f} | **{m['f1']:.3f}** | |", f"| macro | | | {m['macro_f1']:.3f} | |", ""]
-    lines += [
-        "| overlap span F1 | token macro F1 | relation weighted F1 | parameters | layers | size (MB) | sentences/s (CPU) | training s |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {_fmt(m.get('overlap_f1'))} | {m['token_macro_f1']:.3f} | {_fmt(m.get('relation_f1'))} | {m['parameters']:,} | {m['layers']} | {m['size_mb']} | {_fmt(m.get('sentences_per_second'), 1)} | {_fmt(m.get('train_seconds'), 1)} |",
-        "",
-    ]
+    per_label = [{"label": k, **v} for k, v in m["per_label"].items()]
+    per_label += [{"label": "**micro**", "precision": m["precision"], "recall": m["recall"], "f1": m["f1"]}, {"label": "macro", "f1": m["macro_f1"]}]
+    summary = {
+        "overlap span F1": m.get("overlap_f1"), "token macro F1": m["token_macro_f1"], "relation weighted F1": m.get("relation_f1"),
+        "parameters": f"{m['parameters']:,}", "layers": m["layers"], "size (MB)": m["size_mb"],
+        "sentences/s (CPU)": _fmt(m.get("sentences_per_second"), 1), "training s": _fmt(m.get("train_seconds"), 1),
+    }
+    parts = [f"# Metrics: {m['model']}\n", markdown_table(per_label, ["label", "precision", "recall", "f1", "support"]), markdown_table([summary])]
     if m.get("relations", {}).get("per_relation"):
-        lines += ["| relation | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-        lines += [f"| {k} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |" for k, v in m["relations"]["per_relation"].items()]
-        lines.append("")
-    return "\n".join(lines)
+        parts.append(markdown_table([{"relation": k, **v} for k, v in m["relations"]["per_relation"].items()], ["relation", "precision", "recall", "f1", "support"]))
+    return "\n".join(parts)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-# --- per-example scores for pruning -------------------------------------------------------
-@torch.inference_mode()
-def per_example_scores(model_dir: str | Path, examples: Sequence[Example], kind: str = "teacher_loss", batch_size: int = 64) -> dict[str, float]:
-    """`{example id: score}`: mean tag cross-entropy (`teacher_loss`) or mean EL2N (`el2n`) of a model.
-
-    Higher is harder. Use the final teacher for `teacher_loss` and an early checkpoint (e.g.
-    `train_teacher(..., args with epochs=1)`) for `el2n`.
-    """
-    from trainers.scores import el2n, token_losses
-
-    if kind not in ("teacher_loss", "el2n"):
-        raise DistillError(f"unknown score {kind!r} (use teacher_loss or el2n)")
-    loaded = load_model(model_dir)
-    feats, _ = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta["max_length"], loaded.meta["stride"], loaded.meta.get("subword_labels", "all"))
-    from trainers.modeling import ner_batch
-
-    total = [0.0] * len(examples)
-    count = [0] * len(examples)
-    fn = token_losses if kind == "teacher_loss" else el2n
-    for start in range(0, len(feats), batch_size):
-        chunk = feats[start : start + batch_size]
-        b = ner_batch(chunk, loaded.tokenizer.pad_token_id or 0, loaded.device)
-        values = fn(loaded.model(b["ids"], b["mask"])[0], b["labels"]).cpu().tolist()
-        for f, v in zip(chunk, values):
-            total[f.example] += v
-            count[f.example] += 1
-    return {e.id: round(total[k] / max(1, count[k]), 6) for k, e in enumerate(examples)}
-
-
-def predicted_entities(model_dir: str | Path, examples: Sequence[Example], batch_size: int = 64) -> list[list[Entity]]:
-    """A model's entities for each example's text (for the `disagreement` pruning score)."""
-    return predict_entities(load_model(model_dir), [e.text for e in examples], batch_size)

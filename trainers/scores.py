@@ -15,15 +15,16 @@ for `data.prune.ToFraction`:
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from data.errors import DistillError
 from data.example import DiffEntity, Entity, Example, ReviewDiff
+from trainers.modeling import load_model, ner_batch, predict_entities, read_meta, write_meta
+from trainers.ner import ner_features
+from trainers.trainer import train_teacher
 
 IGNORE = -100  # label id of word pieces that carry no tag (special tokens, continuation pieces)
 
@@ -78,6 +79,35 @@ def disagreement_scores(examples: Sequence[Example], predicted: Sequence[Sequenc
 
 
 # --- scores from a teacher directory ------------------------------------------------------
+@torch.inference_mode()
+def per_example_scores(model_dir: str | Path, examples: Sequence[Example], kind: str = "teacher_loss", batch_size: int = 64) -> dict[str, float]:
+    """`{example id: score}`: mean tag cross-entropy (`teacher_loss`) or mean EL2N (`el2n`) of a model.
+
+    Higher is harder. Use the final teacher for `teacher_loss` and an early checkpoint (e.g.
+    `train_teacher(..., args with epochs=1)`) for `el2n`.
+    """
+    if kind not in ("teacher_loss", "el2n"):
+        raise DistillError(f"unknown score {kind!r} (use teacher_loss or el2n)")
+    loaded = load_model(model_dir)
+    feats, _ = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta.max_length, loaded.meta.stride, loaded.meta.subword_labels)
+    total = [0.0] * len(examples)
+    count = [0] * len(examples)
+    fn = token_losses if kind == "teacher_loss" else el2n
+    for start in range(0, len(feats), batch_size):
+        chunk = feats[start : start + batch_size]
+        b = ner_batch(chunk, loaded.tokenizer.pad_token_id or 0, loaded.device)
+        values = fn(loaded.model(b["ids"], b["mask"])[0], b["labels"]).cpu().tolist()
+        for f, v in zip(chunk, values):
+            total[f.example] += v
+            count[f.example] += 1
+    return {e.id: round(total[k] / max(1, count[k]), 6) for k, e in enumerate(examples)}
+
+
+def predicted_entities(model_dir: str | Path, examples: Sequence[Example], batch_size: int = 64) -> list[list[Entity]]:
+    """A model's entities for each example's text (for the `disagreement` pruning score)."""
+    return predict_entities(load_model(model_dir), [e.text for e in examples], batch_size)
+
+
 def compute_scores(
     method: str,
     teacher_dir: str | Path,
@@ -91,33 +121,29 @@ def compute_scores(
     epoch with the teacher's own settings on `examples` (needs `dev`), saved next to the
     teacher as `<teacher_dir>-early` and reused while the examples stay the same.
     """
-    from trainers.evaluate import per_example_scores, predicted_entities
+    if method not in SCORERS:
+        raise DistillError(f"no scores for pruning method {method!r} (registered: {', '.join(SCORERS)})")
+    return SCORERS[method](teacher_dir, examples, dev, early_dir) if examples else {}
 
-    if not examples:
-        return {}
-    if method == "teacher_loss":
-        return per_example_scores(teacher_dir, examples, "teacher_loss")
-    if method == "disagreement":
-        return disagreement_scores(examples, predicted_entities(teacher_dir, examples))
-    if method == "el2n":
-        return per_example_scores(early_teacher(teacher_dir, examples, dev, early_dir), examples, "el2n")
-    raise DistillError(f"no scores for pruning method {method!r} (use teacher_loss, el2n or disagreement)")
+
+Scorer = Callable[[str | Path, Sequence[Example], Sequence[Example] | None, str | Path | None], dict[str, float]]
+SCORERS: dict[str, Scorer] = {  # pruning method -> hardness scores (teacher_dir, examples, dev, early_dir)
+    "teacher_loss": lambda teacher, examples, dev, early: per_example_scores(teacher, examples, "teacher_loss"),
+    "el2n": lambda teacher, examples, dev, early: per_example_scores(early_teacher(teacher, examples, dev, early), examples, "el2n"),
+    "disagreement": lambda teacher, examples, dev, early: disagreement_scores(examples, predicted_entities(teacher, examples)),
+}
 
 
 def early_teacher(teacher_dir: str | Path, examples: Sequence[Example], dev: Sequence[Example] | None, early_dir: str | Path | None = None, epochs: int = 1) -> Path:
     """A teacher trained for `epochs` epoch(s) only (for EL2N), reused if already trained on these examples."""
-    from trainers.modeling import read_meta
-    from trainers.trainer import train_teacher
-
     early = Path(early_dir) if early_dir else Path(f"{Path(teacher_dir).as_posix().rstrip('/')}-early")
     key = hashlib.sha1("\n".join(sorted(e.id for e in examples)).encode()).hexdigest()[:16]
-    if (early / "model.json").exists() and (early_dir is not None or read_meta(early).get("data_key") == key):
+    if (early / "model.json").exists() and (early_dir is not None or read_meta(early).data_key == key):
         return early
     if not dev:
         raise DistillError(f"EL2N needs an early teacher: none at {early}, and no dev split to train one")
     meta = read_meta(teacher_dir)
-    args = {**meta.get("args", {}), "encoder": meta.get("source_encoder"), "epochs": epochs, "progress": False}
+    args = {**meta.args, "encoder": meta.source_encoder, "epochs": epochs, "progress": False}
     train_teacher(examples, dev, early, args)
-    meta_path = early / "model.json"
-    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "data_key": key}, indent=1) + "\n", encoding="utf-8")
+    write_meta(early, read_meta(early).model_copy(update={"data_key": key}))
     return early

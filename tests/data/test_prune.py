@@ -1,6 +1,7 @@
 """Pruning steps: exact fractions, seeded, dev/test untouched, a reason for every removed example."""
 
 import json
+from dataclasses import dataclass
 
 import pytest
 
@@ -8,14 +9,15 @@ from data.errors import DistillError
 from data.example import Entity, Example, Review, Source
 from data.formats import load_splits
 from data.prune import (
-    METHODS,
     ClassBalance,
     Dedup,
     DropRejected,
     MinConfidence,
     ToFraction,
     parse_step,
+    PruneSettings,
     prune_run,
+    register_step,
     prune_splits,
     read_removed,
     save_pruned,
@@ -49,7 +51,7 @@ def _scores(examples: list[Example]) -> dict[str, float]:
     return {e.id: float((i * 7) % 11) for i, e in enumerate(examples)}
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ["random", "teacher_loss", "el2n", "disagreement"])
 @pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5, 0.7, 1.0])
 def test_each_method_keeps_exactly_the_fraction_and_records_reasons(splits, method, fraction):
     scores = _scores(splits["train"])
@@ -63,7 +65,7 @@ def test_each_method_keeps_exactly_the_fraction_and_records_reasons(splits, meth
     assert result.splits["dev"] == splits["dev"] and result.splits["test"] == splits["test"]
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ["random", "teacher_loss", "el2n", "disagreement"])
 def test_pruning_is_seeded(splits, method):
     scores = {e.id: 1.0 for e in splits["train"]}  # all tied: only the seed decides
     def kept(seed):
@@ -91,7 +93,7 @@ def test_missing_scores_and_bad_fractions_are_clear_errors(splits):
         ToFraction(0.5, "disagreement")
     with pytest.raises(DistillError, match=r"fraction must be in \(0, 1\]"):
         ToFraction(0.0)
-    with pytest.raises(DistillError, match="unknown pruning method"):
+    with pytest.raises(DistillError, match="pruning by clever needs per-example scores"):  # any name of given scores is a method
         ToFraction(0.5, "clever")
 
 
@@ -153,21 +155,44 @@ def test_bad_step_specs_are_clear_errors(spec):
 
 
 def test_prune_run_cleans_then_keeps_the_fraction(splits, tmp_path):
-    from flows.config import PruneSection
-
     splits["train"][4] = splits["train"][4].model_copy(update={"review": Review(status="rejected")})
-    report = prune_run(splits, tmp_path / "pruned", PruneSection(fraction=0.5, near_duplicate_threshold=1.0, seed=1))
+    report = prune_run(splits, tmp_path / "pruned", PruneSettings(fraction=0.5, near_duplicate_threshold=1.0, seed=1))
     assert [(s["step"], s["after"]) for s in report["steps"]] == [("eval_overlap", 20), ("dedup", 20), ("rejected", 19), ("fraction", 10)]
     assert len(load_splits(tmp_path / "pruned")["train"]) == 10
-    with pytest.raises(DistillError, match="needs a trained teacher"):
-        prune_run(splits, tmp_path / "p2", PruneSection(fraction=0.5, method="el2n"))
+    with pytest.raises(DistillError, match="needs per-example scores"):
+        prune_run(splits, tmp_path / "p2", PruneSettings(fraction=0.5, method="el2n"))
+    scores = _scores(splits["train"])
+    report = prune_run(splits, tmp_path / "p3", PruneSettings(fraction=0.5, method="el2n", near_duplicate_threshold=1.0), scores=scores)
+    kept = load_splits(tmp_path / "p3")["train"]
+    dropped = {e.id for e in splits["train"] if e.review.status != "rejected"} - {e.id for e in kept}
+    assert report["steps"][-1]["after"] == 10 and min(scores[e.id] for e in kept) >= max(scores[i] for i in dropped)  # the hardest kept
+    assert json.loads((tmp_path / "p3" / "scores.json").read_text()) == {"el2n": scores}
+
+
+def test_a_new_step_is_one_registration(splits, monkeypatch):
+    monkeypatch.setattr("data.prune.STEPS", dict(__import__("data.prune", fromlist=["STEPS"]).STEPS))
+    register_step("short", lambda args, scores, seed: ShortTexts(int(args[0])))
+    result = prune_splits(splits, [parse_step("short:30")])
+    assert result.steps[-1]["step"] == "short" and all(len(e.text) <= 30 for e in result.splits["train"])
+    assert all(r.reason == "longer than 30 characters" for r in result.removed if r.step == "short")
+
+
+@dataclass
+class ShortTexts:
+    """A step as a user would write one: keeps texts up to `limit` characters."""
+
+    limit: int
+    name: str = "short"
+
+    def __call__(self, examples):
+        return [e for e in examples if len(e.text) <= self.limit], [(e, f"longer than {self.limit} characters") for e in examples if len(e.text) > self.limit]
 
 
 def test_prune_command_writes_pruned_splits_and_reasons(splits, tmp_path):
     from typer.testing import CliRunner
 
     from data.formats import save_splits
-    from trainers.sweep_cli import app
+    from flows.cli import app
 
     save_splits(splits, tmp_path / "verified")
     scores = tmp_path / "scores.json"
