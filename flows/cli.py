@@ -1,7 +1,7 @@
 """The `distill` command: every stage of the loop as a subcommand.
 
 Each package keeps its own commands (`annotators/cli.py`, `annotators/review_cli.py`,
-`trainers/cli.py`, `flows/run_cli.py`); this module only puts them together and turns a
+`trainers/cli.py`, `trainers/sweep_cli.py`, `flows/prune_cli.py`, `flows/run_cli.py`); this module only puts them together and turns a
 `DistillError` into a one-line error with a non-zero exit.
 """
 
@@ -29,11 +29,12 @@ def _register() -> None:
     from annotators.cli import app as annotators_app
     from annotators.review_cli import app as review_app, label_studio_app
     from data.cli import app as data_app
+    from flows.prune_cli import app as prune_app
     from flows.run_cli import app as run_app
     from trainers.cli import app as trainers_app
     from trainers.sweep_cli import app as sweep_app
 
-    for sub in (annotators_app, data_app, trainers_app, sweep_app, run_app):
+    for sub in (annotators_app, data_app, prune_app, trainers_app, sweep_app, run_app):
         app.add_typer(sub)
     app.add_typer(review_app, name="review", help="Human verification in Label Studio: push, pull, status, simulate.")
     app.add_typer(label_studio_app, name="label-studio", help="Start, stop and check the local Label Studio server.")

@@ -1,4 +1,4 @@
-"""`distill train`, `distill evaluate`, `distill export-spacy` (registered in flows/cli.py)."""
+"""`distill train`, `distill evaluate`, `distill export`, `distill export-spacy` (registered in flows/cli.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from data.errors import DistillError, validation_message
 from trainers.args import default
+from trainers.export import EXPORTERS
+from trainers.kd import kd_names
 
 app = typer.Typer()
 console = Console()
@@ -64,17 +67,18 @@ def train(
     encoder: Optional[str] = typer.Option(None, help="Teacher encoder: HF name or local path (default: offline MiniLM)."),
     teacher: Optional[Path] = typer.Option(None, help="Use this trained teacher instead of training one."),
     student: bool = typer.Option(True, help="Also train the student."),
-    student_layers: int = typer.Option(3, help="Teacher layers kept for the student."),
+    student_layers: int = typer.Option(default("student_layers"), help="Teacher layers kept for the student."),
     student_encoder: Optional[str] = typer.Option(None, help="A small encoder for the student instead of teacher layers."),
-    kd: str = typer.Option("hinton", help="none | hinton | annealing"),
+    kd: str = typer.Option(default("kd"), help=f"KD method: {' | '.join(kd_names())}."),
     alpha: Optional[float] = typer.Option(None, help="KD weight (default: from the pruning fraction, 0.5 on all data)."),
-    temperature: float = typer.Option(2.0),
+    temperature: float = typer.Option(default("temperature")),
     epochs: int = typer.Option(default("epochs"), help="At most this many epochs (early stopping on dev)."),
-    batch_size: int = typer.Option(16),
-    learning_rate: float = typer.Option(1e-4, "--lr"),
-    max_length: int = typer.Option(128, help="Word pieces per window (longer texts are windowed)."),
-    seed: int = typer.Option(0),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    batch_size: int = typer.Option(default("batch_size")),
+    learning_rate: float = typer.Option(default("learning_rate"), "--lr"),
+    max_length: int = typer.Option(default("max_length"), help="Word pieces per window (longer texts are windowed)."),
+    seed: int = typer.Option(default("seed")),
+    device: str = typer.Option(default("device"), help="auto | cpu | cuda"),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Any other training argument as key=value, e.g. -s patience=5 -s subword_labels=all (see trainers/args.py)."),
 ) -> None:
     """Train the teacher and the KD student; evaluate both on the test split when there is one."""
     from pydantic import ValidationError
@@ -83,15 +87,22 @@ def train(
     from data.spec import load_spec
     from trainers.args import TrainingArgs
 
-    if kd not in ("none", "hinton", "annealing"):  # cheap checks first: torch takes seconds to import
-        raise DistillError(f"--kd {kd!r}: use none, hinton or annealing")
+    if kd not in kd_names():  # cheap checks first: torch takes seconds to import
+        raise DistillError(f"--kd {kd!r}: use {', '.join(kd_names())}")
+    given = dict(
+        encoder=encoder, student_layers=student_layers, student_encoder=student_encoder, kd=kd, alpha=alpha, temperature=temperature,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed, device=device,
+    )
+    names = {"learning_rate": "--lr"} | {f: "--" + f.replace("_", "-") for f in given if f != "learning_rate"}
+    for item in set_:
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in TrainingArgs.model_fields:
+            raise DistillError(f"-s {item}: use key=value with a training argument ({', '.join(TrainingArgs.model_fields)})")
+        given[key.strip()], names[key.strip()] = yaml.safe_load(value), f"-s {item}"
     try:
-        args = TrainingArgs(
-            encoder=encoder, student_layers=student_layers, student_encoder=student_encoder, kd=kd, alpha=alpha, temperature=temperature,
-            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed, device=device,
-        )
+        args = TrainingArgs(**given)
     except ValidationError as err:
-        raise DistillError(validation_message(err, {"learning_rate": "--lr"} | {f: "--" + f.replace("_", "-") for f in TrainingArgs.model_fields if f != "learning_rate"})) from None
+        raise DistillError(validation_message(err, names)) from None
     task = load_spec(spec) if spec else None
     if run is not None:
         with run_lock(run, "distill train"):
@@ -143,7 +154,23 @@ def export_spacy_command(
 ) -> None:
     """Export a model as a spaCy pipeline (doc.ents and doc._.relations)."""
     from data.spec import load_spec
-    from trainers.export import export_spacy
+    from trainers.export.to_spacy import export_spacy
 
     path = export_spacy(model_dir, out, load_spec(spec) if spec else None, lang=lang)
     console.print(f"spaCy pipeline: {path}  (spacy.load({str(path)!r}); package it with python -m spacy package {path} dist/)")
+
+
+@app.command("export")
+def export_command(
+    model_dir: Path = typer.Argument(..., help="A trained model directory (usually the student)."),
+    out: Path = typer.Argument(..., help="Output folder."),
+    format: str = typer.Option("spacy", "--format", "-f", help=f"Export format: {', '.join(EXPORTERS)}."),
+    spec: Optional[str] = typer.Option(None, help="Task spec whose labels the export must match."),
+) -> None:
+    """Export a model in any registered format (trainers/export/)."""
+    from data.spec import load_spec
+    from trainers.export import exporter
+
+    write = exporter(format)  # an unknown format is one line naming the registered ones
+    path = write(model_dir, out, load_spec(spec) if spec else None)
+    console.print(f"{format} export: {path}")

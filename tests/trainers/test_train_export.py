@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from data.errors import DistillError
@@ -15,8 +16,9 @@ from data.example import Entity, Example
 from data.formats import write_conll, write_jsonl
 from data.spec import load_spec
 from tests.trainers.synthetic import make_examples
-from trainers.evaluate import evaluate, per_example_scores
-from trainers.export import export_spacy
+from trainers.evaluate import evaluate
+from trainers.export.to_spacy import export_spacy
+from trainers.scores import per_example_scores
 from trainers.trainer import equal_step_epochs, train_student, train_teacher
 
 pytestmark = pytest.mark.slow
@@ -106,6 +108,45 @@ def test_spacy_pipeline_loads_in_a_new_process(student, data, tmp_path):
     assert got["n"] == 5
     assert ["kakapo", "SPECIES"] in got["ents"]
     assert any(h == "kakapo" and l == "live_in" for h, _, l, _ in got["rels"])
+
+
+def test_transformers_export_predicts_the_same_tags_as_the_model(student, data, tmp_path):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from trainers.export import export
+    from trainers.modeling import load_model
+
+    out = export("transformers", student, tmp_path / "hf", load_spec("species"))
+    hf, tokenizer = AutoModelForTokenClassification.from_pretrained(out).eval(), AutoTokenizer.from_pretrained(out)
+    ours = load_model(student)
+    ids = tokenizer(NEW_TEXT, return_tensors="pt")
+    with torch.no_grad():
+        expected, _ = ours.model(ids["input_ids"], ids["attention_mask"])
+        got = hf(**ids).logits
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert hf.config.id2label[1] == ours.tags[1]
+
+
+def test_a_new_exporter_is_one_registration(student, tmp_path, monkeypatch):
+    import trainers.export as exporters
+    from flows.cli import main
+
+    (tmp_path / "labels_export.py").write_text(
+        "import json\nfrom pathlib import Path\nfrom trainers.modeling import read_meta\n"
+        "def export_labels(model_dir, out_dir, spec=None):\n"
+        "    Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
+        "    (Path(out_dir) / 'labels.json').write_text(json.dumps(read_meta(model_dir).entity_labels))\n"
+        "    return Path(out_dir)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(exporters, "EXPORTERS", {**exporters.EXPORTERS})
+    exporters.register_exporter("labels", "labels_export:export_labels")
+    with pytest.raises(SystemExit) as done:
+        main(["export", str(student), str(tmp_path / "out"), "--format", "labels"])
+    assert done.value.code == 0
+    assert json.loads((tmp_path / "out" / "labels.json").read_text()) == ["SPECIES", "HABITAT", "FEEDING", "BREEDING"]
+    with pytest.raises(DistillError, match="unknown export format 'onnx'"):
+        exporters.exporter("onnx")
 
 
 def test_spacy_package_builds_an_installable_package_that_requires_the_project(student, tmp_path):

@@ -1,0 +1,71 @@
+"""Export a trained student as a spaCy pipeline directory.
+
+    export_spacy(model_dir, out_dir, spec_or_labels=None, lang="en", name=None) -> Path
+
+The directory loads with `spacy.load(out_dir)` wherever distill-ner is installed (the component
+is registered by entry point); `meta.json` holds the labels, the model's metrics (its
+`metrics.json`, when `evaluate` wrote one) and where it came from (encoder, teacher, KD).
+`python -m spacy package out_dir dist/` turns it into an installable package (it lists
+distill-ner as a requirement).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import spacy
+
+from data.errors import DistillError
+from trainers.modeling import read_meta
+from trainers.relations import allowed_pairs_from_spec
+from trainers.spacy_pipeline import FACTORY
+
+
+def export_spacy(model_dir: str | Path, out_dir: str | Path, spec_or_labels: Any = None, lang: str = "en", name: str | None = None) -> Path:
+    """Write a spaCy pipeline for the model in `model_dir` to `out_dir`; return `out_dir`.
+
+    `spec_or_labels`: a `TaskSpec` (its labels must match the model's; its relation types give
+    the allowed pairs), a list of entity labels (checked too), or None (the model's own).
+    """
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    meta = read_meta(model_dir)
+    allowed = [list(p) for p in meta.allowed_pairs]
+    labels = list(meta.entity_labels)
+    if spec_or_labels is not None:
+        wanted = list(getattr(spec_or_labels, "entity_labels", spec_or_labels))
+        if set(wanted) != set(labels):
+            raise DistillError(f"{model_dir}: the model's entity labels {labels} differ from the spec's {wanted}")
+        if hasattr(spec_or_labels, "relations") and spec_or_labels.relations:
+            allowed = [list(p) for p in allowed_pairs_from_spec(spec_or_labels)]
+    nlp = spacy.blank(lang)
+    component = nlp.add_pipe(FACTORY, config={"labels": labels, "relation_labels": meta.relation_labels, "allowed_pairs": allowed})
+    component.load(model_dir)
+    metrics = _read_json(model_dir / "metrics.json")
+    spec_name = getattr(spec_or_labels, "name", None) or "custom"
+    nlp.meta.update(
+        {
+            "name": name or re.sub(r"[^a-z0-9_]", "_", f"distill_{spec_name}_{meta.role}".lower()),
+            "version": "0.1.0",
+            "description": f"distill-ner {meta.role}: entities {', '.join(labels)}; relations {', '.join(meta.relation_labels[1:]) or 'none'}",
+            "requirements": ["distill-ner>=0.1"],
+            "distill": {
+                "entity_labels": labels,
+                "relation_labels": meta.relation_labels,
+                "allowed_pairs": allowed,
+                "source": meta.model_dump(mode="json", include={"role", "source_encoder", "teacher", "kd", "alpha", "temperature", "fraction", "n_train", "train_seconds", "parameters", "best_epoch", "dev"}),
+                "metrics": metrics,
+            },
+        }
+    )
+    if metrics:
+        nlp.meta["performance"] = {"ents_p": metrics.get("precision"), "ents_r": metrics.get("recall"), "ents_f": metrics.get("f1"), "rel_f": metrics.get("relation_f1")}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nlp.to_disk(out_dir)
+    return out_dir
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
