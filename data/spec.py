@@ -93,6 +93,7 @@ class TaskSpec(BaseModel):
     few_shot: list[FewShot] = Field(default_factory=list)
     examples_per_call: int = Field(default=5, ge=1, le=50)
     topics: dict[str, list[str]] = Field(description="seed topics, grouped (e.g. by taxon)")
+    demo_text: str | None = Field(None, description="a sentence to try a trained model on (the report, `distill run`)")
 
     @field_validator("topics")
     @classmethod
@@ -119,6 +120,11 @@ class TaskSpec(BaseModel):
         for name in ("system", "generate", "annotate"):
             self.render(name, topic="TOPIC", text="TEXT", n=1)  # undefined variables fail here
         return self
+
+    @property
+    def try_text(self) -> str:
+        """A sentence to try a trained model on: `demo_text`, else the first few-shot text."""
+        return self.demo_text or (self.few_shot[0].text if self.few_shot else self.description)
 
     def _check_few_shot(self, i: int, shot: FewShot, labels: list[str]) -> None:
         mentions = {}
@@ -175,11 +181,17 @@ def _no_duplicates(items: list[str], what: str) -> None:
         seen.add(item)
 
 
-def load_spec(path_or_name: str | Path) -> TaskSpec:
-    """Load a spec from a YAML path, or by name from `data/specs/` (e.g. "species")."""
+def spec_path(path_or_name: str | Path) -> Path:
+    """The YAML file of a spec given by path, or by name from `data/specs/` (e.g. "species")."""
     path = Path(path_or_name)
     if not path.exists() and not path.suffix:
         path = SPECS_DIR / f"{path_or_name}.yaml"
+    return path
+
+
+def load_spec(path_or_name: str | Path) -> TaskSpec:
+    """Load a spec from a YAML path, or by name from `data/specs/` (e.g. "species")."""
+    path = spec_path(path_or_name)
     if not path.exists():
         raise SpecError(f"{path}: spec file not found")
     if path.is_dir():

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from annotators.grounding import GroundingRules
 from data.errors import DistillError, validation_message
-from trainers.args import default
+from data.prune import PruneSettings
+from trainers.args import TrainingArgs
+from trainers.kd import kd_names
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 
@@ -62,26 +64,13 @@ class SplitSection(_Section):
     seed: int = 0
 
 
-class PruneSection(_Section):
-    method: Literal["random", "teacher_loss", "el2n", "disagreement"] = "random"
-    fraction: float = Field(1.0, gt=0, le=1, description="share of the clean train split to keep")
-    min_confidence: float | None = Field(None, ge=0, le=1)
-    near_duplicate_threshold: float = Field(0.95, gt=0, le=1)
-    seed: int = 0
+class PruneSection(PruneSettings):
+    """`data.prune.PruneSettings`, with the method checked against the registered hardness scores."""
 
-
-class TrainSection(_Section):
-    encoder: str | None = Field(None, description="HF name or local path; null: the offline MiniLM")
-    student_layers: int = Field(3, ge=1, description="layers kept from the teacher for the student")
-    kd: Literal["none", "hinton", "annealing"] = "hinton"
-    alpha: float | None = Field(None, ge=0, le=1, description="null: chosen from the pruning fraction")
-    temperature: float = Field(2.0, gt=0)
-    epochs: int = Field(default("epochs"), ge=1, description="at most this many epochs (early stopping on dev)")
-    equal_steps: bool = Field(True, description="a student on a pruned fraction f trains epochs/f epochs (at most 4x)")
-    batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(1e-4, gt=0)
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu or cuda")
-    seed: int = 0
+    @field_validator("method")
+    @classmethod
+    def _registered_method(cls, name: str) -> str:
+        return check_score_methods([name])[0]
 
 
 class SweepSection(_Section):
@@ -89,9 +78,35 @@ class SweepSection(_Section):
 
     enabled: bool = False
     fractions: list[float] = Field([1.0, 0.7, 0.5, 0.3, 0.1], min_length=1)
-    methods: list[Literal["random", "teacher_loss", "el2n", "disagreement"]] = Field(["random", "teacher_loss", "el2n", "disagreement"], min_length=1)
-    kd: list[Literal["none", "hinton", "annealing"]] = Field(["none", "hinton"], min_length=1)
+    methods: list[str] = Field(["random", "teacher_loss", "el2n", "disagreement"], min_length=1, description="random or registered hardness scores (trainers/scores.py)")
+    kd: list[str] = Field(["none", "hinton"], min_length=1, description="registered KD methods (trainers/kd/)")
     seeds: list[int] = Field([0], min_length=1, description="Each seed repeats the grid; several give mean and std of F1.")
+
+    @field_validator("kd")
+    @classmethod
+    def _registered_kd(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in kd_names()]
+        if unknown:
+            raise ValueError(f"unknown KD method {unknown[0]!r} (registered: {', '.join(kd_names())})")
+        return names
+
+    @field_validator("methods")
+    @classmethod
+    def _registered_methods(cls, names: list[str]) -> list[str]:
+        return check_score_methods(names)
+
+
+def check_score_methods(names: list[str]) -> list[str]:
+    """`names` when each is `random` or a registered hardness score (the registry imports torch:
+    only looked at when a score is asked for)."""
+    scored = [n for n in names if n != "random"]
+    if scored:
+        from trainers.scores import SCORERS
+
+        unknown = [n for n in scored if n not in SCORERS]
+        if unknown:
+            raise ValueError(f"unknown pruning method {unknown[0]!r} (known: random, {', '.join(SCORERS)})")
+    return names
 
 
 class RunConfig(_Section):
@@ -107,8 +122,9 @@ class RunConfig(_Section):
     review: ReviewSection = ReviewSection()
     split: SplitSection = SplitSection()
     prune: PruneSection = PruneSection()
-    train: TrainSection = TrainSection()
+    train: TrainingArgs = TrainingArgs()
     sweep: SweepSection = SweepSection()
+
 
     @property
     def run_dir(self) -> Path:

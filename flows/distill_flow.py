@@ -21,8 +21,9 @@ from prefect.runtime import deployment as current_deployment
 from prefect.runtime import flow_run as current_flow_run
 
 from data.errors import DistillError
+from data.spec import spec_path
 from flows.config import RunConfig, load_run_config
-from flows.stages import inputs_key, run_stage
+from flows.stages import model_files, run_stage
 
 
 def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
@@ -226,10 +227,11 @@ def review_stage(config: RunConfig, truth_file: Path | None) -> dict[str, Any]:
         examples = [e.model_copy(update={"review": e.review.model_copy(update={"status": "accepted", "annotator": "none"})}) for e in read_run(config.run_dir)]
         write_jsonl(config.run_dir / "verified.jsonl", examples)
         return {"accepted": len(examples), "mode": "none"}
-    pushed = run_stage(config.run_dir, "push", [_dump(config.review), inputs_key(config.llm.model_dump())], lambda: push_task(_dump(config)), log=_log)
+    generated = [spec_path(config.spec), config.run_dir / "generated.jsonl"]
+    pushed = run_stage(config.run_dir, "push", _dump(config.review), lambda: push_task(_dump(config)), log=_log, reads=generated)
     project_id = pushed["project_id"]
     if config.review.mode == "simulated":
-        run_stage(config.run_dir, "simulate", _dump(config.review), lambda: simulate_task(_dump(config), project_id, str(truth_file) if truth_file else None), log=_log)
+        run_stage(config.run_dir, "simulate", _dump(config.review), lambda: simulate_task(_dump(config), project_id, str(truth_file) if truth_file else None), log=_log, reads=generated)
     else:
         wait_for_humans(config, project_id)
     counts = pull_task(_dump(config), project_id)
@@ -240,24 +242,32 @@ def review_stage(config: RunConfig, truth_file: Path | None) -> dict[str, Any]:
 # --- data and training ------------------------------------------------------------------------
 @task(name="split")
 def split_task(config_json: dict[str, Any]) -> dict[str, Any]:
+    from data.example import usable
     from data.formats import read_jsonl, save_splits, split_examples
 
     config = RunConfig.model_validate(config_json)
-    usable = [e for e in read_jsonl(config.run_dir / "verified.jsonl") if e.review.status != "rejected"]
-    splits = split_examples(usable, dev=config.split.dev, test=config.split.test, seed=config.split.seed)
+    splits = split_examples(usable(read_jsonl(config.run_dir / "verified.jsonl")), dev=config.split.dev, test=config.split.test, seed=config.split.seed)
     save_splits(splits, config.run_dir / "verified")
     return {name: len(items) for name, items in splits.items()}
 
 
 @task(name="prune")
 def prune_task(config_json: dict[str, Any], teacher_dir: str | None) -> dict[str, Any]:
+    """Clean and prune the train split; score-based pruning ranks by the teacher's hardness scores
+    (computed here by trainers/, handed to data/ as `{example id: score}`)."""
     from data.formats import load_splits
-    from data.prune import prune_run
+    from data.prune import cleaned_train, prune_run
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.run_dir / "verified")
-    report = prune_run(splits, config.run_dir / "pruned", config.prune, teacher_dir=teacher_dir)
-    return report
+    scores = None
+    if config.prune.needs_scores:
+        from trainers.scores import compute_scores
+
+        if teacher_dir is None:
+            raise DistillError(f"pruning by {config.prune.method} needs a trained teacher (none given)")
+        scores = compute_scores(config.prune.method, teacher_dir, cleaned_train(splits, config.prune), dev=splits.get("dev"))
+    return prune_run(splits, config.run_dir / "pruned", config.prune, scores=scores)
 
 
 @task(name="train-teacher")
@@ -296,7 +306,7 @@ def evaluate_task(config_json: dict[str, Any], model_dirs: dict[str, str]) -> li
 @task(name="export-spacy")
 def export_task(config_json: dict[str, Any], student_dir: str) -> str:
     from data.spec import load_spec
-    from trainers.export import export_spacy
+    from trainers.export.to_spacy import export_spacy
 
     config = RunConfig.model_validate(config_json)
     return str(export_spacy(student_dir, config.run_dir / "student-spacy", load_spec(config.spec)))
@@ -309,12 +319,15 @@ def sweep_task(config_json: dict[str, Any], teacher_dir: str) -> list[dict[str, 
 
     config = RunConfig.model_validate(config_json)
     s = config.sweep
-    return run_sweep(load_splits(config.run_dir / "verified"), teacher_dir, s.fractions, s.methods, s.kd, config.train, config.run_dir / "sweep", seeds=s.seeds)
+    rows = run_sweep(load_splits(config.run_dir / "verified"), teacher_dir, s.fractions, s.methods, s.kd, config.train, config.run_dir / "sweep", seeds=s.seeds)
+    return [r.model_dump(mode="json") for r in rows]
 
 
 @task(name="report")
 def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
-    from data.report import markdown_table, write_report
+    from data.report import write_report
+    from data.spec import load_spec
+    from data.tables import markdown_table
     from trainers.sweep import sweep_markdown
 
     config = RunConfig.model_validate(config_json)
@@ -327,7 +340,7 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
             results["models"], ["model", "layers", "kd", "f1", "overlap_f1", "precision", "recall", "token_macro_f1", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
         ),
         **({"Pruning sweep (students on the gold test split)": sweep_markdown(sweep, image_dir="sweep/")} if sweep else {}),
-        "Try the student": f"```python\nimport spacy\nnlp = spacy.load({results['pipeline']!r})\ndoc = nlp('The snow leopard lives in the mountains of Central Asia and hunts blue sheep.')\nprint(doc.ents, doc._.relations)\n```",
+        "Try the student": f"```python\nimport spacy\nnlp = spacy.load({results['pipeline']!r})\ndoc = nlp({load_spec(config.spec).try_text!r})\nprint(doc.ents, doc._.relations)\n```",
     }
     models = [{"model": m["model"], "f1": m["f1"], "parameters": m["parameters"]} for m in results["models"]]
     path = write_report(config.run_dir, f"distill run {config.name}", sections, models)
@@ -370,20 +383,27 @@ def run_loop(cfg: RunConfig) -> str:
     run_dir = cfg.run_dir
     (run_dir / "config.json").write_text(json.dumps(_dump(cfg), indent=2))
     dumped = _dump(cfg)
+    spec, verified, pruned = spec_path(cfg.spec), run_dir / "verified", run_dir / "pruned"
+    teacher_dir, student_dir = run_dir / "models" / "teacher", run_dir / "models" / "student"
+
+    def stage(name: str, settings: Any, body: Any, reads: list[Path], outputs: list[Path] | None = None) -> Any:
+        """A stage keyed by its settings and the content of the files it reads."""
+        return run_stage(run_dir, name, settings, body, outputs=outputs, log=_log, reads=reads)
+
     with llm_endpoint(cfg) as (base_url, truth):
-        generated = run_stage(run_dir, "generate", [_dump(cfg.llm), cfg.spec], lambda: generate_stage(cfg, base_url), outputs=[run_dir / "generated.jsonl"], log=_log)
-        reviewed = run_stage(run_dir, "review", [_dump(cfg.review), generated["kept"]], lambda: review_stage(cfg, truth), outputs=[run_dir / "verified.jsonl"], log=_log)
+        generated = stage("generate", _dump(cfg.llm), lambda: generate_stage(cfg, base_url), [spec], [run_dir / "generated.jsonl"])
+        reviewed = stage("review", _dump(cfg.review), lambda: review_stage(cfg, truth), [spec, run_dir / "generated.jsonl"], [run_dir / "verified.jsonl"])
     if reviewed.get("project_id") is not None:
         create_link_artifact(project_url(cfg, reviewed["project_id"]), link_text="Label Studio project", key=_key(cfg, "label-studio"))
-    split = run_stage(run_dir, "split", [_dump(cfg.split), reviewed], lambda: split_task(dumped), outputs=[run_dir / "verified"], log=_log)
-    teacher = run_stage(run_dir, "teacher", [_dump(cfg.train), split], lambda: teacher_task(dumped), outputs=[run_dir / "models" / "teacher"], log=_log)
-    pruned = run_stage(run_dir, "prune", [_dump(cfg.prune), split, teacher], lambda: prune_task(dumped, teacher), outputs=[run_dir / "pruned"], log=_log)
-    student = run_stage(run_dir, "student", [_dump(cfg.train), _dump(cfg.prune), pruned, teacher], lambda: student_task(dumped, teacher), outputs=[run_dir / "models" / "student"], log=_log)
-    models = run_stage(run_dir, "evaluate", [teacher, student], lambda: evaluate_task(dumped, {"teacher": teacher, "student": student}), log=_log)
-    pipeline = run_stage(run_dir, "export", [student], lambda: export_task(dumped, student), outputs=[run_dir / "student-spacy"], log=_log)
+    split = stage("split", _dump(cfg.split), lambda: split_task(dumped), [run_dir / "verified.jsonl"], [verified])
+    teacher = stage("teacher", _dump(cfg.train), lambda: teacher_task(dumped), [spec, verified], [teacher_dir])
+    pruned = stage("prune", _dump(cfg.prune), lambda: prune_task(dumped, teacher), [verified, *(model_files(teacher_dir) if cfg.prune.needs_scores else [])], [pruned])
+    student = stage("student", [_dump(cfg.train), cfg.prune.fraction], lambda: student_task(dumped, teacher), [pruned, *model_files(teacher_dir)], [student_dir])
+    models = stage("evaluate", None, lambda: evaluate_task(dumped, {"teacher": teacher, "student": student}), [verified, *model_files(teacher_dir), *model_files(student_dir)])
+    pipeline = stage("export", None, lambda: export_task(dumped, student), [spec, *model_files(student_dir)], [run_dir / "student-spacy"])
     sweep = None
     if cfg.sweep.enabled:
-        sweep = run_stage(run_dir, "sweep", [_dump(cfg.sweep), _dump(cfg.train), split, teacher], lambda: sweep_task(dumped, teacher), outputs=[run_dir / "sweep"], log=_log)
+        sweep = stage("sweep", [_dump(cfg.sweep), _dump(cfg.train)], lambda: sweep_task(dumped, teacher), [verified, *model_files(teacher_dir)], [run_dir / "sweep"])
     results = {"data": {"generated": generated, "review": reviewed, "split": split, "prune": pruned}, "models": models, "pipeline": pipeline, "sweep": sweep}
     report = report_task(dumped, results)
     _log(f"report: {report}; spaCy pipeline: {pipeline}")

@@ -60,7 +60,7 @@ def run(
     console.print(Path(report).read_text(), markup=False, highlight=False)
     console.print(f"\nreport: {report}\nspaCy pipeline: {cfg.run_dir / 'student-spacy'}")
     console.print(f'try it: .venv/bin/python -c "import spacy; nlp = spacy.load(\'{cfg.run_dir / "student-spacy"}\'); '
-                  "doc = nlp('The snow leopard lives in the mountains of Central Asia and hunts blue sheep.'); "
+                  f"doc = nlp({load_spec(cfg.spec).try_text!r}); "
                   'print(doc.ents, doc._.relations)"', markup=False, highlight=False)
 
 

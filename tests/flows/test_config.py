@@ -4,7 +4,7 @@ import pytest
 
 from data.errors import DistillError
 from flows.config import load_run_config
-from flows.stages import run_stage
+from flows.stages import model_files, run_stage
 
 
 def test_demo_config_with_overrides():
@@ -16,7 +16,7 @@ def test_demo_config_with_overrides():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["train.kd=magic"], "train.kd: Input should be 'none', 'hinton' or 'annealing'"),
+        (["train.kd=magic"], "train.kd: unknown KD method 'magic' (registered: none, hinton, annealing)"),
         (["trian.kd=none"], "trian: Extra inputs are not permitted"),
         (["llm.n=-3"], "llm.n: Input should be greater than or equal to 1"),
         (["llm.n"], "is not key=value"),
@@ -53,6 +53,31 @@ def test_stage_is_skipped_only_when_inputs_and_outputs_are_unchanged(tmp_path):
     out.unlink()
     run_stage(tmp_path, "make", {"a": 2}, body, outputs=[out], log=messages.append)  # output gone
     assert len(calls) == 3
+
+
+def test_a_stage_is_keyed_by_the_content_of_what_it_reads(tmp_path):
+    spec, model = tmp_path / "spec.yaml", tmp_path / "model"
+    spec.write_text("prompt: one\n")
+    (model / "encoder").mkdir(parents=True)
+    (model / "encoder" / "weights.bin").write_bytes(b"w1")
+    calls = []
+
+    def rerun() -> None:
+        run_stage(tmp_path, "gen", {"n": 3}, lambda: calls.append(1), log=lambda m: None, reads=[spec, *model_files(model)])
+
+    rerun()
+    rerun()
+    assert len(calls) == 1  # nothing edited: skipped
+    spec.write_text("prompt: two\n")
+    rerun()
+    assert len(calls) == 2  # the spec edited (same name, same settings): run again
+    (model / "metrics.json").write_text("{}")
+    (model / "logits_cache").mkdir()
+    rerun()
+    assert len(calls) == 2  # what evaluation and KD write beside a model is not the model
+    (model / "encoder" / "weights.bin").write_bytes(b"w2")
+    rerun()
+    assert len(calls) == 3  # new weights in a folder that is read: run again
 
 
 def test_run_refuses_early_when_a_server_is_down(tmp_path):

@@ -137,6 +137,28 @@ def test_rerun_skips_every_finished_stage(finished_run, prefect, ls_env, tiny_be
     assert {"generate", "review", "split", "teacher", "prune", "student", "evaluate", "export", "sweep"} <= skipped
 
 
+def test_an_edited_spec_regenerates(finished_run, prefect, ls_env, tiny_bert):
+    """The generate stage is keyed by the spec's text, not its name: a changed prompt asks the LLM again."""
+    from flows.distill_flow import distill
+
+    run_dir, spec, _ = finished_run
+    raw = yaml.safe_load(spec.read_text())
+    raw["prompts"]["generate"] = raw["prompts"]["generate"] + "\nWrite in plain words."
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cached = len(list((run_dir / "llm_cache").rglob("*")))
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("prefect.flow_runs").addHandler(handler)
+    try:
+        distill(str(REPO / "flows/configs/demo.yaml"), overrides(run_dir.parent, spec, tiny_bert, "e2e"))
+    finally:
+        logging.getLogger("prefect.flow_runs").removeHandler(handler)
+    skipped = {m.split(":")[0].removeprefix("skipping ") for m in messages if m.startswith("skipping ")}
+    assert "generate" not in skipped
+    assert len(list((run_dir / "llm_cache").rglob("*"))) > cached  # new prompts: new LLM calls
+
+
 def _distill_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "-c", str(REPO / "flows/configs/demo.yaml"), *[a for o in args for a in ("-s", o)]],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
