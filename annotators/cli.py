@@ -57,7 +57,6 @@ def generate(
 ) -> None:
     """Generate annotated examples with an LLM: ground, validate and dedup them, and count every rejection."""
     from annotators.generate import generate as run_generate
-    from annotators.llm import LLMConfig
     from annotators.mock_llm import MockConfig, MockLLMServer
     from data.run_lock import run_lock
     from data.spec import load_spec

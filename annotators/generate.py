@@ -32,7 +32,7 @@ from annotators.llm import JSONAnswer, LLMClient, LLMConfig, RequestFailed
 from data.dedup import dedup
 from data.errors import DistillError
 from data.example import Example, Source
-from data.formats import _atomic_write, write_jsonl
+from data.formats import atomic_write, write_jsonl
 from data.spec import TaskSpec
 
 MAX_ENTITIES = 16  # schema bounds per example: a model looping inside a grammar stops there
@@ -454,8 +454,8 @@ def _write_outputs(folder: Path, kept: list[Example], rejected_rows: list[dict[s
     """Each file atomically; the summary last, so it is there only when the examples are."""
     try:
         write_jsonl(folder / "generated.jsonl", kept)
-        _atomic_write(folder / "rejected.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rejected_rows))
-        _atomic_write(folder / "generate_summary.json", summary.model_dump_json(indent=2) + "\n")
+        atomic_write(folder / "rejected.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rejected_rows))
+        atomic_write(folder / "generate_summary.json", summary.model_dump_json(indent=2) + "\n")
     except OSError as err:
         raise DistillError(f"{folder}: cannot write the outputs ({err.strerror}); choose another --out") from None
 

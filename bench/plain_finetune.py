@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from data.example import Entity, Example
-from data.formats import tokenize
+from data.words import tokenize
 from trainers.encoders import resolve_encoder
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -19,12 +18,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from data.errors import DistillError
+from data.errors import DistillError, validation_message
 from data.example import Entity, Example, Relation, Source
+from data.words import tokenize
 
 SPLITS = ("train", "dev", "test")
 CONLL_SUFFIXES = {".conll", ".bio", ".tsv", ".iob"}
-_TOKEN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]", re.UNICODE)
 
 
 # --- JSONL ------------------------------------------------------------------------------
@@ -40,9 +39,7 @@ def iter_jsonl(path: str | Path) -> Iterator[Example]:
             try:
                 yield Example.model_validate_json(line)
             except ValidationError as err:
-                first = err.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise DistillError(f"{path}:{number}: {where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}") from None
+                raise DistillError(f"{path}:{number}: {validation_message(err)}") from None
 
 
 def read_jsonl(path: str | Path) -> list[Example]:
@@ -52,10 +49,10 @@ def read_jsonl(path: str | Path) -> list[Example]:
 
 def write_jsonl(path: str | Path, examples: Iterable[Example]) -> Path:
     """Write examples atomically (a killed write leaves the old file intact)."""
-    return _atomic_write(Path(path), "".join(e.model_dump_json() + "\n" for e in examples))
+    return atomic_write(Path(path), "".join(e.model_dump_json() + "\n" for e in examples))
 
 
-def _atomic_write(path: Path, content: str) -> Path:
+def atomic_write(path: Path, content: str) -> Path:
     """Write to a temporary file beside `path`, then rename: the old file stays until the new one is whole."""
     check_writable(path)
     try:
@@ -215,12 +212,6 @@ def load_splits(path: str | Path) -> dict[str, list[Example]]:
 
 
 # --- CoNLL BIO -----------------------------------------------------------------------------
-def tokenize(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Word and punctuation tokens of `text[start:end]` as char offsets."""
-    end = len(text) if end is None else end
-    return [(m.start() + start, m.end() + start) for m in _TOKEN.finditer(text[start:end])]
-
-
 def bio_tokens(example: Example) -> list[tuple[str, str, int, int]]:
     """(token, BIO tag, start, end) for an example; entity edges are always token edges."""
     out, cursor = [], 0
@@ -246,7 +237,7 @@ def write_conll(path: str | Path, examples: Iterable[Example], drop_relations: b
             )
         lines = [f"# id = {e.id}", f"# text = {e.text}"] + [f"{tok}\t{tag}" for tok, tag, _, _ in bio_tokens(e)]
         blocks.append("\n".join(lines) + "\n")
-    return _atomic_write(Path(path), "\n".join(blocks))
+    return atomic_write(Path(path), "\n".join(blocks))
 
 
 def read_conll(path: str | Path) -> list[Example]:

@@ -1,6 +1,6 @@
 """Token classification data: BIO tags on word pieces from char-offset entities, windows, decoding.
 
-Words are the tokens of `data.formats.tokenize`. By default only the first word piece of each
+Words are the tokens of `data.words.tokenize`. By default only the first word piece of each
 word carries its tag (the others are ignored by the loss), as the strongest token classifiers
 do: the model then never has to agree with itself inside a word. `subword_labels="all"` tags
 every piece instead (B- where the entity starts, I- on the rest). Decoding reads the word-start
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from data.example import Entity, Example
-from data.formats import tokenize as word_tokens
+from data.words import tokenize as word_tokens
 
 IGNORE = -100
 N_SPECIAL = 2  # [CLS] and [SEP] around every window

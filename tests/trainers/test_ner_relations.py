@@ -108,7 +108,7 @@ def test_only_the_first_piece_of_a_word_carries_its_tag(tiny_bert):
     ex = Example(text=text, entities=[Entity(start=4, end=11, label="SPECIES"), Entity(start=21, end=36, label="HABITAT")])
     (first,), (enc,) = ner_features(tok, [ex], tags, max_length=128, stride=32)
     (every,), _ = ner_features(tok, [ex], tags, max_length=128, stride=32, subword_labels="all")
-    starts = [s for s, _ in __import__("data.formats", fromlist=["tokenize"]).tokenize(ex.text)]
+    starts = [s for s, _ in __import__("data.words", fromlist=["tokenize"]).tokenize(ex.text)]
     tagged = [enc.offsets[i][0] for i, label in enumerate(first.labels[1:-1]) if label != -100]
     assert tagged == starts  # exactly one tagged piece per word, its first
     assert len(enc.ids) > len(starts) and all(label != -100 for label in every.labels[1:-1])
