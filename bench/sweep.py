@@ -58,13 +58,14 @@ def demo_splits(n: int, out: Path, seed: int) -> dict[str, list]:
 
 
 def load_splits_any(data: Path, seed: int) -> dict[str, list]:
+    from data.example import usable
     from data.formats import load_splits, read_examples, split_examples
 
     if (data / "verified" / "dataset_dict.json").exists():
         return load_splits(data / "verified")
     if (data / "dataset_dict.json").exists():
         return load_splits(data)
-    return split_examples([e for e in read_examples(data) if e.review.status != "rejected"], dev=0.15, test=0.15, seed=seed)
+    return split_examples(usable(read_examples(data)), dev=0.15, test=0.15, seed=seed)
 
 
 @app.command()

@@ -22,10 +22,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import typer  # noqa: E402
 
+from data.tables import markdown_table  # noqa: E402
+
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 def load_data(data: Optional[Path], train: Optional[Path], dev: Optional[Path], test: Optional[Path], seed: int) -> dict[str, list]:
+    from data.example import usable
     from data.formats import read_examples, split_examples
     from trainers.cli import load_split, run_splits
 
@@ -38,14 +41,14 @@ def load_data(data: Optional[Path], train: Optional[Path], dev: Optional[Path], 
         return {"train": splits["train"], "dev": splits["dev"], "test": splits["test"]}
     if (data / "dataset_dict.json").exists():
         return {k: load_split(data, k) for k in ("train", "dev", "test")}
-    return split_examples([e for e in read_examples(data) if e.review.status != "rejected"], dev=0.1, test=0.1, seed=seed)
+    return split_examples(usable(read_examples(data)), dev=0.1, test=0.1, seed=seed)
 
 
 def spacy_speed(model_dir: Path, out: Path, texts: list[str], n: int = 1024, repeats: int = 3) -> float:
     """Sentences per second of `nlp.pipe` on CPU for the exported pipeline (best of `repeats`)."""
     import spacy
 
-    from trainers.export import export_spacy
+    from trainers.export.to_spacy import export_spacy
 
     nlp = spacy.load(export_spacy(model_dir, out))
     sample = (texts * (n // max(1, len(texts)) + 1))[:n]
@@ -59,26 +62,28 @@ def spacy_speed(model_dir: Path, out: Path, texts: list[str], n: int = 1024, rep
 
 
 def table(rows: list[dict], labels: list[str]) -> str:
-    head = ["model", *labels, "strict span F1", "overlap span F1", "token macro F1", "relation F1", "parameters", "train s", "sent/s (CPU)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        per = [f"{r['per_label'].get(l, {}).get('f1', 0.0) * 100:.1f}" for l in labels]
-        rel = "n/a" if r.get("relation_f1") is None else f"{r['relation_f1'] * 100:.1f}"
-        lines.append(
-            f"| {r['name']} | " + " | ".join(per) + f" | **{r['f1'] * 100:.1f}** | {r.get('overlap_f1', 0.0) * 100:.1f} | {r['token_macro_f1'] * 100:.1f} | {rel} | "
-            f"{r['parameters'] / 1e6:.1f}M | {r['train_seconds']:.0f} | {r['sentences_per_second']:.0f} |"
-        )
-    return "\n".join(lines)
+    """Scores in percent, one row per model."""
+    def pct(value: float | None) -> float | None:
+        return None if value is None else value * 100
+
+    out = [
+        {"model": r["name"], **{l: pct(r["per_label"].get(l, {}).get("f1", 0.0)) for l in labels}, "strict span F1": pct(r["f1"]),
+         "overlap span F1": pct(r.get("overlap_f1", 0.0)), "token macro F1": pct(r["token_macro_f1"]), "relation F1": pct(r.get("relation_f1")),
+         "parameters": f"{r['parameters'] / 1e6:.1f}M", "train s": round(r["train_seconds"]), "sent/s (CPU)": round(r["sentences_per_second"])}
+        for r in rows
+    ]
+    return markdown_table(out, digits=1)
 
 
 def plain_row(splits: dict[str, list], encoder: Optional[str], epochs: int, seed: int) -> dict:
     """The plain fine-tune's scores on the test split, in the table's shape (it predicts on our words)."""
+    from data.example import usable
     from plain_finetune import plain_finetune  # bench/ is on sys.path when this script runs
     from trainers.encoders import load_encoder
     from trainers.evaluate import ner_scores
 
     started = time.perf_counter()
-    predicted = plain_finetune([e for e in splits["train"] if e.review.status != "rejected"], splits["test"], encoder=encoder, epochs=epochs, seed=seed)
+    predicted = plain_finetune(usable(splits["train"]), splits["test"], encoder=encoder, epochs=epochs, seed=seed)
     seconds = time.perf_counter() - started
     parameters = sum(p.numel() for p in load_encoder(encoder)[0].parameters())
     return {"name": f"plain fine-tune ({epochs} epochs)", **ner_scores(splits["test"], predicted), "relation_f1": None,

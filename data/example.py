@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -161,3 +162,8 @@ class Example(BaseModel):
     def labels(self) -> set[str]:
         """Entity and relation labels used in this example."""
         return {e.label for e in self.entities} | {r.label for r in self.relations}
+
+
+def usable(examples: Iterable[Example]) -> list[Example]:
+    """The examples a reviewer did not reject: what training, splitting and scoring use."""
+    return [e for e in examples if e.review.status != "rejected"]

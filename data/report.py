@@ -17,22 +17,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
-    """A GitHub-flavoured Markdown table; floats get 3 decimals, missing cells stay empty."""
-    if not rows:
-        return "_(none)_\n"
-    columns = columns or list(dict.fromkeys(k for row in rows for k in row))
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.3f}"
-        return "" if value is None else str(value)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def plot_f1_vs_params(models: list[dict[str, Any]], path: Path) -> Path:
     """Scatter of entity micro F1 against parameter count, one labelled point per model."""
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -12,17 +12,17 @@ settings, training arguments, history, provenance). `evaluate` adds `metrics.jso
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transformers import AutoModel, AutoTokenizer
 
-from data.errors import DistillError
+from data.errors import DistillError, validation_message
 from data.example import Entity, Example, Relation
 from trainers.encoders import count_parameters
 from trainers.ner import NerFeature, decode_logits, merge_windows, ner_features
@@ -80,22 +80,56 @@ def _span_max(rows: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> tor
     return torch.where(inside.any(dim=1, keepdim=True), pooled, torch.zeros_like(pooled))
 
 
+class ModelInfo(BaseModel):
+    """`model.json`: what a trained model predicts, how it was made and how its training went."""
+
+    model_config = ConfigDict(extra="allow")  # fields a later version adds survive a round trip
+
+    role: str = Field(description="teacher or student")
+    entity_labels: list[str]
+    tags: list[str] = Field(description="BIO tags, O first")
+    relation_labels: list[str] = Field(description="no_relation first")
+    allowed_pairs: list[tuple[str, str]] = Field(description="(head label, tail label) pairs the relation head scores")
+    max_length: int = Field(description="word pieces per window")
+    stride: int
+    subword_labels: Literal["first", "all"] = "all"  # models saved before first-piece labels tagged every piece
+    source_encoder: str | None = None
+    args: dict[str, Any] = {}
+    kd: str = "none"
+    teacher: str | None = None
+    alpha: float | None = None
+    temperature: float | None = None
+    fraction: float | None = None
+    teacher_parameters: int | None = None
+    parameters: int | None = None
+    train_seconds: float | None = None
+    n_train: int | None = None
+    n_dev: int | None = None
+    texts_in_windows: int | None = None
+    relation_pairs: int | None = None
+    relation_pairs_skipped: int | None = None
+    history: list[dict[str, Any]] = []
+    best_epoch: int | None = None
+    dev: dict[str, Any] = {}
+    data_key: str | None = Field(None, description="early teachers (EL2N): the examples they were trained on")
+
+
 @dataclass
 class Loaded:
     """A model ready to predict: the module (eval mode), its tokenizer and `model.json`."""
 
     model: NerReModel
     tokenizer: Any
-    meta: dict[str, Any]
+    meta: ModelInfo
     path: Path
 
     @property
     def tags(self) -> list[str]:
-        return self.meta["tags"]
+        return self.meta.tags
 
     @property
     def relation_labels(self) -> list[str]:
-        return self.meta["relation_labels"]
+        return self.meta.relation_labels
 
     @property
     def device(self) -> torch.device:
@@ -109,7 +143,7 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def save_model(model: NerReModel, tokenizer: Any, meta: dict[str, Any], out_dir: str | Path) -> Path:
+def save_model(model: NerReModel, tokenizer: Any, meta: ModelInfo, out_dir: str | Path) -> Path:
     """Write `encoder/`, `heads.pt` and `model.json` (replacing a previous model there)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -120,17 +154,24 @@ def save_model(model: NerReModel, tokenizer: Any, meta: dict[str, Any], out_dir:
     tokenizer.save_pretrained(out_dir / "encoder")
     heads = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("encoder.")}  # loadable with no GPU
     torch.save(heads, out_dir / "heads.pt")
-    meta = {**meta, "parameters": count_parameters(model)}
-    (out_dir / "model.json").write_text(json.dumps(meta, indent=1, default=str) + "\n", encoding="utf-8")
+    write_meta(out_dir, meta.model_copy(update={"parameters": count_parameters(model)}))
     return out_dir
 
 
-def read_meta(model_dir: str | Path) -> dict[str, Any]:
+def write_meta(model_dir: str | Path, meta: ModelInfo) -> None:
+    """Write `model.json`."""
+    (Path(model_dir) / "model.json").write_text(meta.model_dump_json(indent=1) + "\n", encoding="utf-8")
+
+
+def read_meta(model_dir: str | Path) -> ModelInfo:
     """`model.json` of a model directory (a one-line error when it is not one)."""
     path = Path(model_dir) / "model.json"
     if not path.exists():
         raise DistillError(f"{model_dir}: not a trained model directory (no model.json); train one with `distill train`")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return ModelInfo.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as err:
+        raise DistillError(f"{path}: {validation_message(err)}") from None
 
 
 def load_model(model_dir: str | Path, device: str = "cpu") -> Loaded:
@@ -139,7 +180,7 @@ def load_model(model_dir: str | Path, device: str = "cpu") -> Loaded:
     meta = read_meta(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir / "encoder")
     encoder = AutoModel.from_pretrained(model_dir / "encoder")
-    model = NerReModel(encoder, len(meta["tags"]), len(meta["relation_labels"]), len(meta["entity_labels"]))
+    model = NerReModel(encoder, len(meta.tags), len(meta.relation_labels), len(meta.entity_labels))
     model.load_state_dict(torch.load(model_dir / "heads.pt", map_location="cpu", weights_only=True), strict=False)
     model.to(pick_device(device)).eval()
     return Loaded(model, tokenizer, meta, model_dir)
@@ -222,7 +263,7 @@ def predict(loaded: Loaded, texts: Sequence[str], batch_size: int = 64, allowed:
 @torch.inference_mode()
 def _predict_chunk(loaded: Loaded, texts: Sequence[str], allowed: Sequence[Sequence[str]] | None) -> list[Example]:
     examples = [Example(text=t) for t in texts]
-    features, encoded = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta["max_length"], loaded.meta["stride"])
+    features, encoded = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta.max_length, loaded.meta.stride)
     if not features:
         return examples
     batch = ner_batch(features, loaded.tokenizer.pad_token_id or 0, loaded.device)
@@ -233,10 +274,10 @@ def _predict_chunk(loaded: Loaded, texts: Sequence[str], allowed: Sequence[Seque
     for example, enc, logits in zip(examples, encoded, merge_windows(features, windows, encoded, loaded.tokenizer)):
         example.entities = decode_logits(example.text, enc.offsets, logits, loaded.tags)
     labels = loaded.relation_labels
-    allowed = [tuple(p) for p in (loaded.meta.get("allowed_pairs", []) if allowed is None else allowed)]
+    allowed = [tuple(p) for p in (loaded.meta.allowed_pairs if allowed is None else allowed)]
     if len(labels) < 2 or not allowed:
         return examples
-    pairs = relation_pairs(features, encoded, examples, loaded.meta["entity_labels"], allowed, labels, entities=[e.entities for e in examples])
+    pairs = relation_pairs(features, encoded, examples, loaded.meta.entity_labels, allowed, labels, entities=[e.entities for e in examples])
     pb = pair_batch(pairs.pairs, {k: k for k in range(len(features))}, loaded.device)
     if pb is None:
         return examples

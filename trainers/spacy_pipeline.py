@@ -51,10 +51,10 @@ class DistillNerRe:
         self.loaded = load_model(model_dir, device=self.cfg["device"])
         self.model_dir = Path(model_dir)
         meta = self.loaded.meta
-        self.cfg["labels"] = self.cfg["labels"] or list(meta["entity_labels"])
-        self.cfg["relation_labels"] = self.cfg["relation_labels"] or list(meta["relation_labels"])
+        self.cfg["labels"] = self.cfg["labels"] or list(meta.entity_labels)
+        self.cfg["relation_labels"] = self.cfg["relation_labels"] or list(meta.relation_labels)
         if not self.cfg["allowed_pairs"]:
-            self.cfg["allowed_pairs"] = [list(p) for p in meta["allowed_pairs"]]
+            self.cfg["allowed_pairs"] = [list(p) for p in meta.allowed_pairs]
         return self
 
     def __call__(self, doc: Doc) -> Doc:

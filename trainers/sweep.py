@@ -1,9 +1,6 @@
 """Pruning sweep: students over pruning fractions x methods x KD settings, with a table and plots.
 
-The KD weight follows the pruning fraction (`kd_alpha_for_fraction`), after "Distilling the
-Knowledge in Data Pruning" (Ben-Baruch et al., ICML 2025): the smaller the kept fraction, the
-more the student should learn from the teacher's soft targets (the teacher saw all the data),
-and the less from the hard labels of the few examples that are left.
+The KD weight follows the pruning fraction (`trainers.kd.alpha.kd_alpha_for_fraction`).
 """
 
 from __future__ import annotations
@@ -14,46 +11,53 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 import matplotlib
 import numpy as np
 
 from data.errors import DistillError
 from data.example import Example
-from data.report import markdown_table
+from data.tables import markdown_table
+from trainers.kd import check_kd
+from trainers.kd.alpha import kd_alpha_for_fraction
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-# (kept fraction, KD weight alpha) anchors, linearly interpolated and flat outside:
-# alpha = 1 - fraction / 2 between 10% (alpha 0.95) and all the data (alpha 0.5).
-DEFAULT_ALPHA_SCHEDULE: tuple[tuple[float, float], ...] = ((0.1, 0.95), (1.0, 0.5))
-TABLE_COLUMNS = ["fraction", "method", "kd", "alpha", "n_train", "f1", "precision", "recall", "relation_f1", "parameters", "train_seconds"]
+TABLE_COLUMNS = ["fraction", "method", "kd", "alpha", "n_train", "f1", "overlap_f1", "token_macro_f1", "precision", "recall", "relation_f1", "parameters", "train_seconds"]
 
 
-def kd_alpha_for_fraction(fraction: float, schedule: Sequence[tuple[float, float]] | None = None) -> float:
-    """The weight of the KD loss (the hard-label loss gets `1 - alpha`) for a kept fraction.
+class SweepRow(BaseModel):
+    """One cell of the sweep (or the teacher's reference row): a student's scores on the gold split.
 
-    Default schedule: 0.5 on all the data, rising linearly to 0.95 at 10% and below
-    (0.75 at 50%). Pass `schedule` as `(fraction, alpha)` anchors to override it.
+    With several seeds, scores are means over the seeds and `f1_std` / `seeds` say how spread.
     """
-    if not 0 < fraction <= 1:
-        raise DistillError(f"pruning fraction must be in (0, 1], got {fraction}")
-    anchors = sorted(schedule or DEFAULT_ALPHA_SCHEDULE)
-    if not anchors or any(not 0 <= a <= 1 for _, a in anchors):
-        raise DistillError(f"KD alpha schedule {list(anchors)}: needs at least one (fraction, alpha) pair with alpha in [0, 1]")
-    xs, ys = zip(*anchors)
-    return round(float(np.interp(fraction, xs, ys)), 4)
+
+    fraction: float
+    method: str = Field(description="pruning method, `all` for the full data, `teacher` for the reference row")
+    kd: str
+    alpha: float | None = None
+    n_train: int | None = None
+    f1: float = Field(description="strict span F1")
+    overlap_f1: float | None = None
+    token_macro_f1: float | None = None
+    precision: float
+    recall: float
+    relation_f1: float | None = None
+    parameters: int
+    train_seconds: float = 0.0
+    model_dir: str
+    f1_std: float | None = None
+    seeds: int | None = None
 
 
-def parse_alpha_schedule(text: str) -> list[tuple[float, float]]:
-    """`"0.1:0.9,1.0:0.5"` -> [(0.1, 0.9), (1.0, 0.5)] (for the CLI)."""
-    try:
-        pairs = [tuple(float(x) for x in part.split(":")) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise DistillError(f"KD alpha schedule {text!r}: use fraction:alpha pairs, e.g. 0.1:0.9,1.0:0.5") from None
-    if not pairs or any(len(p) != 2 for p in pairs):
-        raise DistillError(f"KD alpha schedule {text!r}: use fraction:alpha pairs, e.g. 0.1:0.9,1.0:0.5")
-    return pairs  # type: ignore[return-value]
+Rows = Sequence[SweepRow | dict[str, Any]]
+
+
+def as_rows(rows: Rows) -> list[SweepRow]:
+    """Sweep rows from rows or their JSON (`sweep.json`)."""
+    return [SweepRow.model_validate(r) for r in rows]
 
 
 # --- running the sweep ------------------------------------------------------------------
@@ -68,7 +72,7 @@ def run_sweep(
     seeds: Sequence[int] = (0,),
     alpha_schedule: Sequence[tuple[float, float]] | None = None,
     scores: dict[str, dict[str, float]] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[SweepRow]:
     """Train one student per (fraction, method, KD setting), evaluate it, and write the outputs.
 
     The train split is pruned with `ToFraction` (fraction 1.0 is trained once, as method `all`);
@@ -113,7 +117,7 @@ def _student_rows(
     base: dict[str, list[Example]], eval_name: str, teacher_dir: str | Path, fractions: Sequence[float], methods: Sequence[str],
     kd_settings: Sequence[str], args: Any, out_dir: Path, seed: int, alpha_schedule: Sequence[tuple[float, float]] | None,
     scores: dict[str, dict[str, float]],
-) -> list[dict[str, Any]]:
+) -> list[SweepRow]:
     """One repeat of the grid: prune with `seed`, train and score a student per cell."""
     from data.prune import ToFraction, prune_splits
 
@@ -132,30 +136,30 @@ def _student_rows(
     return rows
 
 
-def mean_over_seeds(per_seed: Sequence[Sequence[dict[str, Any]]]) -> list[dict[str, Any]]:
+def mean_over_seeds(per_seed: Sequence[Rows]) -> list[SweepRow]:
     """One row per (fraction, method, kd): scores and seconds averaged over the seeds' rows.
 
     Adds `f1_std` (sample standard deviation of F1 over seeds) and `seeds` (how many); the rest
     (alpha, n_train, parameters, model_dir) comes from the first seed.
     """
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    groups: dict[tuple[Any, ...], list[SweepRow]] = {}
     for rows in per_seed:
-        for row in rows:
-            groups.setdefault((row["fraction"], row["method"], row["kd"]), []).append(row)
+        for row in as_rows(rows):
+            groups.setdefault((row.fraction, row.method, row.kd), []).append(row)
     out = []
     for group in groups.values():
-        row = dict(group[0])
-        for key in ("f1", "precision", "recall", "relation_f1", "train_seconds"):
-            values = [r[key] for r in group if r.get(key) is not None]
-            row[key] = round(float(np.mean(values)), 4) if values else None
-        row["f1_std"] = round(float(np.std([r["f1"] for r in group], ddof=1)), 4) if len(group) > 1 else 0.0
-        row["seeds"] = len(group)
-        out.append(row)
+        means: dict[str, Any] = {}
+        for key in ("f1", "overlap_f1", "token_macro_f1", "precision", "recall", "relation_f1", "train_seconds"):
+            values = [getattr(r, key) for r in group if getattr(r, key) is not None]
+            means[key] = round(float(np.mean(values)), 4) if values else None
+        means["f1_std"] = round(float(np.std([r.f1 for r in group], ddof=1)), 4) if len(group) > 1 else 0.0
+        means["seeds"] = len(group)
+        out.append(group[0].model_copy(update=means))
     return out
 
 
 def _check_grid(fractions: Sequence[float], methods: Sequence[str], kd_settings: Sequence[str]) -> None:
-    from data.prune import METHODS
+    from trainers.scores import SCORERS
 
     if not fractions or not methods or not kd_settings:
         raise DistillError("sweep: give at least one fraction, one method and one KD setting")
@@ -163,11 +167,10 @@ def _check_grid(fractions: Sequence[float], methods: Sequence[str], kd_settings:
         if not 0 < f <= 1:
             raise DistillError(f"sweep: fraction {f} is not in (0, 1]")
     for m in methods:
-        if m not in METHODS:
-            raise DistillError(f"sweep: unknown pruning method {m!r} (known: {', '.join(METHODS)})")
+        if m != "random" and m not in SCORERS:
+            raise DistillError(f"sweep: unknown pruning method {m!r} (known: random, {', '.join(SCORERS)})")
     for kd in kd_settings:
-        if kd not in ("none", "hinton", "annealing"):
-            raise DistillError(f"sweep: unknown KD setting {kd!r} (none, hinton or annealing)")
+        check_kd(kd)
 
 
 def _write_removed(removed: list[Any], path: Path) -> None:
@@ -175,14 +178,14 @@ def _write_removed(removed: list[Any], path: Path) -> None:
     path.write_text("".join(r.to_json() + "\n" for r in removed), encoding="utf-8")
 
 
-def _teacher_row(teacher_dir: str | Path, gold: list[Example]) -> dict[str, Any]:
+def _teacher_row(teacher_dir: str | Path, gold: list[Example]) -> SweepRow:
     from trainers.evaluate import evaluate
 
     m = evaluate(teacher_dir, gold, out_dir=None, measure_speed=False)
-    return _row(1.0, "teacher", "teacher", None, _meta(teacher_dir).get("n_train"), m, str(teacher_dir))
+    return _row(1.0, "teacher", "teacher", None, _meta(teacher_dir).n_train, m, str(teacher_dir))
 
 
-def _student_row(base: dict[str, list[Example]], train: list[Example], eval_name: str, teacher_dir: str | Path, model_dir: Path, args: Any, fraction: float, method: str) -> dict[str, Any]:
+def _student_row(base: dict[str, list[Example]], train: list[Example], eval_name: str, teacher_dir: str | Path, model_dir: Path, args: Any, fraction: float, method: str) -> SweepRow:
     from trainers.evaluate import evaluate
     from trainers.trainer import train_student
 
@@ -191,31 +194,33 @@ def _student_row(base: dict[str, list[Example]], train: list[Example], eval_name
     if saved.exists():
         row = json.loads(saved.read_text(encoding="utf-8"))
         if row.get("key") == key:
-            return row["row"]
+            return SweepRow.model_validate(row["row"])
     train_student(train, base["dev"], teacher_dir, model_dir, args, fraction=fraction)
     m = evaluate(model_dir, base[eval_name], measure_speed=False)
-    row = _row(fraction, method, args.kd, _meta(model_dir).get("alpha") if args.kd == "hinton" else None, len(train), m, str(model_dir))
-    saved.write_text(json.dumps({"key": key, "row": row}) + "\n", encoding="utf-8")
+    row = _row(fraction, method, args.kd, _meta(model_dir).alpha if args.kd == "hinton" else None, len(train), m, str(model_dir))
+    saved.write_text(json.dumps({"key": key, "row": row.model_dump(mode="json")}) + "\n", encoding="utf-8")
     return row
 
 
-def _meta(model_dir: str | Path) -> dict[str, Any]:
+def _meta(model_dir: str | Path) -> Any:
     from trainers.modeling import read_meta
 
     return read_meta(model_dir)
 
 
-def _row(fraction: float, method: str, kd: str, alpha: float | None, n_train: int | None, m: dict[str, Any], model_dir: str) -> dict[str, Any]:
-    return {
-        "fraction": fraction, "method": method, "kd": kd, "alpha": alpha, "n_train": n_train,
-        "f1": m["f1"], "precision": m["precision"], "recall": m["recall"], "relation_f1": m.get("relation_f1"),
-        "parameters": m["parameters"], "train_seconds": m.get("train_seconds") or 0.0, "model_dir": model_dir,
-    }
+def _row(fraction: float, method: str, kd: str, alpha: float | None, n_train: int | None, m: dict[str, Any], model_dir: str) -> SweepRow:
+    """A row from `trainers.evaluate.evaluate`'s metrics."""
+    return SweepRow(
+        fraction=fraction, method=method, kd=kd, alpha=alpha, n_train=n_train, f1=m["f1"], overlap_f1=m.get("overlap_f1"),
+        token_macro_f1=m.get("token_macro_f1"), precision=m["precision"], recall=m["recall"], relation_f1=m.get("relation_f1"),
+        parameters=m["parameters"], train_seconds=m.get("train_seconds") or 0.0, model_dir=model_dir,
+    )
 
 
 # --- table and plots ----------------------------------------------------------------------
-def write_sweep_outputs(rows: list[dict[str, Any]], out_dir: str | Path) -> dict[str, Path]:
+def write_sweep_outputs(rows: Rows, out_dir: str | Path) -> dict[str, Path]:
     """Write sweep.json, sweep.md, sweep_f1_vs_fraction.png and sweep_pareto.png into `out_dir`."""
+    rows = as_rows(rows)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -224,26 +229,28 @@ def write_sweep_outputs(rows: list[dict[str, Any]], out_dir: str | Path) -> dict
         "f1_vs_fraction": plot_f1_vs_fraction(rows, out_dir / "sweep_f1_vs_fraction.png"),
         "pareto": plot_pareto(rows, out_dir / "sweep_pareto.png"),
     }
-    paths["json"].write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    paths["json"].write_text(json.dumps([r.model_dump(mode="json") for r in rows], indent=1) + "\n", encoding="utf-8")
     paths["md"].write_text(sweep_markdown(rows), encoding="utf-8")
     return paths
 
 
-def table_columns(rows: list[dict[str, Any]]) -> list[str]:
+def table_columns(rows: Rows) -> list[str]:
     """`TABLE_COLUMNS`, with `f1_std` and `seeds` after `f1` when the rows are means over seeds."""
-    if not any("f1_std" in r for r in rows):
+    if not any(r.seeds for r in as_rows(rows)):
         return TABLE_COLUMNS
     at = TABLE_COLUMNS.index("f1") + 1
     return [*TABLE_COLUMNS[:at], "f1_std", "seeds", *TABLE_COLUMNS[at:]]
 
 
-def sweep_table(rows: list[dict[str, Any]]) -> str:
+def sweep_table(rows: Rows) -> str:
     """The sweep rows as a Markdown table, by falling fraction, then method and KD setting."""
-    return markdown_table(sorted(rows, key=lambda r: (-r["fraction"], r["method"], r["kd"])), table_columns(rows))
+    rows = sorted(as_rows(rows), key=lambda r: (-r.fraction, r.method, r.kd))
+    return markdown_table([r.model_dump() for r in rows], table_columns(rows))
 
 
-def sweep_markdown(rows: list[dict[str, Any]], image_dir: str = "") -> str:
+def sweep_markdown(rows: Rows, image_dir: str = "") -> str:
     """The sweep as a Markdown section body: the table, the two plots (under `image_dir`) and the headline check."""
+    rows = as_rows(rows)
     parts = [sweep_table(rows)]
     verdict = half_data_verdict(rows)
     if verdict:
@@ -252,47 +259,49 @@ def sweep_markdown(rows: list[dict[str, Any]], image_dir: str = "") -> str:
     return "\n".join(parts)
 
 
-def half_data_verdict(rows: list[dict[str, Any]]) -> str:
+def half_data_verdict(rows: Rows) -> str:
     """Whether a student on 50% of the data with KD reaches the F1 of the full-data student without KD."""
-    full = [r for r in rows if r["fraction"] == 1.0 and r["kd"] == "none"]
-    half = [r for r in rows if r["fraction"] == 0.5 and r["kd"] != "none"]
+    rows = as_rows(rows)
+    full = [r for r in rows if r.fraction == 1.0 and r.kd == "none"]
+    half = [r for r in rows if r.fraction == 0.5 and r.kd != "none"]
     if not full or not half:
         return ""
-    best = max(half, key=lambda r: r["f1"])
-    ok = best["f1"] >= full[0]["f1"]
+    best = max(half, key=lambda r: r.f1)
+    ok = best.f1 >= full[0].f1
     spread = ""
-    if best.get("seeds", 1) > 1:
-        spread = f"; means over {best['seeds']} seeds, std {best['f1_std']:.3f} and {full[0]['f1_std']:.3f}"
+    if (best.seeds or 1) > 1:
+        spread = f"; means over {best.seeds} seeds, std {best.f1_std:.3f} and {full[0].f1_std:.3f}"
     return (
-        f"**50% with KD vs 100% without:** best 50% student ({best['method']}, {best['kd']}, alpha {best['alpha']}) "
-        f"F1 {best['f1']:.3f} {'>=' if ok else '<'} {full[0]['f1']:.3f} ({'reached' if ok else 'not reached'}{spread})."
+        f"**50% with KD vs 100% without:** best 50% student ({best.method}, {best.kd}, alpha {best.alpha}) "
+        f"F1 {best.f1:.3f} {'>=' if ok else '<'} {full[0].f1:.3f} ({'reached' if ok else 'not reached'}{spread})."
     )
 
 
-def _series(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def _series(rows: list[SweepRow]) -> dict[str, list[SweepRow]]:
     """Student rows grouped by `method / kd`; the full-data point (method `all`) joins every method's line."""
-    rows = [r for r in rows if r["method"] != "teacher"]
-    full = [r for r in rows if r["method"] == "all"]
-    methods = sorted({r["method"] for r in rows if r["method"] != "all"}) or ["all"]
-    series: dict[str, list[dict[str, Any]]] = {}
+    rows = [r for r in rows if r.method != "teacher"]
+    full = [r for r in rows if r.method == "all"]
+    methods = sorted({r.method for r in rows if r.method != "all"}) or ["all"]
+    series: dict[str, list[SweepRow]] = {}
     for method in methods:
-        for kd in sorted({r["kd"] for r in rows}):
-            points = [r for r in rows if r["kd"] == kd and (r["method"] == method or r in full)]
+        for kd in sorted({r.kd for r in rows}):
+            points = [r for r in rows if r.kd == kd and (r.method == method or r in full)]
             if points:
-                series[f"{method} / KD {kd}"] = sorted(points, key=lambda r: r["fraction"])
+                series[f"{method} / KD {kd}"] = sorted(points, key=lambda r: r.fraction)
     return series
 
 
-def plot_f1_vs_fraction(rows: list[dict[str, Any]], path: Path) -> Path:
+def plot_f1_vs_fraction(rows: Rows, path: Path) -> Path:
     """F1 against kept fraction, one line per pruning method and KD setting."""
+    rows = as_rows(rows)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, points in _series(rows).items():
         style = "--" if label.endswith("KD none") else "-"
-        errors = [p.get("f1_std", 0.0) for p in points]
-        ax.errorbar([p["fraction"] for p in points], [p["f1"] for p in points], yerr=errors if any(errors) else None,
+        errors = [p.f1_std or 0.0 for p in points]
+        ax.errorbar([p.fraction for p in points], [p.f1 for p in points], yerr=errors if any(errors) else None,
                     fmt=style, marker="o", capsize=3, label=label)
-    for teacher in (r for r in rows if r["method"] == "teacher"):
-        ax.axhline(teacher["f1"], color="grey", linestyle=":", label="teacher (all data)")
+    for teacher in (r for r in rows if r.method == "teacher"):
+        ax.axhline(teacher.f1, color="grey", linestyle=":", label="teacher (all data)")
     ax.set_xlabel("fraction of the training set kept")
     ax.set_ylabel("entity micro F1")
     ax.set_title("Student F1 against pruning fraction")
@@ -301,17 +310,18 @@ def plot_f1_vs_fraction(rows: list[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_pareto(rows: list[dict[str, Any]], path: Path) -> Path:
+def plot_pareto(rows: Rows, path: Path) -> Path:
     """Two panels: F1 against parameters and F1 against training seconds; the Pareto front is drawn."""
+    rows = as_rows(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
     for ax, key, xlabel in ((axes[0], "parameters", "parameters (millions)"), (axes[1], "train_seconds", "training seconds")):
         scale = 1e6 if key == "parameters" else 1.0
         for label, points in _series(rows).items():
-            ax.scatter([p[key] / scale for p in points], [p["f1"] for p in points], s=25, label=label)
-        for teacher in (r for r in rows if r["method"] == "teacher"):
-            ax.scatter([teacher[key] / scale], [teacher["f1"]], marker="*", s=120, color="black", label="teacher")
+            ax.scatter([getattr(p, key) / scale for p in points], [p.f1 for p in points], s=25, label=label)
+        for teacher in (r for r in rows if r.method == "teacher"):
+            ax.scatter([getattr(teacher, key) / scale], [teacher.f1], marker="*", s=120, color="black", label="teacher")
         front = pareto_front(rows, key)
-        ax.plot([p[key] / scale for p in front], [p["f1"] for p in front], "k:", linewidth=1, label="Pareto front")
+        ax.plot([getattr(p, key) / scale for p in front], [p.f1 for p in front], "k:", linewidth=1, label="Pareto front")
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("entity micro F1")
@@ -320,13 +330,14 @@ def plot_pareto(rows: list[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def pareto_front(rows: list[dict[str, Any]], cost: str) -> list[dict[str, Any]]:
+def pareto_front(rows: Rows, cost: str) -> list[SweepRow]:
     """Rows not beaten by another row with lower-or-equal `cost` and higher F1, by increasing cost."""
+    rows = as_rows(rows)
     front, best = [], -1.0
-    for row in sorted(rows, key=lambda r: (r[cost], -r["f1"])):
-        if row["f1"] > best:
+    for row in sorted(rows, key=lambda r: (getattr(r, cost), -r.f1)):
+        if row.f1 > best:
             front.append(row)
-            best = row["f1"]
+            best = row.f1
     return front
 
 

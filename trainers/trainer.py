@@ -10,7 +10,7 @@ gives both losses from one forward pass. AdamW with linear warm-up and decay; af
 the dev split is scored (mean of entity micro F1 and relation weighted F1) and training stops
 after `args.patience` epochs without improvement; the best epoch is kept. Seeded and repeatable.
 Examples with `review.status == "rejected"` are dropped. `args` is a `TrainingArgs` or anything
-`TrainingArgs.from_any` takes (e.g. the flow's `TrainSection`).
+`TrainingArgs.from_any` takes (e.g. a dict).
 """
 
 from __future__ import annotations
@@ -31,23 +31,22 @@ from rich.text import Text
 from transformers import get_linear_schedule_with_warmup, set_seed
 
 from data.errors import DistillError
-from data.example import Example
+from data.dedup import normalize_text
+from data.example import Example, usable
 from data.formats import check_labels
 from trainers.args import TrainingArgs
-from trainers.distillation import annealing_factor, cached_teacher_logits, kd_loss
+from trainers.kd import kd_method
+from trainers.kd.alpha import kd_alpha_for_fraction
+from trainers.kd.base import KDMethod, Phase
 from trainers.encoders import load_encoder, resolve_encoder, truncate_layers
 from trainers.evaluate import ner_scores, relation_scores
-from trainers.modeling import Loaded, NerReModel, load_model, ner_batch, pair_batch, pick_device, predict_entities, save_model, window_outputs
+from trainers.modeling import Loaded, ModelInfo, NerReModel, load_model, ner_batch, pair_batch, pick_device, predict_entities, save_model, window_outputs
 from trainers.ner import NerFeature, ner_features, tag_names
 from trainers.relations import NO_RELATION, Pairs, allowed_pairs_from_examples, allowed_pairs_from_spec, relation_pairs
+from trainers.teacher_cache import cached_teacher_logits
 
 
 # --- data checks ------------------------------------------------------------------------------
-def usable(examples: Sequence[Example]) -> list[Example]:
-    """Training data: every example a reviewer did not reject."""
-    return [e for e in examples if e.review.status != "rejected"]
-
-
 def check_split(name: str, examples: Sequence[Example]) -> None:
     if not examples:
         raise DistillError(f"the {name} split is empty (after dropping rejected examples): nothing to train or score on")
@@ -55,8 +54,8 @@ def check_split(name: str, examples: Sequence[Example]) -> None:
 
 def check_disjoint(train: Sequence[Example], other: Sequence[Example], name: str) -> None:
     """A dev or test split must share no text with training (scores would be inflated)."""
-    seen = {e.text.strip() for e in train}
-    shared = [e for e in other if e.text.strip() in seen]
+    seen = {normalize_text(e.text) for e in train}
+    shared = [e for e in other if normalize_text(e.text) in seen]
     if shared:
         raise DistillError(f"the {name} split shares {len(shared)} text(s) with training (e.g. example {shared[0].id}); split without overlap (distill split)")
 
@@ -81,13 +80,13 @@ class Features:
     windows_split: int  # texts longer than one window
 
 
-def build_features(tokenizer: Any, examples: Sequence[Example], meta: dict[str, Any], with_relations: bool) -> Features:
+def build_features(tokenizer: Any, examples: Sequence[Example], meta: ModelInfo, with_relations: bool) -> Features:
     """NER windows and (when asked) relation pairs of the examples, with what was windowed or skipped."""
-    ner, encoded = ner_features(tokenizer, examples, meta["tags"], meta["max_length"], meta["stride"], meta.get("subword_labels", "all"))
+    ner, encoded = ner_features(tokenizer, examples, meta.tags, meta.max_length, meta.stride, meta.subword_labels)
     windowed = len({f.example for f in ner if f.first_token > 0})
     if not with_relations:
         return Features(ner, Pairs(), windowed)
-    pairs = relation_pairs(ner, encoded, examples, meta["entity_labels"], [tuple(p) for p in meta["allowed_pairs"]], meta["relation_labels"])
+    pairs = relation_pairs(ner, encoded, examples, meta.entity_labels, meta.allowed_pairs, meta.relation_labels)
     return Features(ner, pairs, windowed)
 
 
@@ -100,8 +99,8 @@ def train_teacher(train: Sequence[Example], dev: Sequence[Example], out_dir: str
     _setup(args)
     encoder, tokenizer = load_encoder(args.encoder)
     meta = _meta("teacher", entity_labels, relation_labels, allowed, args, source=resolve_encoder(args.encoder))
-    model = NerReModel(encoder, len(meta["tags"]), len(relation_labels), len(entity_labels))
-    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=None, kd="none")
+    model = NerReModel(encoder, len(meta.tags), len(relation_labels), len(entity_labels))
+    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=None, method=kd_method("none"))
 
 
 def train_student(
@@ -120,28 +119,28 @@ def train_student(
     The student is `args.student_layers` of the teacher's layers (heads copied too), or
     `args.student_encoder` when set (it must share the teacher's vocabulary for KD). `kd`,
     `alpha`, `temperature` override `args`; alpha None follows the pruning `fraction`
-    (`trainers.sweep.kd_alpha_for_fraction`: 0.5 on all the data). With `args.equal_steps`, a
+    (`trainers.kd.alpha.kd_alpha_for_fraction`: 0.5 on all the data). With `args.equal_steps`, a
     pruned student trains for `epochs / fraction` epochs (`equal_step_epochs`).
     """
     args = TrainingArgs.from_any(args, **{k: v for k, v in (("kd", kd), ("alpha", alpha), ("temperature", temperature)) if v is not None})
     if args.alpha is None:
-        from trainers.sweep import kd_alpha_for_fraction
-
         args = args.model_copy(update={"alpha": kd_alpha_for_fraction(fraction)})
     if args.equal_steps and fraction < 1:
         args = args.model_copy(update={"epochs": equal_step_epochs(args.epochs, fraction), "patience": equal_step_epochs(args.patience, fraction)})
+    method = kd_method(args.kd)
     train, dev = _prepare(train, dev)
     _setup(args)
     teacher = load_model(teacher_dir, device=str(pick_device(args.device)))
     tm = teacher.meta
     for e in [*train, *dev]:
         for ent in e.entities:
-            if ent.label not in tm["entity_labels"]:
+            if ent.label not in tm.entity_labels:
                 raise DistillError(f"example {e.id}: entity label {ent.label!r} is unknown to the teacher {teacher_dir}")
     model, tokenizer, source = _student_model(teacher, args)
-    meta = _meta("student", tm["entity_labels"], tm["relation_labels"], [tuple(p) for p in tm["allowed_pairs"]], args, source=source)
-    meta.update(teacher=str(teacher_dir), kd=args.kd, alpha=args.alpha, temperature=args.temperature, fraction=fraction, teacher_parameters=tm.get("parameters"))
-    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=teacher, kd=args.kd)
+    meta = _meta("student", tm.entity_labels, tm.relation_labels, tm.allowed_pairs, args, source=source).model_copy(
+        update={"teacher": str(teacher_dir), "kd": args.kd, "alpha": args.alpha, "temperature": args.temperature, "fraction": fraction, "teacher_parameters": tm.parameters}
+    )
+    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=teacher, method=method)
 
 
 MAX_STEP_SCALE = 4.0
@@ -168,29 +167,20 @@ def _setup(args: TrainingArgs) -> None:
     random.seed(args.seed)
 
 
-def _meta(role: str, entity_labels: list[str], relation_labels: list[str], allowed: list[tuple[str, str]], args: TrainingArgs, source: str) -> dict[str, Any]:
-    return {
-        "role": role,
-        "entity_labels": entity_labels,
-        "tags": tag_names(entity_labels),
-        "relation_labels": relation_labels,
-        "allowed_pairs": [list(p) for p in allowed],
-        "max_length": args.max_length,
-        "stride": args.stride,
-        "subword_labels": args.subword_labels,
-        "source_encoder": source,
-        "kd": "none",
-        "args": args.model_dump(),
-    }
+def _meta(role: str, entity_labels: list[str], relation_labels: list[str], allowed: list[tuple[str, str]], args: TrainingArgs, source: str) -> ModelInfo:
+    return ModelInfo(
+        role=role, entity_labels=entity_labels, tags=tag_names(entity_labels), relation_labels=relation_labels, allowed_pairs=list(allowed),
+        max_length=args.max_length, stride=args.stride, subword_labels=args.subword_labels, source_encoder=source, kd="none", args=args.model_dump(),
+    )
 
 
 def _student_model(teacher: Loaded, args: TrainingArgs) -> tuple[NerReModel, Any, str]:
-    n_tags, n_rel = len(teacher.meta["tags"]), len(teacher.meta["relation_labels"])
+    n_tags, n_rel = len(teacher.meta.tags), len(teacher.meta.relation_labels)
     if args.student_encoder:
         encoder, tokenizer = load_encoder(args.student_encoder)
         if args.kd != "none" and tokenizer.get_vocab() != teacher.tokenizer.get_vocab():
             raise DistillError(f"student encoder {args.student_encoder}: KD on word pieces needs the teacher's vocabulary; use --kd none or layers of the teacher")
-        return NerReModel(encoder, n_tags, n_rel, len(teacher.meta["entity_labels"])), tokenizer, resolve_encoder(args.student_encoder)
+        return NerReModel(encoder, n_tags, n_rel, len(teacher.meta.entity_labels)), tokenizer, resolve_encoder(args.student_encoder)
     model = copy.deepcopy(teacher.model).cpu()
     truncate_layers(model.encoder, args.student_layers)
     return model, teacher.tokenizer, f"{teacher.path} (layers {args.student_layers} of {teacher.model.encoder.config.num_hidden_layers})"
@@ -203,32 +193,23 @@ def _teacher_logits(teacher: Loaded, feats: Features, args: TrainingArgs) -> tup
     return out["ner"], out["re"]
 
 
-def _train_and_save(model: NerReModel, tokenizer: Any, meta: dict[str, Any], train: list[Example], dev: list[Example], args: TrainingArgs, out_dir: str | Path, teacher: Loaded | None, kd: str) -> Path:
-    with_re = args.relations and len(meta["relation_labels"]) > 1 and bool(meta["allowed_pairs"])
+def _train_and_save(model: NerReModel, tokenizer: Any, meta: ModelInfo, train: list[Example], dev: list[Example], args: TrainingArgs, out_dir: str | Path, teacher: Loaded | None, method: KDMethod) -> Path:
+    """Train `model` through the KD method's phases, keep the best dev epoch, save to `out_dir`."""
+    with_re = args.relations and len(meta.relation_labels) > 1 and bool(meta.allowed_pairs)
     feats = build_features(tokenizer, train, meta, with_re)
-    teacher_ner, teacher_re = _teacher_logits(teacher, feats, args) if teacher is not None and kd != "none" else ([], [])
+    teacher_ner, teacher_re = _teacher_logits(teacher, feats, args) if teacher is not None and method.uses_teacher else ([], [])
     device = pick_device(args.device)
     model.to(device)
     start = time.perf_counter()
     fit = _Fit(model, tokenizer, meta, feats, dev, args, device, teacher_ner, teacher_re)
-    if kd == "annealing":
-        phase1 = max(1, round(args.epochs * args.anneal_epoch_share))
-        fit.run(phase1, kd="annealing", anneal=True, early_stop=False)
-        fit.run(max(1, args.epochs - phase1), kd="annealing", anneal=False, early_stop=True)
-    else:
-        fit.run(args.epochs, kd=kd, anneal=False, early_stop=True)
+    for phase in method.phases(args):
+        fit.run(phase)
     fit.restore_best()
-    meta.update(
-        train_seconds=round(time.perf_counter() - start, 1),
-        n_train=len(train),
-        n_dev=len(dev),
-        texts_in_windows=feats.windows_split,
-        relation_pairs=len(feats.pairs.pairs),
-        relation_pairs_skipped=feats.pairs.skipped,
-        history=fit.history,
-        best_epoch=fit.best_epoch,
-        dev=fit.best_scores,
-    )
+    meta = meta.model_copy(update={
+        "train_seconds": round(time.perf_counter() - start, 1), "n_train": len(train), "n_dev": len(dev), "texts_in_windows": feats.windows_split,
+        "relation_pairs": len(feats.pairs.pairs), "relation_pairs_skipped": feats.pairs.skipped, "history": fit.history,
+        "best_epoch": fit.best_epoch, "dev": fit.best_scores,
+    })
     model.cpu()
     return save_model(model, tokenizer, meta, out_dir)
 
@@ -236,7 +217,7 @@ def _train_and_save(model: NerReModel, tokenizer: Any, meta: dict[str, Any], tra
 class _Fit:
     """The epoch loop shared by teacher and student (one or two phases)."""
 
-    def __init__(self, model: NerReModel, tokenizer: Any, meta: dict[str, Any], feats: Features, dev: list[Example], args: TrainingArgs, device: torch.device, teacher_ner: list, teacher_re: list) -> None:
+    def __init__(self, model: NerReModel, tokenizer: Any, meta: ModelInfo, feats: Features, dev: list[Example], args: TrainingArgs, device: torch.device, teacher_ner: list, teacher_re: list) -> None:
         self.model, self.tokenizer, self.meta, self.feats, self.dev, self.args, self.device = model, tokenizer, meta, feats, dev, args, device
         self.teacher_ner, self.teacher_re = teacher_ner, teacher_re
         self.pairs_of = feats.pairs.by_feature()
@@ -262,18 +243,17 @@ class _Fit:
         optimizer = torch.optim.AdamW(groups)
         return optimizer, get_linear_schedule_with_warmup(optimizer, int(self.args.warmup_ratio * steps), steps)
 
-    def _loss(self, idx: list[int], kd: str, factor: float | None) -> torch.Tensor:
+    def _loss(self, idx: list[int], phase: Phase, step: int, steps: int) -> torch.Tensor:
         """NER loss of the windows `idx` plus the relation loss of their pairs, from one forward pass."""
-        a = self.args
         b = ner_batch([self.feats.ner[i] for i in idx], self.tokenizer.pad_token_id or 0, self.device)
         chosen = [k for i in idx for k in self.pairs_of.get(i, [])]
         pb = pair_batch([self.feats.pairs.pairs[k] for k in chosen], {i: row for row, i in enumerate(idx)}, self.device)
         tags, rels = self.model(b["ids"], b["mask"], pb)
         teacher = self._stack([self.teacher_ner[i] for i in idx], tags.shape) if self.teacher_ner else None
-        loss = kd_loss(kd, tags, teacher, b["labels"], alpha=a.alpha or 0.0, temperature=a.temperature, factor=factor)
+        loss = phase.loss(tags, teacher, b["labels"], step, steps)
         if rels is not None:
             teacher_re = torch.stack([self.teacher_re[k] for k in chosen]).to(self.device).float() if self.teacher_re else None
-            loss = loss + kd_loss(kd, rels, teacher_re, pb["target"], alpha=a.alpha or 0.0, temperature=a.temperature, factor=factor)
+            loss = loss + phase.loss(rels, teacher_re, pb["target"], step, steps)
         return loss
 
     def _stack(self, rows: list[torch.Tensor], shape: torch.Size) -> torch.Tensor:
@@ -282,11 +262,13 @@ class _Fit:
             out[i, : r.shape[0]] = r.to(self.device).float()
         return out
 
-    def run(self, epochs: int, kd: str, anneal: bool, early_stop: bool) -> None:
+    def run(self, phase: Phase) -> None:
+        """Train one phase with a fresh optimizer; early stopping on dev when the phase asks for it."""
+        epochs, early_stop = phase.epochs, phase.early_stop
         steps = epochs * len(self._batches(0))
         optimizer, scheduler = self._optimizer(steps)
         step, stale = 0, 0
-        label = f"{self.meta['role']} {'annealing phase 1' if anneal else ('KD ' + kd if kd != 'none' else '')}".strip()
+        label = f"{self.meta.role} {phase.name}" + (f" (KD {self.args.kd})" if self.teacher_ner else "")
         with _progress(self.args.progress) as progress:
             task = progress.add_task(label, total=steps, loss=float("nan"))
             for _ in range(epochs):
@@ -294,8 +276,7 @@ class _Fit:
                 self.model.train()
                 total, n = 0.0, 0
                 for idx in self._batches(self.epoch):
-                    factor = annealing_factor(step, steps, self.args.anneal_max_temperature) if anneal else None
-                    loss = self._loss(idx, kd, factor)
+                    loss = self._loss(idx, phase, step, steps)
                     optimizer.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -305,13 +286,13 @@ class _Fit:
                     total, n = total + loss.item(), n + 1
                     progress.update(task, advance=1, loss=total / n)
                 scores = self.score_dev() if self.dev else {"dev_f1": None, "dev_relation_f1": None, "score": None}
-                self.history.append({"epoch": self.epoch, "loss": round(total / max(n, 1), 5), "phase": "anneal" if anneal else "train", **scores})
+                self.history.append({"epoch": self.epoch, "loss": round(total / max(n, 1), 5), "phase": phase.name, **scores})
                 if self.args.progress and self.dev:
                     rel = "" if scores["dev_relation_f1"] is None else f", dev relation F1 {scores['dev_relation_f1']:.3f}"
                     progress.console.print(f"{label} epoch {self.epoch}: loss {total / max(n, 1):.4f}, dev entity F1 {scores['dev_f1']:.3f}{rel}")
                 if not self.dev:  # no dev split: no early stopping, the last epoch is kept
                     self.best_epoch = self.epoch
-                if not early_stop or not self.dev:  # annealing phase 1: phase 2 starts from its end, whatever the dev score
+                if not early_stop or not self.dev:  # e.g. annealing phase 1: the next phase starts from its end, whatever the dev score
                     continue
                 if scores["score"] > self.best_score:
                     self.best_score, self.best_epoch, self.best_scores = scores["score"], self.epoch, scores

@@ -1,6 +1,7 @@
 """The run report renders tables and the F1-vs-size plot."""
 
-from data.report import markdown_table, write_report
+from data.report import write_report
+from data.tables import markdown_table
 
 
 def test_report_files(tmp_path):

@@ -8,7 +8,8 @@ import torch
 from data.errors import DistillError
 from data.example import Entity, Example, Review
 from trainers.scores import IGNORE, disagreement_scores, el2n, entity_f1, llm_entities, token_losses
-from trainers.sweep import kd_alpha_for_fraction, pareto_front, parse_alpha_schedule, write_sweep_outputs
+from trainers.kd.alpha import kd_alpha_for_fraction, parse_alpha_schedule
+from trainers.sweep import as_rows, pareto_front, write_sweep_outputs
 
 
 def test_kd_alpha_rises_as_the_kept_fraction_falls():
@@ -50,18 +51,19 @@ def test_disagreement_undoes_the_reviewers_changes():
 
 
 def test_pareto_front_keeps_only_undominated_rows():
-    rows = [{"f1": 0.5, "parameters": 1}, {"f1": 0.4, "parameters": 2}, {"f1": 0.7, "parameters": 3}, {"f1": 0.7, "parameters": 4}]
-    assert [r["parameters"] for r in pareto_front(rows, "parameters")] == [1, 3]
+    cell = {"fraction": 1.0, "method": "all", "kd": "none", "precision": 0.5, "recall": 0.5, "model_dir": "m"}
+    rows = [{**cell, "f1": 0.5, "parameters": 1}, {**cell, "f1": 0.4, "parameters": 2}, {**cell, "f1": 0.7, "parameters": 3}, {**cell, "f1": 0.7, "parameters": 4}]
+    assert [r.parameters for r in pareto_front(rows, "parameters")] == [1, 3]
 
 
 def test_sweep_outputs_from_rows(tmp_path):
     rows = [
         {"fraction": f, "method": m, "kd": kd, "alpha": kd_alpha_for_fraction(f) if kd != "none" else 0.0, "n_train": int(10 * f),
-         "f1": f1, "precision": f1, "recall": f1, "parameters": 1000, "train_seconds": 2 * f}
+         "f1": f1, "precision": f1, "recall": f1, "parameters": 1000, "train_seconds": 2 * f, "model_dir": f"models/{m}-{f}-{kd}"}
         for f, m, kd, f1 in [(1.0, "all", "none", 0.6), (1.0, "all", "hinton", 0.62), (0.5, "random", "none", 0.5), (0.5, "random", "hinton", 0.61)]
     ]
     paths = write_sweep_outputs(rows, tmp_path)
-    assert json.loads(paths["json"].read_text()) == rows
+    assert as_rows(json.loads(paths["json"].read_text())) == as_rows(rows)
     md = paths["md"].read_text()
     assert md.startswith("| fraction | method | kd | alpha |") and "F1 0.610 >= 0.600 (reached)" in md
     for key in ("f1_vs_fraction", "pareto"):
@@ -89,14 +91,14 @@ def test_sweep_on_a_tiny_encoder_writes_table_and_plots(tiny_bert, tmp_path):
     assert (tmp_path / "teacher-early" / "model.json").exists()
 
     rows = run_sweep(splits, teacher, [1.0, 0.5], ["random", "el2n"], ["none", "hinton"], args, tmp_path / "sweep", seeds=[0])
-    students = [r for r in rows if r["method"] != "teacher"]
-    assert sorted((r["fraction"], r["method"], r["kd"]) for r in students) == [
+    students = [r for r in rows if r.method != "teacher"]
+    assert sorted((r.fraction, r.method, r.kd) for r in students) == [
         (0.5, "el2n", "hinton"), (0.5, "el2n", "none"), (0.5, "random", "hinton"), (0.5, "random", "none"), (1.0, "all", "hinton"), (1.0, "all", "none")]
-    assert {r["n_train"] for r in students if r["fraction"] == 0.5} == {7}
-    assert {r["alpha"] for r in students if r["kd"] == "hinton"} == {0.5, 0.75}
-    assert all(0 <= r["f1"] <= 1 and r["parameters"] > 0 for r in rows)
+    assert {r.n_train for r in students if r.fraction == 0.5} == {7}
+    assert {r.alpha for r in students if r.kd == "hinton"} == {0.5, 0.75}
+    assert all(0 <= r.f1 <= 1 and r.parameters > 0 for r in rows)
     out = tmp_path / "sweep"
-    assert json.loads((out / "sweep.json").read_text()) == rows
+    assert as_rows(json.loads((out / "sweep.json").read_text())) == rows
     assert "| 0.500 | el2n | hinton | 0.750 | 7 |" in (out / "sweep.md").read_text()
     for png in ("sweep_f1_vs_fraction.png", "sweep_pareto.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
@@ -117,10 +119,10 @@ def test_mean_over_seeds_averages_each_cell_and_reports_the_spread():
 
     per_seed = [[row(1.0, "all", "none", 0.80), row(0.5, "random", "hinton", 0.70)],
                 [row(1.0, "all", "none", 0.90), row(0.5, "random", "hinton", 0.90)]]
-    rows = {(r["fraction"], r["kd"]): r for r in mean_over_seeds(per_seed)}
-    assert rows[1.0, "none"]["f1"] == pytest.approx(0.85) and rows[1.0, "none"]["f1_std"] == pytest.approx(0.0707, abs=1e-4)
-    assert rows[0.5, "hinton"]["f1"] == pytest.approx(0.80) and rows[0.5, "hinton"]["seeds"] == 2
-    assert rows[1.0, "none"]["relation_f1"] is None
+    rows = {(r.fraction, r.kd): r for r in mean_over_seeds(per_seed)}
+    assert rows[1.0, "none"].f1 == pytest.approx(0.85) and rows[1.0, "none"].f1_std == pytest.approx(0.0707, abs=1e-4)
+    assert rows[0.5, "hinton"].f1 == pytest.approx(0.80) and rows[0.5, "hinton"].seeds == 2
+    assert rows[1.0, "none"].relation_f1 is None
     assert "| f1 | f1_std | seeds |" in sweep_table(list(rows.values()))
     assert "0.800 < 0.850 (not reached; means over 2 seeds" in half_data_verdict(list(rows.values()))
 
@@ -134,12 +136,12 @@ def test_sweep_over_seeds_repeats_the_grid_per_seed(tiny_bert, tmp_path):
     teacher = train_teacher(splits["train"], splits["dev"], tmp_path / "teacher", args)
     out = tmp_path / "sweep"
     rows = run_sweep(splits, teacher, [1.0, 0.5], ["random"], ["none"], args, out, seeds=[0, 1])
-    per_seed = {s: json.loads((out / f"seed-{s}" / "sweep.json").read_text()) for s in (0, 1)}
+    per_seed = {s: as_rows(json.loads((out / f"seed-{s}" / "sweep.json").read_text())) for s in (0, 1)}
     removed = {s: {json.loads(line)["example"]["id"] for line in (out / f"seed-{s}" / "pruned" / "random-0.5.removed.jsonl").read_text().splitlines()}
                for s in (0, 1)}
     assert len(removed[0]) == len(removed[1]) == 7 and removed[0] != removed[1]
-    half = next(r for r in rows if r["fraction"] == 0.5)
-    assert half["seeds"] == 2 and half["f1"] == pytest.approx(sum(next(r["f1"] for r in per_seed[s] if r["fraction"] == 0.5) for s in (0, 1)) / 2, abs=1e-4)
-    assert json.loads((out / "sweep.json").read_text()) == rows and "f1_std" in (out / "sweep.md").read_text()
+    half = next(r for r in rows if r.fraction == 0.5)
+    assert half.seeds == 2 and half.f1 == pytest.approx(sum(next(r.f1 for r in per_seed[s] if r.fraction == 0.5) for s in (0, 1)) / 2, abs=1e-4)
+    assert as_rows(json.loads((out / "sweep.json").read_text())) == rows and "f1_std" in (out / "sweep.md").read_text()
     with pytest.raises(DistillError, match="distinct seeds"):
         run_sweep(splits, teacher, [1.0], ["random"], ["none"], args, out, seeds=[1, 1])
