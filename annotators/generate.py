@@ -166,7 +166,7 @@ def prompt_id(spec: TaskSpec, prompt: str = "generate") -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def _messages(spec: TaskSpec, prompt: str, **variables: Any) -> list[dict[str, str]]:
+def chat_messages(spec: TaskSpec, prompt: str, **variables: Any) -> list[dict[str, str]]:
     return [{"role": "system", "content": spec.render("system")}, {"role": "user", "content": spec.render(prompt, **variables)}]
 
 
@@ -226,7 +226,7 @@ async def run_request(
         outcome.rejected += [Rejection(request=request.index, topic=request.topic, reason=reason, detail=detail, raw=raw if i == 0 else None) for i in range(count)]
 
     budget = llm.config.max_tokens or default_max_tokens(request.n)
-    messages = _messages(spec, "generate", topic=request.topic, n=request.n)
+    messages = chat_messages(spec, "generate", topic=request.topic, n=request.n)
     try:
         answer = await llm.complete_json(messages, generate_schema(spec, request.n), seed=request.seed, check=_check_examples, max_tokens=budget)
     except RequestFailed as err:
@@ -268,7 +268,7 @@ async def score_agreement(example: Example, spec: TaskSpec, llm: LLMClient, k: i
     the share of the k annotations (its own included) that contain it, and the example's is
     their mean (or the share that found nothing, for an example without entities).
     Samples that fail count as absent."""
-    messages = _messages(spec, "annotate", text=example.text)
+    messages = chat_messages(spec, "annotate", text=example.text)
     budget = llm.config.max_tokens or default_max_tokens(1)
     # a sample that finds nothing is a vote for nothing, and the text is the example's own
     sample_rules = (rules or GroundingRules()).model_copy(update={"min_entities": 0, "few_shot_similarity": 1.0})

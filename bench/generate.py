@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,30 +24,18 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annotators.generate import _messages, generate, generate_schema, plan_requests  # noqa: E402
+from servers import free_port, wait_until_up  # noqa: E402  (bench/ is on sys.path when this script runs)
+
+from annotators.generate import chat_messages, generate, generate_schema, plan_requests  # noqa: E402
 from annotators.llm import LLMConfig  # noqa: E402
 from data.spec import load_spec  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_mock(port: int, latency_s: float, truth: Path) -> subprocess.Popen:
     distill = Path(sys.executable).with_name("distill")
     args = [str(distill), "mock-llm", "--port", str(port), "--latency-s", str(latency_s), "--truth-file", str(truth)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).raise_for_status()
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"mock LLM did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return wait_until_up(proc, f"http://127.0.0.1:{port}/v1/models", 60, "the mock LLM")
 
 
 async def raw_rate(base_url: str, bodies: list[dict], concurrency: int) -> float:
@@ -84,7 +71,7 @@ def main() -> None:
             bodies = [
                 {
                     "model": config.model,
-                    "messages": _messages(spec, "generate", topic=r.topic, n=r.n),
+                    "messages": chat_messages(spec, "generate", topic=r.topic, n=r.n),
                     "temperature": config.temperature,
                     "seed": 10_000 + r.seed,
                     "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": generate_schema(spec), "strict": True}},

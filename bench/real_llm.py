@@ -16,13 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+from servers import (  # bench/ is on sys.path when this script runs
+    free_port,
+    wait_until_up,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LLAMA_CPP = "llama-cpp-python[server]==0.3.36"
@@ -60,31 +64,13 @@ def setup(venv: Path) -> Path:
     return found[0]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve(venv: Path, gguf: Path, port: int, n_threads: int, n_ctx: int, log: Path) -> subprocess.Popen:
     """Start llama-cpp-python's OpenAI server on 127.0.0.1:`port` and wait until it answers."""
-    import httpx
-
     args = [str(venv / "bin" / "python"), "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
             "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(n_threads), "--n_ctx", str(n_ctx)]
     print("+", " ".join(args), flush=True)
     proc = subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"llama_cpp.server exited with {proc.returncode}; see {log}")
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).raise_for_status()
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"llama_cpp.server did not answer within 180 s; see {log}")
+    return wait_until_up(proc, f"http://127.0.0.1:{port}/v1/models", 180, f"llama_cpp.server (log: {log})")
 
 
 def main() -> None:
