@@ -26,6 +26,8 @@ from sklearn.metrics import cohen_kappa_score
 
 from data.errors import DistillError
 from data.example import Entity, Example, Relation
+from data.metrics import prf
+from data.tables import markdown_table
 
 
 @dataclass
@@ -39,13 +41,6 @@ class Judgement:
     relations: list[Relation]
     flipped: int = 0  # relations drawn backwards, turned round
     problems: list[str] = field(default_factory=list)  # relations the spec does not allow, or without a type
-
-
-def _prf(tp: int, fp: int, fn: int) -> dict[str, float | int]:
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4), "support": tp + fn, "predicted": tp + fp}
 
 
 def _items(example: Example) -> tuple[set[tuple], set[tuple]]:
@@ -80,8 +75,8 @@ def correctness_report(llm_examples: list[Example], verified: list[Example]) -> 
         },
         **{
             kind: {
-                "micro": _prf(counts[kind]["tp"], counts[kind]["fp"], counts[kind]["fn"]),
-                "per_label": {label: _prf(c["tp"], c["fp"], c["fn"]) for label, c in sorted(per_label[kind].items())},
+                "micro": prf(counts[kind]["tp"], counts[kind]["fp"], counts[kind]["fn"]),
+                "per_label": {label: prf(c["tp"], c["fp"], c["fn"]) for label, c in sorted(per_label[kind].items())},
             }
             for kind in ("entities", "relations")
         },
@@ -91,18 +86,13 @@ def correctness_report(llm_examples: list[Example], verified: list[Example]) -> 
 def report_markdown(report: dict[str, Any]) -> str:
     """The correctness report as Markdown: one table of P/R/F1 per label and overall."""
     ex = report["examples"]
-    lines = [
+    head = (
         f"LLM vs human review: {ex['compared']} examples compared ({ex['accepted']} accepted as is, {ex['corrected']} corrected), "
-        f"{ex['rejected']} rejected ({ex['rejection_rate']:.1%}).",
-        "",
-        "| kind | label | precision | recall | F1 | support |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for kind in ("entities", "relations"):
-        rows = [*report[kind]["per_label"].items(), ("all (micro)", report[kind]["micro"])]
-        for label, m in rows:
-            lines.append(f"| {kind} | {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
-    return "\n".join(lines) + "\n"
+        f"{ex['rejected']} rejected ({ex['rejection_rate']:.1%}).\n"
+    )
+    rows = [{"kind": kind, "label": label, **m} for kind in ("entities", "relations")
+            for label, m in [*report[kind]["per_label"].items(), ("all (micro)", report[kind]["micro"])]]
+    return head + "\n" + markdown_table(rows, ["kind", "label", "precision", "recall", "f1", "support"])
 
 
 def agreement(per_task: dict[int, list[Judgement]]) -> dict[str, Any]:
@@ -133,7 +123,7 @@ def agreement(per_task: dict[int, list[Judgement]]) -> dict[str, Any]:
             kappa = 1.0  # both always kept (or always rejected): kappa is undefined, agreement perfect
         else:
             kappa = float(cohen_kappa_score(p["a"], p["b"]))
-        out_pairs[f"{a} / {b}"] = {"tasks": len(p["a"]), "span_f1": _prf(p["tp"], p["fp"], p["fn"])["f1"] if p["tp"] + p["fp"] + p["fn"] else 1.0, "kappa_reject": round(kappa, 4)}
+        out_pairs[f"{a} / {b}"] = {"tasks": len(p["a"]), "span_f1": prf(p["tp"], p["fp"], p["fn"])["f1"] if p["tp"] + p["fp"] + p["fn"] else 1.0, "kappa_reject": round(kappa, 4)}
     mean = lambda key: round(sum(v[key] for v in out_pairs.values()) / len(out_pairs), 4) if out_pairs else None  # noqa: E731
     return {"tasks_with_several_annotators": multi, "span_f1": mean("span_f1"), "kappa_reject": mean("kappa_reject"), "pairs": out_pairs}
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from data.errors import DistillError
+from data.metrics import set_f1
 from data.example import DiffEntity, Entity, Example, ReviewDiff
 from trainers.modeling import load_model, ner_batch, predict_entities, read_meta, write_meta
 from trainers.ner import ner_features
@@ -49,11 +50,7 @@ def _mean_over_tagged(values: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 def entity_f1(gold: Iterable[Entity], predicted: Iterable[Entity]) -> float:
     """Exact-match (start, end, label) F1 between two entity sets; two empty sets agree (1.0)."""
-    g = {(e.start, e.end, e.label) for e in gold}
-    p = {(e.start, e.end, e.label) for e in predicted}
-    if not g and not p:
-        return 1.0
-    return 2 * len(g & p) / (len(g) + len(p))
+    return set_f1(((e.start, e.end, e.label) for e in gold), ((e.start, e.end, e.label) for e in predicted))
 
 
 def llm_entities(example: Example) -> list[Entity]:
