@@ -48,3 +48,54 @@ def test_truth_file_and_bad_settings(tmp_path, species_examples):
         simulate_review(None, 1, records, accuracy=1.5)
     with pytest.raises(DistillError, match="per task"):
         simulate_review(None, 1, records, annotators=["a"], per_task=2)
+
+
+def _mock_world(species_spec, n=40):
+    """LLM examples and truth from the mock's harder world: many annotation errors, a third of the texts factually wrong."""
+    import random
+
+    from annotators.generate import generate_schema
+    from annotators.grounding import GroundingError, ground
+    from annotators.mock_llm import MockConfig, MockLLM
+
+    mock = MockLLM(MockConfig(seed=11, error_rate=0.9, factual_error_rate=0.3))
+    payload = {"model": "m", "messages": [{"role": "user", "content": ""}],
+               "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": generate_schema(species_spec)}}}
+    llm = []
+    for t in species_spec.topic_list[: n // 10]:
+        payload["messages"][0]["content"] = species_spec.render("generate", topic=t, n=10)
+        for item in json.loads(mock.answer(payload, random.Random(t)))["examples"]:
+            try:
+                llm.append(ground(item, species_spec))
+            except GroundingError:  # a reversed relation: the pipeline drops it before review
+                pass
+    return llm, mock.truth
+
+
+def test_a_careful_annotator_rejects_wrong_texts_and_fixes_convention_drift(label_studio, species_spec):
+    from annotators.mock_world import convention_problems
+
+    ls = client(label_studio.connection)
+    llm, truth = _mock_world(species_spec)
+    wrong = {e.text for e in llm if truth[e.text].rejected}
+    drifted = {e.text for e in llm if convention_problems(e) and not truth[e.text].rejected}
+    assert wrong and drifted  # there is something to reject and something to fix
+    project = ensure_project(ls, species_spec, "sim careful")
+    push(ls, project, llm, species_spec)
+    done = simulate_review(ls, project, truth, accuracy=1.0)
+    assert done.decisions["rejected"] == len(wrong) and done.decisions["corrected"] >= len(drifted)
+    verified = {e.text: e for e in pull(ls, project, species_spec, llm).verified}
+    assert {t for t, e in verified.items() if e.review.status == "rejected"} == wrong
+    for text, e in verified.items():
+        if text in wrong:
+            continue
+        gold = truth[text].example
+        assert [(x.start, x.end, x.label) for x in e.entities] == [(x.start, x.end, x.label) for x in gold.entities]
+        assert {(r.head, r.tail, r.label) for r in e.relations} == {(r.head, r.tail, r.label) for r in gold.relations}
+        assert convention_problems(e) == []  # no "in the ...", no "by laying ..." left
+    assert all(verified[t].review.status == "corrected" for t in drifted)
+
+    sloppy = ensure_project(ls, species_spec, "sim careless")
+    push(ls, sloppy, llm, species_spec)
+    careless = simulate_review(ls, sloppy, truth, accuracy=0.5, seed=2)
+    assert careless.decisions["rejected"] < len(wrong) and careless.decisions["accepted"] > 0  # accuracy 0.5: some wrong texts and some drift slip through
