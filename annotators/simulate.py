@@ -1,10 +1,13 @@
 """A simulated annotator for demos and CI: reviews Label Studio tasks through the same REST API
 (`POST /api/tasks/<id>/annotations/`) that a person's browser uses.
 
-With the truth the mock LLM recorded for each text, it corrects the LLM's pre-annotation to the
-truth with probability `accuracy` (otherwise it submits the prediction as is, like a hurried
-human), rejects examples the truth marks as unusable or factually wrong (errors `"unusable"`,
-`"factually_wrong"`), and accepts texts it has no truth for.
+With the truth the mock LLM recorded for each text, it reviews as a careful human would, with
+probability `accuracy` per task (otherwise it submits the prediction as is, like a hurried human:
+drift, wrong labels and factually wrong texts slip through): it rejects examples the truth marks
+as factually wrong or unusable (errors `"factually_wrong"`, `"unusable"`), and corrects the rest
+to the truth, which is the gold under the mock's one span convention (no leading "in"/"on"/"by"
+or article, list items apart, full names, right labels and relations; `annotators.mock_world`).
+It accepts texts it has no truth for.
 
 Several annotators are real Label Studio users (`<name>@distill.local`, created on first use in
 the admin's organization). The community edition gives API tokens only to users who log in, so
