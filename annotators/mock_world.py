@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import random
 import re
 from dataclasses import dataclass, field
@@ -139,10 +140,8 @@ def gerund(phrase: str) -> str:
         word = irregular[first]
     elif first.endswith("ies"):
         word = first[:-3] + "ying"
-    elif first.endswith(("ches", "shes", "sses", "xes")):
-        word = first[:-2] + "ing"
-    elif first.endswith("es") and len(first) > 4 and first[-3] not in "aeiou":
-        word = first[:-2] + "ing"
+    elif first.endswith(("ches", "shes", "sses", "xes")) or (first.endswith("es") and len(first) > 4 and first[-3] not in "aeiou"):
+        word = first[:-2] + "ing"  # "reaches" -> "reaching", "gives" -> "giving"
     elif first.endswith("s"):
         word = first[:-1] + "ing"
     else:
@@ -596,7 +595,7 @@ def _unambiguous(draft: Draft) -> bool:
     from annotators.grounding import find_mention
 
     spans = sorted(draft.spans)
-    if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
+    if any(a[1] > b[0] for a, b in itertools.pairwise(spans)):
         return False
     folded = [draft.surface(i).casefold() for i in range(len(draft.spans))]
     if len(set(folded)) < len(folded):  # grounding takes a mention case-insensitively once
