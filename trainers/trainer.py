@@ -204,7 +204,6 @@ def _train_and_save(model: NerReModel, tokenizer: Any, meta: ModelInfo, train: l
     fit = _Fit(model, tokenizer, meta, feats, dev, args, device, teacher_ner, teacher_re)
     for phase in method.phases(args):
         fit.run(phase)
-    fit.restore_best()
     meta = meta.model_copy(update={
         "train_seconds": round(time.perf_counter() - start, 1), "n_train": len(train), "n_dev": len(dev), "texts_in_windows": feats.windows_split,
         "relation_pairs": len(feats.pairs.pairs), "relation_pairs_skipped": feats.pairs.skipped, "history": fit.history,
@@ -215,7 +214,7 @@ def _train_and_save(model: NerReModel, tokenizer: Any, meta: ModelInfo, train: l
 
 
 class _Fit:
-    """The epoch loop shared by teacher and student (one or two phases)."""
+    """The epoch loop shared by teacher and student: the KD method's phases, each ending on its best dev epoch."""
 
     def __init__(self, model: NerReModel, tokenizer: Any, meta: ModelInfo, feats: Features, dev: list[Example], args: TrainingArgs, device: torch.device, teacher_ner: list, teacher_re: list) -> None:
         self.model, self.tokenizer, self.meta, self.feats, self.dev, self.args, self.device = model, tokenizer, meta, feats, dev, args, device
@@ -263,11 +262,13 @@ class _Fit:
         return out
 
     def run(self, phase: Phase) -> None:
-        """Train one phase with a fresh optimizer; early stopping on dev when the phase asks for it."""
+        """Train one phase with a fresh optimizer and end it on its best dev epoch (the next phase
+        starts from there); with `phase.early_stop`, stop after `patience` epochs without improvement."""
         epochs, early_stop = phase.epochs, phase.early_stop
         steps = epochs * len(self._batches(0))
         optimizer, scheduler = self._optimizer(steps)
         step, stale = 0, 0
+        self.best_score, self.best_state = -1.0, None
         label = f"{self.meta.role} {phase.name}" + (f" (KD {self.args.kd})" if self.teacher_ner else "")
         with _progress(self.args.progress) as progress:
             task = progress.add_task(label, total=steps, loss=float("nan"))
@@ -292,7 +293,6 @@ class _Fit:
                     progress.console.print(f"{label} epoch {self.epoch}: loss {total / max(n, 1):.4f}, dev entity F1 {scores['dev_f1']:.3f}{rel}")
                 if not self.dev:  # no dev split: no early stopping, the last epoch is kept
                     self.best_epoch = self.epoch
-                if not early_stop or not self.dev:  # e.g. annealing phase 1: the next phase starts from its end, whatever the dev score
                     continue
                 if scores["score"] > self.best_score:
                     self.best_score, self.best_epoch, self.best_scores = scores["score"], self.epoch, scores
@@ -300,8 +300,9 @@ class _Fit:
                     stale = 0
                 else:
                     stale += 1
-                    if stale >= self.args.patience:
+                    if early_stop and stale >= self.args.patience:
                         break
+        self.restore_best()
 
     def score_dev(self) -> dict[str, float]:
         """Dev entity micro F1, relation weighted F1 and their mean (the early-stopping score)."""

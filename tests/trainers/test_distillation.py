@@ -45,14 +45,10 @@ def test_ignored_positions_do_not_count():
     assert hinton_loss(STUDENT, TEACHER, labels, alpha=0.5, temperature=2.0).item() == pytest.approx(full.item())
 
 
-def test_annealing_schedule_rises_step_by_step_from_one_over_tmax_to_one():
-    total, t_max = 100, 4.0
-    factors = [annealing_factor(s, total, t_max) for s in range(total)]
-    assert factors[0] == pytest.approx(1 / t_max)
-    assert factors[-1] == pytest.approx(1.0)
-    assert all(b >= a for a, b in zip(factors, factors[1:]))
-    assert sorted(set(factors)) == pytest.approx([0.25, 0.5, 0.75, 1.0])
-    assert [annealing_temperature(s, total, t_max) for s in (0, 25, 50, 99)] == [4.0, 3.0, 2.0, 1.0]
+def test_annealing_temperature_steps_down_by_one_per_epoch_to_one():
+    t_max = 4.0
+    assert [annealing_temperature(e, t_max) for e in range(6)] == [4.0, 3.0, 2.0, 1.0, 1.0, 1.0]
+    assert [annealing_factor(e, t_max) for e in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
 
 
 def test_annealing_loss_regresses_on_scaled_teacher_logits():
@@ -60,12 +56,16 @@ def test_annealing_loss_regresses_on_scaled_teacher_logits():
     assert annealing_loss(STUDENT, TEACHER, LABELS, 1.0).item() == pytest.approx(F.mse_loss(STUDENT, TEACHER).item())
 
 
-def test_annealing_phase_one_regresses_on_the_scaled_teacher_and_phase_two_on_the_labels():
-    first, second = kd_method("annealing").phases(TrainingArgs(epochs=4, anneal_max_temperature=4.0, anneal_epoch_share=0.5))
-    assert (first.name, first.epochs, first.early_stop, second.name, second.epochs, second.early_stop) == ("anneal", 2, False, "train", 2, True)
-    assert first.loss(TEACHER * 0.25, TEACHER, LABELS, 0, 100).item() == pytest.approx(0.0)  # phi = 1/T_max at the first step
-    assert first.loss(TEACHER, TEACHER, LABELS, 99, 100).item() == pytest.approx(0.0)  # phi = 1 at the last
+def test_annealing_phase_one_takes_one_epoch_per_temperature_and_phase_two_trains_on_the_labels():
+    first, second = kd_method("annealing").phases(TrainingArgs(epochs=6, anneal_max_temperature=4.0))
+    assert (first.name, first.epochs, first.early_stop, second.name, second.epochs, second.early_stop) == ("anneal", 4, False, "train", 6, True)
+    steps = 40  # 10 batches per epoch over phase 1's four epochs
+    assert first.loss(TEACHER * 0.25, TEACHER, LABELS, 0, steps).item() == pytest.approx(0.0)  # epoch 0: T = 4, phi = 1/4
+    assert first.loss(TEACHER * 0.5, TEACHER, LABELS, 10, steps).item() == pytest.approx(0.0)  # epoch 1: T = 3, phi = 1/2
+    assert first.loss(TEACHER, TEACHER, LABELS, 39, steps).item() == pytest.approx(0.0)  # last epoch: T = 1, the teacher itself
     assert second.loss(STUDENT, TEACHER, LABELS, 0, 1).item() == pytest.approx(F.cross_entropy(STUDENT[0], LABELS[0]).item())
+    longer, _ = kd_method("annealing").phases(TrainingArgs(epochs=10, anneal_max_temperature=2.0, anneal_epoch_share=0.5))
+    assert longer.epochs == 5
 
 
 def test_hinton_phase_uses_the_arguments_alpha_and_temperature():

@@ -15,7 +15,7 @@ from data.errors import DistillError
 from data.example import Entity, Example
 from data.formats import write_conll, write_jsonl
 from data.spec import load_spec
-from tests.trainers.synthetic import make_examples
+from tests.trainers.conftest import tiny_args
 from trainers.evaluate import evaluate
 from trainers.export.to_spacy import export_spacy
 from trainers.scores import per_example_scores
@@ -23,21 +23,6 @@ from trainers.trainer import equal_step_epochs, train_student, train_teacher
 
 pytestmark = pytest.mark.slow
 NEW_TEXT = "The kakapo lives in mountain slopes and eats worms."
-
-
-def tiny_args(tiny_bert: Path, **more) -> dict:
-    return {"encoder": str(tiny_bert), "epochs": 6, "batch_size": 8, "learning_rate": 3e-3, "head_learning_rate": 3e-3, "max_length": 64, "stride": 16, "progress": False, "threads": 2, **more}
-
-
-@pytest.fixture(scope="module")
-def data() -> dict[str, list[Example]]:
-    ex = make_examples(90, seed=1)
-    return {"train": ex[:60], "dev": ex[60:75], "test": ex[75:]}
-
-
-@pytest.fixture(scope="module")
-def teacher(tiny_bert, data, tmp_path_factory) -> Path:
-    return train_teacher(data["train"], data["dev"], tmp_path_factory.mktemp("models") / "teacher", tiny_args(tiny_bert), spec=load_spec("species"))
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +48,7 @@ def test_training_is_repeatable(tiny_bert, data, tmp_path):
 def test_student_is_smaller_uses_cache_and_evaluates(student, teacher, data):
     meta = json.loads((student / "model.json").read_text())
     assert meta["kd"] == "hinton" and meta["parameters"] < meta["teacher_parameters"]
-    assert len(list((teacher / "logits_cache").glob("ner-*.pt"))) == 1
+    assert list((teacher / "logits_cache").glob("ner-*.pt"))  # the teacher's logits, kept for the next student (other tests' students add theirs)
     metrics = evaluate(student, data["test"])
     assert {"f1", "precision", "recall", "macro_f1", "token_macro_f1", "per_label", "relations", "parameters", "size_mb", "sentences_per_second"} <= metrics.keys()
     assert set(metrics["per_label"]) <= {"SPECIES", "HABITAT", "FEEDING", "BREEDING"}
@@ -74,9 +59,9 @@ def test_student_is_smaller_uses_cache_and_evaluates(student, teacher, data):
 
 
 def test_annealing_student_trains(tiny_bert, data, teacher, tmp_path):
-    path = train_student(data["train"][:20], data["dev"], teacher, tmp_path / "ann", tiny_args(tiny_bert, student_layers=1, epochs=2), kd="annealing")
+    path = train_student(data["train"][:20], data["dev"], teacher, tmp_path / "ann", tiny_args(tiny_bert, student_layers=1, epochs=2, anneal_max_temperature=2), kd="annealing")
     phases = [h["phase"] for h in json.loads((path / "model.json").read_text())["history"]]
-    assert phases == ["anneal", "train"]
+    assert phases == ["anneal", "anneal", "train", "train"]
 
 
 def test_a_pruned_student_takes_as_many_steps_as_on_all_the_data(tiny_bert, data, teacher, tmp_path):
@@ -178,6 +163,25 @@ def test_conll_files_through_the_cli(tiny_bert, data, tmp_path):
     assert (tmp_path / "nlp" / "meta.json").exists()
 
 
+def test_own_data_without_dev_gets_a_seeded_dev_split_and_loses_its_test_duplicates(tiny_bert, data, tmp_path):
+    from flows.cli import app
+
+    train, test = data["train"][:30], data["test"][:10]
+    write_jsonl(tmp_path / "train.jsonl", [*train, test[0], test[1].model_copy(update={"text": test[1].text.upper()})])  # two test texts again
+    write_jsonl(tmp_path / "test.jsonl", test)
+    before = (tmp_path / "test.jsonl").read_bytes()
+    result = CliRunner().invoke(app, [
+        "train", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "test.jsonl"), "--out", str(tmp_path / "models"),
+        "--encoder", str(tiny_bert), "--epochs", "1", "--no-student", "--max-length", "64", "-s", "progress=false",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "of 30 training examples (seed 0) are the dev split" in result.output
+    assert "removed 2 training and 0 dev example(s) whose text is also in the test split" in result.output.replace("\n", " ")
+    meta = json.loads((tmp_path / "models" / "teacher" / "model.json").read_text())
+    assert meta["n_train"] + meta["n_dev"] == 30 and meta["n_dev"] >= 1
+    assert (tmp_path / "test.jsonl").read_bytes() == before
+
+
 def test_no_dev_split_trains_every_epoch_and_keeps_the_last(tiny_bert, data, teacher, tmp_path):
     meta = json.loads((train_teacher(data["train"][:20], [], tmp_path / "t", tiny_args(tiny_bert, epochs=2)) / "model.json").read_text())
     assert [h["epoch"] for h in meta["history"]] == [1, 2] and meta["best_epoch"] == 2 and meta["n_dev"] == 0
@@ -200,7 +204,7 @@ def test_bad_input_is_a_one_line_error(tiny_bert, data, tmp_path):
     from flows.cli import app
 
     result = CliRunner().invoke(app, ["train", "--train", str(tmp_path / "t.jsonl"), "--dev", str(tmp_path / "t.jsonl"), "--test", str(tmp_path / "t.jsonl"), "--encoder", str(tiny_bert)])
-    assert result.exit_code != 0 and isinstance(result.exception, DistillError) and "shares" in str(result.exception)
+    assert result.exit_code != 0 and isinstance(result.exception, DistillError) and "all 5 training examples also occur in the test split" in str(result.exception)
 
 
 def test_long_text_is_windowed_not_truncated(tiny_bert, tmp_path, data):

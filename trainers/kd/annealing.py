@@ -1,9 +1,11 @@
-"""Annealing-KD (Jafari et al., 2021).
+"""Annealing-KD (Jafari et al., EACL 2021), as the authors' code runs it (huawei-noah/Efficient-NLP).
 
-Phase 1 regresses the student's logits on `phi(T) * teacher logits` (MSE), where
-`phi(T) = 1 - (T - 1) / t_max` and T steps down from t_max to 1, so phi rises step by step from
-1/t_max to 1 (`annealing_factor`). Phase 2 trains on the hard labels (cross-entropy) with early
-stopping. `args.anneal_epoch_share` of the epochs go to phase 1.
+Phase 1 regresses the student's logits on `phi(T) * teacher logits` (MSE), with
+`phi(T) = 1 - (T - 1) / t_max` and the temperature T stepping down by one each epoch, from t_max
+to 1, so the student first matches a flattened teacher and ends on the teacher itself. Phase 1
+takes at least t_max epochs (the last ones at T = 1). Phase 2 starts from the best phase-1 epoch
+on dev, with a fresh optimizer, and trains on the hard labels (cross-entropy) with early stopping
+for `args.epochs` epochs.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ import torch.nn.functional as F
 from trainers.kd.base import Phase, cross_entropy, tagged
 
 
-def annealing_temperature(step: int, total_steps: int, t_max: float) -> float:
-    """Phase-1 temperature: t_max for the first 1/t_max of the steps, then one lower each stretch, down to 1."""
-    levels = max(1, math.ceil(t_max))
-    stretch = max(1, math.ceil(total_steps / levels))
-    return max(1.0, t_max - step // stretch)
+def phase_one_epochs(t_max: float, share_of: int = 0, share: float = 0.0) -> int:
+    """Epochs of phase 1: one per temperature step (ceil(t_max)), more if `share` of `share_of` epochs is more."""
+    return max(math.ceil(t_max), round(share_of * share))
 
 
-def annealing_factor(step: int, total_steps: int, t_max: float) -> float:
-    """phi(T) = 1 - (T - 1) / t_max: 1/t_max at the first step, 1 at the last stretch."""
-    return 1.0 - (annealing_temperature(step, total_steps, t_max) - 1.0) / t_max
+def annealing_temperature(epoch: int, t_max: float) -> float:
+    """The phase-1 temperature of epoch `epoch` (0-based): t_max, t_max - 1, ..., down to 1 and then 1."""
+    return max(1.0, t_max - epoch)
+
+
+def annealing_factor(epoch: int, t_max: float) -> float:
+    """phi(T) = 1 - (T - 1) / t_max: 1/t_max in the first epoch, 1 from epoch ceil(t_max) - 1 on."""
+    return 1.0 - (annealing_temperature(epoch, t_max) - 1.0) / t_max
 
 
 def annealing_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, factor: float) -> torch.Tensor:
@@ -42,10 +47,15 @@ class Annealing:
 
     def phases(self, args: Any) -> list[Phase]:
         t_max = args.anneal_max_temperature
-        first = max(1, round(args.epochs * args.anneal_epoch_share))
+        first = phase_one_epochs(t_max, args.epochs, args.anneal_epoch_share)
+
+        def phase_one(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor, step: int, steps: int) -> torch.Tensor:
+            epoch = step * first // max(1, steps)
+            return annealing_loss(student, teacher, labels, annealing_factor(epoch, t_max))
+
         return [
-            Phase("anneal", first, lambda s, t, y, step, steps: annealing_loss(s, t, y, annealing_factor(step, steps, t_max)), early_stop=False),
-            Phase("train", max(1, args.epochs - first), lambda s, t, y, step, steps: cross_entropy(s, y)),
+            Phase("anneal", first, phase_one, early_stop=False),
+            Phase("train", args.epochs, lambda s, t, y, step, steps: cross_entropy(s, y)),
         ]
 
 

@@ -1,0 +1,76 @@
+"""Every KD path is proven by behaviour: the student follows the teacher where the labels say
+otherwise, Annealing-KD's phase 1 pulls the student's logits to the teacher's, and prediction
+reads every window of a long text. Each test fails when its path is cut (see the docstrings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from data.example import Example
+from tests.trainers.conftest import tiny_args
+from trainers.kd.annealing import Annealing
+from trainers.modeling import load_model, ner_batch, predict_entities
+from trainers.ner import ner_features
+from trainers.trainer import train_student
+
+pytestmark = pytest.mark.slow
+
+
+def lying(examples: list[Example]) -> list[Example]:
+    """The same texts with every SPECIES labelled HABITAT: labels the teacher disagrees with."""
+    return [e.model_copy(update={"entities": [x.model_copy(update={"label": "HABITAT"}) if x.label == "SPECIES" else x for x in e.entities], "relations": []})
+            for e in examples]
+
+
+def species_share(model_dir: Path, examples: list[Example]) -> float:
+    """Of the gold SPECIES spans, the share the model predicts as SPECIES (same span)."""
+    predicted = predict_entities(load_model(model_dir), [e.text for e in examples])
+    gold = [(i, x.start, x.end) for i, e in enumerate(examples) for x in e.entities if x.label == "SPECIES"]
+    found = {(i, x.start, x.end) for i, p in enumerate(predicted) for x in p if x.label == "SPECIES"}
+    return sum(g in found for g in gold) / len(gold)
+
+
+def test_a_student_on_pure_kd_follows_the_teacher_not_the_labels(tiny_bert, data, teacher, tmp_path):
+    """Fails if Hinton KD ignores the teacher's logits (the student then learns the lying labels)."""
+    train, dev = lying(data["train"]), lying(data["dev"])
+    args = tiny_args(tiny_bert, student_layers=1, epochs=4, relations=False)
+    kd = train_student(train, dev, teacher, tmp_path / "kd", args, kd="hinton", alpha=1.0, temperature=1.0)
+    labels = train_student(train, dev, teacher, tmp_path / "ce", args, kd="hinton", alpha=0.0)
+    teacher_share = species_share(teacher, data["test"])
+    assert teacher_share > 0.8
+    assert species_share(kd, data["test"]) > teacher_share - 0.15  # still the teacher's SPECIES
+    assert species_share(labels, data["test"]) < 0.3  # the labels alone teach HABITAT
+
+
+@torch.inference_mode()
+def logit_distance(model_dir: Path, teacher: Path, examples: list[Example]) -> float:
+    """Mean squared distance between a model's tag logits and the teacher's on the same windows."""
+    student, ref = load_model(model_dir), load_model(teacher)
+    feats, _ = ner_features(ref.tokenizer, examples, ref.tags, ref.meta.max_length, ref.meta.stride, ref.meta.subword_labels)
+    b = ner_batch(feats, ref.tokenizer.pad_token_id or 0, torch.device("cpu"))
+    mask = b["mask"].bool()
+    return float(((student.model(b["ids"], b["mask"])[0] - ref.model(b["ids"], b["mask"])[0])[mask] ** 2).mean())
+
+
+def test_annealing_phase_one_pulls_the_students_logits_to_the_teachers(tiny_bert, data, teacher, tmp_path, monkeypatch):
+    """Fails if phase 1 trains on the labels instead of regressing on the (annealed) teacher logits."""
+    monkeypatch.setattr(Annealing, "phases", lambda self, args, phases=Annealing.phases: phases(self, args)[:1])  # phase 1 only
+    train = lying(data["train"])  # no dev split: each run keeps its last epoch
+    args = tiny_args(tiny_bert, student_encoder=str(tiny_bert), epochs=2, anneal_max_temperature=2, anneal_epoch_share=3, relations=False)
+    annealed = train_student(train, [], teacher, tmp_path / "anneal", args, kd="annealing")  # 6 epochs of phase 1
+    plain = train_student(train, [], teacher, tmp_path / "plain", {**args, "epochs": 6}, kd="none")
+    assert logit_distance(annealed, teacher, data["test"]) < 0.5 * logit_distance(plain, teacher, data["test"])
+    assert species_share(annealed, data["test"]) > species_share(plain, data["test"])
+
+
+def test_entities_in_the_last_window_of_a_long_text_are_found(teacher):
+    """Fails if prediction reads only the first window (or drops the last one)."""
+    sentence = "The kakapo lives in mountain slopes and eats worms. "
+    text = sentence * 30  # about 400 word pieces: many 64-piece windows
+    (found,) = predict_entities(load_model(teacher), [text])
+    head = [x for x in found if x.end <= 3 * len(sentence)]
+    tail = [x for x in found if x.start >= len(text) - 3 * len(sentence)]
+    assert head and len(tail) >= len(head) // 2  # the last sentences are read as the first ones are
