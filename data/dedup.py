@@ -59,3 +59,10 @@ def _near_duplicates(examples: list[Example], keys: list[str], unique: list[int]
                 j = int(similar[0])
                 removed[unique[i]] = f"near_duplicate of {examples[unique[j]].id} ({scores[row, j]}% similar)"
     return removed
+
+
+def drop_texts_of(examples: list[Example], reference: list[Example]) -> tuple[list[Example], int]:
+    """`examples` without those whose normalized text occurs in `reference` (e.g. the test split), and how many went."""
+    taken = {normalize_text(e.text) for e in reference}
+    kept = [e for e in examples if normalize_text(e.text) not in taken]
+    return kept, len(examples) - len(kept)

@@ -60,7 +60,8 @@ def results_table(rows: list[dict]) -> Table:
 def train(
     run: Optional[Path] = typer.Argument(None, help="Run folder (uses verified/ and, for the student, pruned/)."),
     train_path: Optional[Path] = typer.Option(None, "--train", help="Training examples: JSONL, CoNLL, DocBin or a DatasetDict folder."),
-    dev_path: Optional[Path] = typer.Option(None, "--dev", help="Dev examples (early stopping)."),
+    dev_path: Optional[Path] = typer.Option(None, "--dev", help="Dev examples (early stopping); default: a seeded share of --train."),
+    dev_fraction: float = typer.Option(0.1, help="Without --dev: the share of --train held out as the dev split."),
     test_path: Optional[Path] = typer.Option(None, "--test", help="Gold test examples (evaluated after training)."),
     out: Optional[Path] = typer.Option(None, help="Where models go (default: RUN/models, else ./models)."),
     spec: Optional[str] = typer.Option(None, help="Task spec name or YAML (labels and allowed relations); default: labels from the data."),
@@ -107,12 +108,33 @@ def train(
     if run is not None:
         with run_lock(run, "distill train"):
             _train(run_splits(run), out or run / "models", args, task, teacher, student)
-    elif train_path is not None and dev_path is not None:
-        splits = {"train": load_split(train_path, "train"), "dev": load_split(dev_path, "dev"), "test": load_split(test_path, "test") if test_path else []}
-        splits["student_train"] = splits["train"]
+    elif train_path is not None:
+        splits = file_splits(train_path, dev_path, test_path, dev_fraction, args.seed)
         _train(splits, out or Path("models"), args, task, teacher, student)
     else:
-        raise DistillError("give a run folder, or --train and --dev files")
+        raise DistillError("give a run folder, or --train (and --dev, --test) files")
+
+
+def file_splits(train_path: Path, dev_path: Path | None, test_path: Path | None, dev_fraction: float, seed: int) -> dict[str, list]:
+    """train/dev/test from files. Without `dev_path`, a seeded `dev_fraction` of the training texts
+    is the dev split. Texts that are also in the test split leave train and dev (test never changes)."""
+    from data.dedup import drop_texts_of
+    from data.formats import split_examples
+
+    test = load_split(test_path, "test") if test_path else []
+    train, in_test = drop_texts_of(load_split(train_path, "train"), test)
+    if not train and in_test:
+        raise DistillError(f"all {in_test} training examples also occur in the test split: nothing left to train on")
+    dev, dev_in_test = drop_texts_of(load_split(dev_path, "dev"), test) if dev_path is not None else ([], 0)
+    if in_test or dev_in_test:
+        console.print(f"removed {in_test} training and {dev_in_test} dev example(s) whose text is also in the test split (the test split is unchanged)")
+    if dev_path is None:
+        if not 0 < dev_fraction < 1:
+            raise DistillError(f"--dev-fraction {dev_fraction}: use a share between 0 and 1 (or give --dev)")
+        carved = split_examples(train, dev=dev_fraction, test=0.0, seed=seed)
+        train, dev = carved["train"], carved["dev"]
+        console.print(f"no --dev given: {len(dev)} of {len(train) + len(dev)} training examples (seed {seed}) are the dev split")
+    return {"train": train, "dev": dev, "test": test, "student_train": train}
 
 
 def _train(splits: dict[str, list], out: Path, args: Any, spec: Any, teacher: Path | None, student: bool) -> None:

@@ -95,7 +95,7 @@ CASES = [
     Case("train-set-unknown", "train --train {w}/good.jsonl --dev {w}/good.jsonl -s patiense=3", "-s patiense=3: use key=value with a training argument"),
     Case("train-set-bad-value", "train --train {w}/good.jsonl --dev {w}/good.jsonl -s subword_labels=last", "-s subword_labels=last"),
     Case("export-format-unknown", "export {w}/folder.jsonl {w}/out --format onnx", "unknown export format 'onnx' (registered: spacy, transformers)"),
-    Case("train-nothing-given", "train", "give a run folder, or --train and --dev"),
+    Case("train-nothing-given", "train", "give a run folder, or --train"),
     Case("train-run-without-splits", "train {run}", "no verified/ split"),
     Case("train-missing-file", "train --train {w}/nope.jsonl --dev {w}/good.jsonl", "file not found"),
     Case("sweep-kd-unknown", "sweep {w}/folder.jsonl --teacher {w}/folder.jsonl --out {w}/sweep --kd none,magic", "--kd 'none,magic'"),
