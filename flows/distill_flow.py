@@ -300,7 +300,18 @@ def evaluate_task(config_json: dict[str, Any], model_dirs: dict[str, str]) -> li
 
     config = RunConfig.model_validate(config_json)
     test = load_splits(config.run_dir / "verified")["test"]
-    return [{**evaluate(path, test), "model": name} for name, path in model_dirs.items()]
+    return [*(({**evaluate(path, test), "model": name}) for name, path in model_dirs.items()), llm_row(test)]
+
+
+def llm_row(test: list[Any]) -> dict[str, Any]:
+    """The LLM's own pre-annotations scored like a model on the same gold test split: what the
+    students must beat (the human's corrections undone from each verified example)."""
+    from data.example import usable
+    from trainers.evaluate import ner_scores
+    from trainers.scores import llm_entities
+
+    test = usable(test)
+    return {"model": "LLM pre-annotation", "kd": None, "layers": None, "parameters": None, **ner_scores(test, [llm_entities(e) for e in test])}
 
 
 @task(name="export-spacy")
@@ -338,15 +349,21 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
         "LLM against humans": _read(config.run_dir / "correctness.md"),
         "Teacher and students (gold test split)": markdown_table(
             results["models"], ["model", "layers", "kd", "f1", "overlap_f1", "precision", "recall", "token_macro_f1", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
-        ),
+        ) + "\nStrict span F1 per label, the LLM's own pre-annotations in the last row:\n\n" + markdown_table(per_label_rows(results["models"])),
         **({"Pruning sweep (students on the gold test split)": sweep_markdown(sweep, image_dir="sweep/")} if sweep else {}),
         "Try the student": f"```python\nimport spacy\nnlp = spacy.load({results['pipeline']!r})\ndoc = nlp({load_spec(config.spec).try_text!r})\nprint(doc.ents, doc._.relations)\n```",
     }
-    models = [{"model": m["model"], "f1": m["f1"], "parameters": m["parameters"]} for m in results["models"]]
+    models = [{"model": m["model"], "f1": m["f1"], "parameters": m["parameters"]} for m in results["models"] if m.get("parameters")]
     path = write_report(config.run_dir, f"distill run {config.name}", sections, models)
     for title, body in sections.items():
         create_markdown_artifact(body, key=_key(config, title.split()[0]), description=title)
     return str(path)
+
+
+def per_label_rows(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per model: its strict span F1 for each entity label, and overall."""
+    labels = sorted({label for m in models for label in m.get("per_label", {})})
+    return [{"model": m["model"], **{label: m.get("per_label", {}).get(label, {}).get("f1") for label in labels}, "all": m["f1"]} for m in models]
 
 
 def dataset_rows(data: dict[str, Any]) -> list[dict[str, str]]:
@@ -383,7 +400,7 @@ def run_loop(cfg: RunConfig) -> str:
     run_dir = cfg.run_dir
     (run_dir / "config.json").write_text(json.dumps(_dump(cfg), indent=2))
     dumped = _dump(cfg)
-    spec, verified, pruned = spec_path(cfg.spec), run_dir / "verified", run_dir / "pruned"
+    spec, verified_dir, pruned_dir = spec_path(cfg.spec), run_dir / "verified", run_dir / "pruned"
     teacher_dir, student_dir = run_dir / "models" / "teacher", run_dir / "models" / "student"
 
     def stage(name: str, settings: Any, body: Any, reads: list[Path], outputs: list[Path] | None = None) -> Any:
@@ -395,15 +412,15 @@ def run_loop(cfg: RunConfig) -> str:
         reviewed = stage("review", _dump(cfg.review), lambda: review_stage(cfg, truth), [spec, run_dir / "generated.jsonl"], [run_dir / "verified.jsonl"])
     if reviewed.get("project_id") is not None:
         create_link_artifact(project_url(cfg, reviewed["project_id"]), link_text="Label Studio project", key=_key(cfg, "label-studio"))
-    split = stage("split", _dump(cfg.split), lambda: split_task(dumped), [run_dir / "verified.jsonl"], [verified])
-    teacher = stage("teacher", _dump(cfg.train), lambda: teacher_task(dumped), [spec, verified], [teacher_dir])
-    pruned = stage("prune", _dump(cfg.prune), lambda: prune_task(dumped, teacher), [verified, *(model_files(teacher_dir) if cfg.prune.needs_scores else [])], [pruned])
-    student = stage("student", [_dump(cfg.train), cfg.prune.fraction], lambda: student_task(dumped, teacher), [pruned, *model_files(teacher_dir)], [student_dir])
-    models = stage("evaluate", None, lambda: evaluate_task(dumped, {"teacher": teacher, "student": student}), [verified, *model_files(teacher_dir), *model_files(student_dir)])
+    split = stage("split", _dump(cfg.split), lambda: split_task(dumped), [run_dir / "verified.jsonl"], [verified_dir])
+    teacher = stage("teacher", _dump(cfg.train), lambda: teacher_task(dumped), [spec, verified_dir], [teacher_dir])
+    pruned = stage("prune", _dump(cfg.prune), lambda: prune_task(dumped, teacher), [verified_dir, *(model_files(teacher_dir) if cfg.prune.needs_scores else [])], [pruned_dir])
+    student = stage("student", [_dump(cfg.train), cfg.prune.fraction], lambda: student_task(dumped, teacher), [pruned_dir, *model_files(teacher_dir)], [student_dir])
+    models = stage("evaluate", None, lambda: evaluate_task(dumped, {"teacher": teacher, "student": student}), [verified_dir, *model_files(teacher_dir), *model_files(student_dir)])
     pipeline = stage("export", None, lambda: export_task(dumped, student), [spec, *model_files(student_dir)], [run_dir / "student-spacy"])
     sweep = None
     if cfg.sweep.enabled:
-        sweep = stage("sweep", [_dump(cfg.sweep), _dump(cfg.train)], lambda: sweep_task(dumped, teacher), [verified, *model_files(teacher_dir)], [run_dir / "sweep"])
+        sweep = stage("sweep", [_dump(cfg.sweep), _dump(cfg.train)], lambda: sweep_task(dumped, teacher), [verified_dir, *model_files(teacher_dir)], [run_dir / "sweep"])
     results = {"data": {"generated": generated, "review": reviewed, "split": split, "prune": pruned}, "models": models, "pipeline": pipeline, "sweep": sweep}
     report = report_task(dumped, results)
     _log(f"report: {report}; spaCy pipeline: {pipeline}")
