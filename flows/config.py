@@ -28,7 +28,8 @@ class LLMSection(_Section):
     concurrency: int = Field(8, ge=1)
     k_samples: int = Field(1, ge=1, description="annotation samples per example; >1 gives confidences")
     seed: int = 0
-    error_rate: float = Field(0.25, ge=0, le=1, description="mock only: share of examples with an injected error")
+    error_rate: float = Field(0.25, ge=0, le=1, description="mock only: share of answers with annotation errors")
+    factual_error_rate: float = Field(0.25, ge=0, le=1, description="mock only: share of texts with a factual error (a careful reviewer rejects them)")
     truth_file: str | None = Field(None, description="an external mock's truth file, for the simulated annotator")
     # the client's settings, with LLMConfig's defaults (not imported here: the openai package takes seconds to import)
     temperature: float = Field(0.7, ge=0, le=2)

@@ -67,7 +67,7 @@ def llm_endpoint(config: RunConfig) -> Iterator[tuple[str | None, Path | None]]:
     from annotators.mock_llm import MockConfig, MockLLMServer
 
     truth = config.run_dir / "mock_truth.jsonl"
-    mock = MockConfig(seed=config.llm.seed, model=config.llm.model, error_rate=config.llm.error_rate, truth_file=truth)
+    mock = MockConfig(seed=config.llm.seed, model=config.llm.model, error_rate=config.llm.error_rate, factual_error_rate=config.llm.factual_error_rate, truth_file=truth)
     with MockLLMServer(mock) as server:
         yield server.base_url, truth
 
