@@ -236,3 +236,13 @@ def test_training_on_cuda_gives_a_model_that_predicts_the_same_on_cpu(tiny_bert,
     same = [[(e.start, e.end, e.label) for e in a.entities] == [(e.start, e.end, e.label) for e in b.entities] for a, b in zip(on_gpu, on_cpu)]
     assert sum(same) >= len(same) - 1  # kernels differ in the last bits; a tie may flip one tag
     assert evaluate(student, data["test"], measure_speed=False)["f1"] > 0.3
+
+
+def test_speed_is_measured_on_a_sample_not_the_whole_test_split(teacher, monkeypatch):
+    import trainers.evaluate as evaluation
+    from trainers.modeling import load_model
+
+    predicted: list[int] = []
+    monkeypatch.setattr(evaluation, "predict", lambda loaded, texts, batch_size=64: predicted.append(len(texts)) or [])
+    assert evaluation.speed(load_model(teacher), ["The kakapo eats worms."] * 5000) > 0
+    assert predicted == [64, 256, 256]  # a warm-up batch, then two timed passes over 256 sentences
