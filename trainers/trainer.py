@@ -6,9 +6,11 @@
 
 Both train NER (BIO tags on word pieces) and, when the data has relations, relation
 classification (span pairs, with "no_relation") on one shared encoder: every batch of windows
-gives both losses from one forward pass. AdamW with linear warm-up and decay; after each epoch
-the dev split is scored (mean of entity micro F1 and relation weighted F1) and training stops
-after `args.patience` epochs without improvement; the best epoch is kept. Seeded and repeatable.
+gives both losses from one forward pass. Training runs the phases of the KD method (`trainers/kd/`;
+the teacher's is plain cross-entropy), each with a fresh AdamW and linear warm-up and decay;
+after each epoch the dev split is scored (mean of entity micro F1 and relation weighted F1), a
+phase may stop after `args.patience` epochs without improvement, and every phase ends on its
+best epoch (the next phase starts there). Seeded and repeatable.
 Examples with `review.status == "rejected"` are dropped. `args` is a `TrainingArgs` or anything
 `TrainingArgs.from_any` takes (e.g. a dict).
 """
