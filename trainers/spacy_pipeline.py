@@ -31,7 +31,6 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any

@@ -4,6 +4,9 @@ relations that survive `Doc.to_bytes` / `DocBin` / `nlp.pipe(n_process=2)`, and 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,8 +92,28 @@ def test_relations_set_by_hand_read_back_as_spans():
     assert spacy.blank("en")("No relations set here.")._.relations is None
 
 
-def test_multiprocess_pipe_equals_single_process(nlp, docs, texts):
-    assert [summary(d) for d in nlp.pipe(texts, n_process=2, batch_size=4)] == [summary(d) for d in docs]
+def test_multiprocess_pipe_equals_single_process(pipeline, docs, texts):
+    """`nlp.pipe(n_process=2)` in a fresh process (its own process group: a hung worker is killed, not left behind)."""
+    code = (
+        "import json, spacy, sys\n"
+        "nlp = spacy.load(sys.argv[1])\n"
+        "texts = json.loads(sys.argv[2])\n"
+        "nlp(texts[0])  # the parent's torch thread pool in use before the fork, as in a real session\n"
+        "out = [([(e.start_char, e.end_char, e.label_, e.text) for e in d.ents], [(h.start_char, h.end_char, h.label_, h.text, t.start_char, t.end_char, t.label_, t.text, l, s) for h, t, l, s in d._.relations])\n"
+        "       for d in nlp.pipe(texts, n_process=2, batch_size=4)]\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(pipeline), json.dumps(texts)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": ""}, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("nlp.pipe(n_process=2) hung")
+    assert proc.returncode == 0, err[-2000:]
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got == json.loads(json.dumps([summary(d) for d in docs]))
 
 
 def _examples(nlp, references: list[Doc]) -> list[SpacyExample]:
@@ -121,7 +144,7 @@ def test_evaluate_scores_entities_and_relations(nlp, docs):
 def test_pipeline_exported_before_the_scorer_loads_and_scores(pipeline, docs, tmp_path):
     """An older export's config has no `scorer` key: it loads (with the default scorer) in a new process."""
     old = tmp_path / "old"
-    subprocess.run(["cp", "-r", str(pipeline), str(old)], check=True)
+    shutil.copytree(pipeline, old)
     config = load_config(old / "config.cfg")
     assert config["components"][FACTORY].pop("scorer") == {"@scorers": "distill_ner_re_scorer.v1"}
     config.to_disk(old / "config.cfg")
@@ -135,7 +158,7 @@ def test_pipeline_exported_before_the_scorer_loads_and_scores(pipeline, docs, tm
         "scores = nlp.evaluate([Example(nlp.make_doc(ref.text), ref)])\n"
         "print(json.dumps({'rels': doc._.relation_data, 'f': scores['ents_f'], 'rel_f': scores['rel_micro_f']}))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(old), docs[0].text], capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    proc = subprocess.run([sys.executable, "-c", code, str(old), docs[0].text], check=False, capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert [tuple(r) for r in got["rels"]] == docs[0]._.relation_data and got["f"] == 1.0
