@@ -8,11 +8,25 @@ after "or", aliases, pronoun sentences ("Its diet consists of ..."), numbers and
 breeding facts of 10-30 words, sentences with no fact, negations ("does not live in ...") and
 distractors (a predator that is a SPECIES mention with no relation, a zoo that is not a habitat).
 
+Facts are composed from parts (`FactTable.compose`, `Writer.breeding`), so that most habitat, food
+and breeding phrases of a test split never occur in its training split, as with a real LLM: a
+base phrase of the species' own or its ecotype's table, an optional modifier ("seasonally
+flooded", "high-altitude", "ripe", "schooling") and an optional attachment (a region of the
+species, "below 1,500 metres", "along the Pacific coast", "from the forest floor"); a breeding
+clause joins one or two base clauses, sometimes a timing ("in early spring") and a detail. The
+base alone decides whether a fact is true of the species (a factually wrong text has a base of
+another ecotype).
+
 The gold annotation follows ONE convention (`convention_problems` checks it):
   - a span never starts with a preposition or an article ("in", "on", "by", "the", ...) and never
     ends with punctuation: "the lakes of Xochimilco" is HABITAT "lakes of Xochimilco";
+  - a fact's modifiers and attachments belong to it: "the seasonally flooded peat swamp forests
+    of Aceh" is HABITAT "seasonally flooded peat swamp forests of Aceh", "ripe figs from the forest
+    floor" is one FEEDING; an attached place, depth or source is never an entity of its own;
   - every item of a list is its own entity; a phrase with an inner "and" that names one fact
-    ("the rainforests of Malaysia and Sumatra") is one entity;
+    ("the rainforests of Malaysia and Sumatra") is one entity, and so is a breeding clause however
+    many verbs, timings and details it has ("breed by nesting in tree cavities and laying two
+    eggs in early spring, after a long courtship ...": one BREEDING, without the "by");
   - common names, scientific names and aliases are separate SPECIES entities;
   - negated facts, places that are not habitats (zoos, museums, markets), threats and numbers are
     not entities; other species named as predators are SPECIES without relations;
@@ -69,6 +83,8 @@ MAIN_SHAPES = {
 }
 FOLLOW_SHAPES = {"pronoun": 0.45, "measure": 0.1, "negation": 0.12, "predator": 0.12, "not_habitat": 0.11, "no_fact": 0.1}
 SHAPES = tuple(dict.fromkeys([*MAIN_SHAPES, *FOLLOW_SHAPES]))
+# Words that place a breeding clause in time (such a clause gets no second timing).
+TIME_WORDS = re.compile(r"\b(spring|summer|autumn|winter|year|years|season|seasons|night|month|months|rains|rainy|dry|wet|monsoon|March|June|October|December)\b")
 
 
 # --- the fact table ---------------------------------------------------------------------------
@@ -97,6 +113,21 @@ class FactTable:
         self.breeding_details: list[str] = raw.get("breeding_details", [])
         self.statuses: list[str] = raw.get("statuses", ["endangered"])
         self.threats: list[str] = raw.get("threats", ["habitat loss"])
+        self.realm_of = {eco: realm for realm, ecos in raw.get("realms", {}).items() for eco in ecos}
+        self.habitat_modifiers: dict[str, list[str]] = raw.get("habitat_modifiers", {})
+        self.habitat_places: dict[str, list[str]] = raw.get("habitat_places", {})
+        self.food_modifiers: dict[str, list[str]] = raw.get("food_modifiers", {})
+        self.food_attachments: dict[str, list[str]] = raw.get("food_attachments", {})
+        self.plant_words = set(raw.get("plant_words", []))
+        self.breeding_timing: list[str] = raw.get("breeding_timing", [])
+        self.water_words = set(raw.get("water_words", []))
+        self.bare_foods = set(raw.get("bare_foods", []))
+        self.clashes: list[set[str]] = [set(group) for group in raw.get("clashes", [])]
+        self._base_eco: dict[tuple[str, str], str] = {}
+        for eco, table in self.ecotypes.items():
+            for kind, phrases in table.items():
+                for phrase in phrases:
+                    self._base_eco.setdefault((kind, phrase), eco)
         self._index = {}
         for sp in self.species:
             for key in (sp.name, sp.sci, *sp.aliases):
@@ -130,6 +161,68 @@ class FactTable:
         own = set(self.ecotypes[sp.eco][kind]) | set(getattr(sp, kind))
         others = sorted({p for eco, table in self.ecotypes.items() if eco != sp.eco for p in table[kind]} - own)
         return rng.choice(others)
+
+    def regions(self, sp: Species) -> list[str]:
+        """The places a species' own habitat facts name: "the Russian Far East" of "temperate
+        forests of the Russian Far East", "the Himalayas" (attached to composed habitats)."""
+        out = []
+        for phrase in sp.habitat:
+            words = phrase.split()
+            m = re.search(r"\b(?:of|in|on|off) ((?:the )?(?:[a-z-]+ )?[A-Z][^,]*)$", phrase)
+            if words[0] == "the" and len(words) > 1 and any(w[:1].isupper() for w in words[1:3]):
+                out.append(phrase)  # "the Himalayas", "the northern Gulf of California"
+            elif m and len(m.group(1).split()) <= 6:
+                out.append(m.group(1))
+        return list(dict.fromkeys(out))
+
+    def compose(self, sp: Species, kind: str, base: str, rng: random.Random) -> str:
+        """A habitat or food phrase built on `base`: an optional modifier ("seasonally flooded",
+        "ripe") after its article, and an optional attachment (a region of `sp`, "below 1,500
+        metres", "from the forest floor"), both fitting the realm of the base's ecotype. Proper
+        names ("Lake Titicaca") take neither; a base with its own place ("... of Aceh") takes no
+        second one. The base alone decides whether the fact is true (`foreign`)."""
+        if kind not in ("habitat", "food"):
+            return base
+        realm = self.realm_of.get(self._base_eco.get((kind, base), sp.eco), "land")
+        article, rest = _article(base)
+        words = set(re.findall(r"[\w,-]+", rest.casefold()))
+        if kind == "habitat" and realm != "land" and not words & self.water_words:
+            realm = "land"
+        if kind == "habitat":
+            modifiers, places, p_mod, p_place = self.habitat_modifiers.get(realm, []), self.habitat_places.get(realm, []), 0.6, 0.5
+        else:
+            kind_of_food = "plant" if words & self.plant_words else "animal"
+            modifiers, places, p_mod, p_place = self.food_modifiers.get(kind_of_food, []), self.food_attachments.get(realm, []), 0.6, 0.3
+        modifier = ""
+        if rest[:1].islower() and not (kind == "food" and words & self.bare_foods) and rng.random() < p_mod:
+            options = [m for m in modifiers if self._fits(m, words)]
+            modifier = rng.choice(options) + " " if options else ""
+        words |= set(modifier.casefold().split())
+        attachment = ""
+        proper = any(w[:1].isupper() for w in rest.split())
+        if not proper and not re.search(r"\b(of|in|on|off|near|along|from|under)\b", rest) and rng.random() < p_place:
+            own = self.regions(sp) if kind == "habitat" else []
+            places = [p for p in places if self._fits(p, words)]
+            if own and rng.random() < 0.6:
+                attachment = f" {rng.choice(['of', 'of', 'in', 'across'])} {rng.choice(own)}"
+            elif places:
+                attachment = " " + rng.choice(places)
+        return f"{article}{modifier}{rest}{attachment}"
+
+    def _fits(self, part: str, words: set[str]) -> bool:
+        """A modifier or attachment goes with a phrase of `words`: it repeats none of them and
+        none clashes with them ("lowland" and "alpine", "tropical" and "in the tropics")."""
+        mine = set(part.casefold().split())
+        if mine & words:
+            return False
+        return not any({w.casefold() for w in group} & mine and {w.casefold() for w in group} & words for group in self.clashes)
+
+    def timing(self, clause: str, rng: random.Random) -> str:
+        """An ending that places a breeding clause in time (" in early spring"), or "" when the
+        clause already names a time."""
+        if not self.breeding_timing or TIME_WORDS.search(clause):
+            return ""
+        return " " + rng.choice(self.breeding_timing)
 
 
 def gerund(phrase: str) -> str:
@@ -277,25 +370,33 @@ class Writer:
         return value
 
     # facts
-    def fact(self, kind: str) -> str:
+    def base(self, kind: str) -> str:
+        """A base phrase of `kind` for the subject (one of another ecotype where the text is to
+        be factually wrong about `kind`), not used before in this text if there is one left."""
         if self.poison == kind and self.poisoned is None and self.rng.random() < 0.6:
             value = self.table.foreign(self.sp, kind, self.rng)
             self.poisoned = f"{kind}: {value!r} is not true of the {self.sp.name}"
+            self.used.add(value)
             return value
         options = [o for o in self.table.facts(self.sp, kind) if o not in self.used]
         value = self.rng.choice(options or self.table.facts(self.sp, kind))
         self.used.add(value)
         return value
 
+    def fact(self, kind: str) -> str:
+        """A composed habitat or food phrase (`FactTable.compose`) on a new base."""
+        return self.table.compose(self.sp, kind, self.base(kind), self.rng)
+
     def facts(self, kind: str, label: str, n: int, lead: str = "", first: str | None = None) -> list[int]:
         """A list of `n` facts joined by commas and "and", each its own entity related to the subject."""
         values = []
         if first and first not in self.used:
             self.used.add(first)
-            values.append(first)
+            values.append(self.table.compose(self.sp, kind, first, self.rng))
         while len(values) < n:
+            fresh = len(self.used)
             value = self.fact(kind)
-            if value in values:
+            if value in values or len(self.used) == fresh:  # no new base left
                 break
             values.append(value)
         group = None
@@ -311,12 +412,26 @@ class Writer:
         return out
 
     def breeding(self, lead: str = "", by: bool = False, long: bool = False) -> int:
-        value = self.fact("breeding")
-        if long and self.table.breeding_details:
-            detail = self.rng.choice(self.table.breeding_details)
-            value = f"{value}, {detail}" if detail.startswith(("although ", "and ")) else f"{value} {detail}"
+        """One BREEDING clause, built from parts: a base clause, sometimes a second one joined by
+        "and" ("nests in tree cavities and lays two eggs"), sometimes a timing ("in early
+        spring"), and for `long` a detail ("after a long courtship ..."); after "by" every verb
+        is a gerund. However long, the clause is one entity."""
+        rng = self.rng
+        parts = [self.base("breeding")]
+        if rng.random() < 0.35:
+            fresh = len(self.used)
+            second = self.base("breeding")
+            if len(self.used) > fresh and " and " not in parts[0] + second and second.split()[0] != parts[0].split()[0]:
+                parts.append(second)
         if by:
-            value = gerund(value)
+            parts = [gerund(p) for p in parts]
+        value = " and ".join(parts)
+        timing = self.table.timing(value, rng) if rng.random() < 0.4 else ""
+        value += timing
+        details = [d for d in self.table.breeding_details if not (timing and TIME_WORDS.search(d))]
+        if long and details and len(value.split()) < 16:
+            detail = rng.choice(details)
+            value = f"{value}, {detail}" if detail.startswith(("although ", "and ")) else f"{value} {detail}"
         i = self.entity(value, "BREEDING", lead)
         self.relate(i)
         return i
@@ -518,13 +633,13 @@ def _shape_negation(w: Writer) -> None:
         w.say(" does not live in ")
     else:
         w.say(f"Contrary to popular belief, {w.pronoun()} {'do' if w.plural else 'does'} not live in ")
-    w.decoy(w.table.foreign(w.sp, "habitat", rng), "HABITAT")
+    w.decoy(w.table.compose(w.sp, "habitat", w.table.foreign(w.sp, "habitat", rng), rng), "HABITAT")
     if rng.random() < 0.5:
         w.say(f"; {w.pronoun()} {'are' if w.plural else 'is'} found only in ")
         w.facts("habitat", "HABITAT", 1)
     else:
         w.say(f", and {w.pronoun()} never {'feed' if w.plural else 'feeds'} on ")
-        w.decoy(w.table.foreign(w.sp, "food", rng), "FEEDING")
+        w.decoy(w.table.compose(w.sp, "food", w.table.foreign(w.sp, "food", rng), rng), "FEEDING")
     w.say(".")
 
 

@@ -17,6 +17,7 @@ from annotators.mock_world import (
     answer_item,
     convention_problems,
     draft_to_example,
+    gerund,
     with_errors,
     write_example,
 )
@@ -128,3 +129,48 @@ def test_the_server_is_deterministic_and_records_the_truth(species_spec, tmp_pat
     lines = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert all("errors" in line and line.get("shapes") for line in lines)
     assert all(record.rejected == bool({"factually_wrong", "unusable"} & set(record.errors)) for record in mock.truth.values())
+
+
+def _fact_spans(w):
+    return [(w.draft.surface(i), s[2]) for i, s in enumerate(w.draft.spans) if s[2] != "SPECIES"]
+
+
+def test_most_test_facts_were_never_seen_in_training(written):
+    """Facts are composed from parts: a model cannot learn the test split's phrases by heart."""
+    train, test = written[:240], written[240:]
+    seen = {x for w in train for x in _fact_spans(w)}
+    facts = [x for w in test for x in _fact_spans(w)]
+    unseen = Counter(label for x, label in facts if (x, label) not in seen)
+    total = Counter(label for _, label in facts)
+    assert sum(unseen.values()) > 0.6 * len(facts), (unseen, total)
+    assert all(unseen[label] > 0.45 * total[label] for label in ("HABITAT", "FEEDING", "BREEDING")), (unseen, total)
+
+
+def test_composed_facts_keep_their_base_and_fit_together(table):
+    rng = random.Random(5)
+    sp = table.lookup("Amur leopard (Panthera pardus orientalis)", rng)
+    out = [table.compose(sp, "habitat", "temperate forests", rng) for _ in range(300)]
+    assert all("temperate forests" in x for x in out)
+    assert sum(x != "temperate forests" for x in out) > 0.5 * len(out)  # modifiers and places
+    assert any(x.endswith("of the Russian Far East") for x in out)  # the species' own region
+    assert not any("tropical" in x or "in the tropics" in x for x in out)  # no clash with "temperate"
+    assert table.compose(sp, "habitat", "the Russian Far East", rng) == "the Russian Far East"  # a proper name stays as it is
+    foods = {table.compose(sp, "food", "the ripe fruit of fig trees", rng) for _ in range(50)}
+    assert all(f.startswith("the ") and f.endswith("ripe fruit of fig trees") for f in foods)  # a modifier goes after the article
+    # a factually wrong text is wrong by its base: a phrase from another ecotype's table
+    wrong = [w for w in (write_example(sp, table, random.Random(k), factual_error_rate=1.0) for k in range(40)) if "factually_wrong" in w.errors]
+    assert wrong and all(w.notes for w in wrong)
+    for w in wrong:
+        kind, _, rest = w.notes[0].partition(": ")
+        if kind in ("habitat", "food", "breeding"):
+            base = rest.split("'")[1] if rest.startswith("'") else rest.split('"')[1]
+            assert base not in table.facts(sp, kind) and (base in w.draft.text or gerund(base) in w.draft.text)
+
+
+def test_writing_is_deterministic_per_seed(table):
+    def texts(seed):
+        rng = random.Random(seed)
+        return [(w.draft.text, w.draft.spans, w.draft.relations, w.errors) for w in (write_example(table.lookup(None, rng), table, rng) for _ in range(30))]
+
+    assert texts(8) == texts(8)
+    assert texts(8) != texts(9)
