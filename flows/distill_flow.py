@@ -274,12 +274,12 @@ def prune_task(config_json: dict[str, Any], teacher_dir: str | None) -> dict[str
 def teacher_task(config_json: dict[str, Any]) -> str:
     from data.formats import load_splits
     from data.spec import load_spec
-    from trainers.trainer import train_teacher
+    from trainers.search import train_teacher_searched
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.run_dir / "verified")
     out = config.run_dir / "models" / "teacher"
-    return str(train_teacher(splits["train"], splits["dev"], out, config.train, spec=load_spec(config.spec)))
+    return str(train_teacher_searched(splits["train"], splits["dev"], out, config.train, spec=load_spec(config.spec)))
 
 
 @task(name="train-student")

@@ -73,12 +73,13 @@ def train(
     kd: str = typer.Option(default("kd"), help=f"KD method: {' | '.join(kd_names())}."),
     alpha: Optional[float] = typer.Option(None, help="KD weight (default: from the pruning fraction, 0.5 on all data)."),
     temperature: float = typer.Option(default("temperature")),
-    epochs: int = typer.Option(default("epochs"), help="At most this many epochs (early stopping on dev)."),
+    epochs: Optional[int] = typer.Option(default("epochs"), help="At most this many epochs (early stopping on dev); default: enough for -s step_budget steps (3-20)."),
     batch_size: int = typer.Option(default("batch_size")),
     learning_rate: float = typer.Option(default("learning_rate"), "--lr"),
     max_length: int = typer.Option(default("max_length"), help="Word pieces per window (longer texts are windowed)."),
     seed: int = typer.Option(default("seed")),
     device: str = typer.Option(default("device"), help="auto | cpu | cuda"),
+    search: bool = typer.Option(default("search"), "--search", help="Try a learning rate x epochs grid (2 seeds, dev split only) and train with the best."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Any other training argument as key=value, e.g. -s patience=5 -s subword_labels=all (see trainers/args.py)."),
 ) -> None:
     """Train the teacher and the KD student; evaluate both on the test split when there is one."""
@@ -92,7 +93,7 @@ def train(
         raise DistillError(f"--kd {kd!r}: use {', '.join(kd_names())}")
     given = dict(
         encoder=encoder, student_layers=student_layers, student_encoder=student_encoder, kd=kd, alpha=alpha, temperature=temperature,
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed, device=device,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length, seed=seed, device=device, search=search,
     )
     names = {"learning_rate": "--lr"} | {f: "--" + f.replace("_", "-") for f in given if f != "learning_rate"}
     for item in set_:
@@ -139,11 +140,12 @@ def file_splits(train_path: Path, dev_path: Path | None, test_path: Path | None,
 
 def _train(splits: dict[str, list], out: Path, args: Any, spec: Any, teacher: Path | None, student: bool) -> None:
     from trainers.evaluate import evaluate
-    from trainers.trainer import check_disjoint, train_student, train_teacher
+    from trainers.search import train_teacher_searched
+    from trainers.trainer import check_disjoint, train_student
 
     if splits.get("test"):
         check_disjoint(splits["train"], splits["test"], "test")
-    teacher_dir = teacher or train_teacher(splits["train"], splits["dev"], out / "teacher", args, spec=spec)
+    teacher_dir = teacher or train_teacher_searched(splits["train"], splits["dev"], out / "teacher", args, spec=spec)
     models = {"teacher": teacher_dir}
     if student:
         models[f"student-{args.kd}"] = train_student(splits["student_train"], splits["dev"], teacher_dir, out / f"student-{args.kd}", args)

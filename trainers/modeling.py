@@ -24,6 +24,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from data.errors import DistillError, validation_message
 from data.example import Entity, Example, Relation
+from data.formats import atomic_write
 from trainers.encoders import count_parameters
 from trainers.ner import NerFeature, decode_logits, merge_windows, ner_features
 from trainers.relations import NO_RELATION, Pair, Pairs, relation_pairs
@@ -110,6 +111,8 @@ class ModelInfo(BaseModel):
     relation_pairs_skipped: int | None = None
     history: list[dict[str, Any]] = []
     best_epoch: int | None = None
+    stop_reasons: list[str] = Field([], description="why each training phase stopped")
+    search: dict[str, Any] | None = Field(None, description="`--search`: the grid, the dev score of each setting and the choice")
     dev: dict[str, Any] = {}
     data_key: str | None = Field(None, description="early teachers (EL2N): the examples they were trained on")
 
@@ -159,8 +162,8 @@ def save_model(model: NerReModel, tokenizer: Any, meta: ModelInfo, out_dir: str 
 
 
 def write_meta(model_dir: str | Path, meta: ModelInfo) -> None:
-    """Write `model.json`."""
-    (Path(model_dir) / "model.json").write_text(meta.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    """Write `model.json` (atomically: a reader sees the old file or the new one)."""
+    atomic_write(Path(model_dir) / "model.json", meta.model_dump_json(indent=1) + "\n")
 
 
 def read_meta(model_dir: str | Path) -> ModelInfo:

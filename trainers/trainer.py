@@ -42,7 +42,7 @@ from trainers.kd.alpha import kd_alpha_for_fraction
 from trainers.kd.base import KDMethod, Phase
 from trainers.encoders import load_encoder, resolve_encoder, truncate_layers
 from trainers.evaluate import ner_scores, relation_scores
-from trainers.modeling import Loaded, ModelInfo, NerReModel, load_model, ner_batch, pair_batch, pick_device, predict_entities, save_model, window_outputs
+from trainers.modeling import Loaded, ModelInfo, NerReModel, load_model, ner_batch, pair_batch, pick_device, predict_entities, read_meta, save_model, window_outputs
 from trainers.ner import NerFeature, ner_features, tag_names
 from trainers.relations import NO_RELATION, Pairs, allowed_pairs_from_examples, allowed_pairs_from_spec, relation_pairs
 from trainers.teacher_cache import cached_teacher_logits
@@ -120,15 +120,23 @@ def train_student(
 
     The student is `args.student_layers` of the teacher's layers (heads copied too), or
     `args.student_encoder` when set (it must share the teacher's vocabulary for KD). `kd`,
-    `alpha`, `temperature` override `args`; alpha None follows the pruning `fraction`
+    `alpha`, `temperature` override `args`; with `args.search`, the learning rate and epochs the
+    teacher's search chose are used (`trainers/search.py`); alpha None follows the pruning `fraction`
     (`trainers.kd.alpha.kd_alpha_for_fraction`: 0.5 on all the data). With `args.equal_steps`, a
     pruned student trains for `epochs / fraction` epochs (`equal_step_epochs`).
     """
     args = TrainingArgs.from_any(args, **{k: v for k, v in (("kd", kd), ("alpha", alpha), ("temperature", temperature)) if v is not None})
     if args.alpha is None:
         args = args.model_copy(update={"alpha": kd_alpha_for_fraction(fraction)})
-    if args.equal_steps and fraction < 1:
-        args = args.model_copy(update={"epochs": equal_step_epochs(args.epochs, fraction), "patience": equal_step_epochs(args.patience, fraction)})
+    found = read_meta(teacher_dir).search if args.search else None
+    if found:  # the teacher's `--search` chose the learning rate and epochs
+        args = args.model_copy(update=found["best"])
+    scale = min(1 / fraction, MAX_STEP_SCALE) if args.equal_steps and fraction < 1 else 1.0
+    if scale > 1:
+        update = {"patience": equal_step_epochs(args.patience, fraction)}
+        if args.epochs is not None:
+            update["epochs"] = equal_step_epochs(args.epochs, fraction)
+        args = args.model_copy(update=update)
     method = kd_method(args.kd)
     train, dev = _prepare(train, dev)
     _setup(args)
@@ -142,15 +150,24 @@ def train_student(
     meta = _meta("student", tm.entity_labels, tm.relation_labels, tm.allowed_pairs, args, source=source).model_copy(
         update={"teacher": str(teacher_dir), "kd": args.kd, "alpha": args.alpha, "temperature": args.temperature, "fraction": fraction, "teacher_parameters": tm.parameters}
     )
-    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=teacher, method=method)
+    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=teacher, method=method, epoch_scale=scale)
 
 
 MAX_STEP_SCALE = 4.0
+MIN_EPOCHS, MAX_EPOCHS = 3, 20  # the range of epochs the step budget may choose
+
+
+def budget_epochs(batches_per_epoch: int, step_budget: int, scale: float = 1.0) -> int:
+    """Epochs for about `step_budget` optimizer steps, between MIN_EPOCHS and MAX_EPOCHS (both times
+    `scale`, the equal-steps factor of a pruned student): 200 examples get many epochs, 20,000 few."""
+    epochs = math.ceil(step_budget / max(1, batches_per_epoch) - 1e-9)
+    return max(math.ceil(MIN_EPOCHS * scale), min(math.ceil(MAX_EPOCHS * scale), epochs))
 
 
 def equal_step_epochs(epochs: int, fraction: float) -> int:
-    """Epochs on a kept `fraction` of the data that take about the optimizer steps of `epochs` on
-    all of it (at most `MAX_STEP_SCALE` times more epochs): pruning saves data, not learning."""
+    """Epochs (or evaluations of patience) on a kept `fraction` of the data that take about the
+    optimizer steps of `epochs` on all of it (at most `MAX_STEP_SCALE` times more): pruning saves
+    data, not learning."""
     return max(1, math.ceil(epochs * min(1 / fraction, MAX_STEP_SCALE) - 1e-9))
 
 
@@ -195,10 +212,14 @@ def _teacher_logits(teacher: Loaded, feats: Features, args: TrainingArgs) -> tup
     return out["ner"], out["re"]
 
 
-def _train_and_save(model: NerReModel, tokenizer: Any, meta: ModelInfo, train: list[Example], dev: list[Example], args: TrainingArgs, out_dir: str | Path, teacher: Loaded | None, method: KDMethod) -> Path:
+def _train_and_save(model: NerReModel, tokenizer: Any, meta: ModelInfo, train: list[Example], dev: list[Example], args: TrainingArgs, out_dir: str | Path,
+                    teacher: Loaded | None, method: KDMethod, epoch_scale: float = 1.0) -> Path:
     """Train `model` through the KD method's phases, keep the best dev epoch, save to `out_dir`."""
     with_re = args.relations and len(meta.relation_labels) > 1 and bool(meta.allowed_pairs)
     feats = build_features(tokenizer, train, meta, with_re)
+    if args.epochs is None:
+        args = args.model_copy(update={"epochs": budget_epochs(math.ceil(len(feats.ner) / args.batch_size), args.step_budget, epoch_scale)})
+        meta = meta.model_copy(update={"args": args.model_dump()})
     teacher_ner, teacher_re = _teacher_logits(teacher, feats, args) if teacher is not None and method.uses_teacher else ([], [])
     device = pick_device(args.device)
     model.to(device)
@@ -209,7 +230,7 @@ def _train_and_save(model: NerReModel, tokenizer: Any, meta: ModelInfo, train: l
     meta = meta.model_copy(update={
         "train_seconds": round(time.perf_counter() - start, 1), "n_train": len(train), "n_dev": len(dev), "texts_in_windows": feats.windows_split,
         "relation_pairs": len(feats.pairs.pairs), "relation_pairs_skipped": feats.pairs.skipped, "history": fit.history,
-        "best_epoch": fit.best_epoch, "dev": fit.best_scores,
+        "best_epoch": fit.best_epoch, "dev": fit.best_scores, "stop_reasons": fit.stop_reasons,
     })
     model.cpu()
     return save_model(model, tokenizer, meta, out_dir)
@@ -223,6 +244,8 @@ class _Fit:
         self.teacher_ner, self.teacher_re = teacher_ner, teacher_re
         self.pairs_of = feats.pairs.by_feature()
         self.history: list[dict[str, Any]] = []
+        self.stop_reasons: list[str] = []
+        self.step, self.stale = 0, 0
         self.best_score, self.best_epoch, self.best_state, self.best_scores = -1.0, 0, None, {}
         self.epoch = 0
 
@@ -264,47 +287,67 @@ class _Fit:
         return out
 
     def run(self, phase: Phase) -> None:
-        """Train one phase with a fresh optimizer and end it on its best dev epoch (the next phase
-        starts from there); with `phase.early_stop`, stop after `patience` epochs without improvement."""
-        epochs, early_stop = phase.epochs, phase.early_stop
-        steps = epochs * len(self._batches(0))
+        """Train one phase with a fresh optimizer and end it on its best dev evaluation (the next
+        phase starts from there). The dev split is scored at every epoch end and every
+        `args.eval_every` steps; with `phase.early_stop`, the phase stops after `args.patience`
+        evaluations without improvement. Why it stopped goes to `stop_reasons`."""
+        epochs = phase.epochs
+        per_epoch = len(self._batches(0))
+        steps = epochs * per_epoch
         optimizer, scheduler = self._optimizer(steps)
-        step, stale = 0, 0
+        self.step, self.stale = 0, 0
         self.best_score, self.best_state = -1.0, None
         label = f"{self.meta.role} {phase.name}" + (f" (KD {self.args.kd})" if self.teacher_ner else "")
+        reason = f"{phase.name}: all {epochs} epochs ({steps} steps) done"
         with _progress(self.args.progress) as progress:
             task = progress.add_task(label, total=steps, loss=float("nan"))
             for _ in range(epochs):
                 self.epoch += 1
                 self.model.train()
                 total, n = 0.0, 0
-                for idx in self._batches(self.epoch):
-                    loss = self._loss(idx, phase, step, steps)
+                for k, idx in enumerate(self._batches(self.epoch), 1):
+                    loss = self._loss(idx, phase, self.step, steps)
                     optimizer.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
                     optimizer.step()
                     scheduler.step()
-                    step += 1
+                    self.step += 1
                     total, n = total + loss.item(), n + 1
                     progress.update(task, advance=1, loss=total / n)
-                scores = self.score_dev() if self.dev else {"dev_f1": None, "dev_relation_f1": None, "score": None}
-                self.history.append({"epoch": self.epoch, "loss": round(total / max(n, 1), 5), "phase": phase.name, **scores})
-                if self.args.progress and self.dev:
-                    rel = "" if scores["dev_relation_f1"] is None else f", dev relation F1 {scores['dev_relation_f1']:.3f}"
-                    progress.console.print(f"{label} epoch {self.epoch}: loss {total / max(n, 1):.4f}, dev entity F1 {scores['dev_f1']:.3f}{rel}")
-                if not self.dev:  # no dev split: no early stopping, the last epoch is kept
-                    self.best_epoch = self.epoch
-                    continue
-                if scores["score"] > self.best_score:
-                    self.best_score, self.best_epoch, self.best_scores = scores["score"], self.epoch, scores
-                    self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-                    stale = 0
+                    if k == per_epoch or self.step % self.args.eval_every == 0:
+                        self._evaluate(phase, label, total / n, progress)
+                        self.model.train()
+                        if phase.early_stop and self.dev and self.stale >= self.args.patience:
+                            reason = (f"{phase.name}: early stop at epoch {self.epoch} (step {self.step} of {steps}): no dev improvement in "
+                                      f"{self.args.patience} evaluations")
+                            break
                 else:
-                    stale += 1
-                    if early_stop and stale >= self.args.patience:
-                        break
+                    continue
+                break
+        if self.dev:
+            reason += f"; best dev score {self.best_score:.4f} at epoch {self.best_epoch}"
+        self.stop_reasons.append(reason)
+        if self.args.progress:
+            progress.console.print(f"{label}: {reason}")
         self.restore_best()
+
+    def _evaluate(self, phase: Phase, label: str, loss: float, progress: Progress) -> None:
+        """Score dev, log it in `history`, keep the best state; without a dev split the last state is kept."""
+        scores = self.score_dev() if self.dev else {"dev_f1": None, "dev_relation_f1": None, "score": None}
+        self.history.append({"epoch": self.epoch, "step": self.step, "loss": round(loss, 5), "phase": phase.name, **scores})
+        if self.args.progress and self.dev:
+            rel = "" if scores["dev_relation_f1"] is None else f", dev relation F1 {scores['dev_relation_f1']:.3f}"
+            progress.console.print(f"{label} epoch {self.epoch} step {self.step}: loss {loss:.4f}, dev entity F1 {scores['dev_f1']:.3f}{rel}")
+        if not self.dev:  # no dev split: no early stopping, the last state is kept
+            self.best_epoch = self.epoch
+            return
+        if scores["score"] > self.best_score:
+            self.best_score, self.best_epoch, self.best_scores = scores["score"], self.epoch, scores
+            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            self.stale = 0
+        else:
+            self.stale += 1
 
     def score_dev(self) -> dict[str, float]:
         """Dev entity micro F1, relation weighted F1 and their mean (the early-stopping score)."""
