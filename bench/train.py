@@ -4,10 +4,14 @@
     .venv/bin/python bench/train.py data.jsonl                 # one file: split 80/10/10 (seeded)
     .venv/bin/python bench/train.py --train a.conll --dev b.conll --test c.conll
 
-Prints one Markdown table: F1 per label, entity micro F1 (seqeval, strict spans), token-level
-macro F1 over the entity types, relation weighted F1, parameters, training seconds, CPU sentences
-per second; then the checks of issue 4 (student keeps >= 99% of the teacher's F1 at >= 1.8x its
-speed; >= 200 sentences/s in spaCy on CPU). Results also go to OUT/bench.json and OUT/bench.md.
+    .venv/bin/python bench/train.py data.jsonl --seeds 0,1,2 --kds hinton   # mean ± std over 3 seeds
+
+Prints one Markdown table per seed: F1 per label, entity micro F1 (seqeval, strict spans), overlap
+span F1, token-level macro F1 over the entity types, relation weighted F1, parameters, training
+seconds, CPU sentences per second; the checks (the KD student keeps >= 97% of the teacher's strict
+F1 at >= 1.8x its speed; >= 200 sentences/s in spaCy on CPU); then mean ± std over the seeds. The
+plain fine-tune of bench/plain_finetune.py is the reference the teacher must match. Training uses
+the trainer's defaults unless given. Results also go to OUT/bench.json and OUT/bench.md.
 """
 
 from __future__ import annotations
@@ -90,6 +94,39 @@ def plain_row(splits: dict[str, list], encoder: Optional[str], epochs: int, seed
             "parameters": parameters, "train_seconds": seconds, "sentences_per_second": 0.0}
 
 
+def seed_summary(per_seed: list[list[dict]]) -> str:
+    """Mean and standard deviation over seeds of each model's strict span, overlap and token F1 (percent)."""
+    import statistics
+
+    def cell(values: list[float]) -> str:
+        values = [v * 100 for v in values]
+        return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+
+    names = [r["name"] for r in per_seed[0]]
+    out = []
+    for name in names:
+        rows = [r for seed_rows in per_seed for r in seed_rows if r["name"] == name]
+        out.append({"model": name, "strict span F1": cell([r["f1"] for r in rows]), "overlap span F1": cell([r["overlap_f1"] for r in rows]),
+                    "token macro F1": cell([r["token_macro_f1"] for r in rows]), "seeds": len(rows)})
+    return markdown_table(out)
+
+
+def train_and_score(splits: dict[str, list], out: Path, args, kds: list[str], plain: bool, plain_epochs: int) -> list[dict]:
+    """Teacher, plain fine-tune and students of one seed, each scored on the test split."""
+    from trainers.evaluate import evaluate
+    from trainers.trainer import train_student, train_teacher
+
+    rows = []
+    teacher = train_teacher(splits["train"], splits["dev"], out / "teacher", args)
+    rows.append({"name": "teacher", "path": str(teacher), **evaluate(teacher, splits["test"])})
+    if plain:
+        rows.append(plain_row(splits, args.encoder, plain_epochs, args.seed))
+    for kd in kds:
+        path = train_student(splits["train"], splits["dev"], teacher, out / f"student-{kd}", args, kd=kd)
+        rows.append({"name": f"student {args.student_layers}L KD {kd}", "path": str(path), **evaluate(path, splits["test"])})
+    return rows
+
+
 @app.command()
 def main(
     data: Optional[Path] = typer.Argument(None, help="Run folder, DatasetDict folder, or one JSONL/CoNLL file."),
@@ -99,57 +136,59 @@ def main(
     out: Path = typer.Option(Path("bench_out"), help="Models and results."),
     encoder: Optional[str] = typer.Option(None, help="Teacher encoder (default: offline MiniLM)."),
     student_layers: int = typer.Option(3),
-    kds: str = typer.Option("none,hinton,annealing", help="Comma-separated KD settings for the student."),
-    epochs: int = typer.Option(12, help="At most this many epochs (early stopping on dev)."),
-    student_epochs: Optional[int] = typer.Option(None, help="Default: same as --epochs."),
-    batch_size: int = typer.Option(16),
-    learning_rate: float = typer.Option(1e-4, "--lr"),
+    kds: str = typer.Option("none,hinton,annealing", help="Comma-separated KD settings for the student (empty: teacher and plain only)."),
+    epochs: Optional[int] = typer.Option(None, help="At most this many epochs (default: the trainer's step budget)."),
+    batch_size: Optional[int] = typer.Option(None, help="Default: the trainer's."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", help="Default: the trainer's."),
     max_train: Optional[int] = typer.Option(None, help="Use at most this many training examples."),
-    seed: int = typer.Option(0),
+    seeds: str = typer.Option("0", help="Comma-separated training seeds (the data split uses the first): 0,1,2 gives mean ± std."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: all cores)."),
     plain: bool = typer.Option(True, help="Also train the plain fine-tune of bench/plain_finetune.py: the reference to beat."),
     plain_epochs: int = typer.Option(15, help="Epochs of the plain fine-tune."),
 ) -> None:
-    """Train the teacher and students, evaluate on the gold test split, print one table."""
+    """Train the teacher and students, evaluate on the gold test split, print one table per seed and the mean over seeds."""
     from trainers.args import TrainingArgs
-    from trainers.evaluate import evaluate
-    from trainers.trainer import train_student, train_teacher
 
-    splits = load_data(data, train, dev, test, seed)
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    splits = load_data(data, train, dev, test, seed_list[0])
     if max_train:
         splits["train"] = splits["train"][:max_train]
     print(f"data: train {len(splits['train'])}, dev {len(splits['dev'])}, test {len(splits['test'])}")
-    args = TrainingArgs(encoder=encoder, student_layers=student_layers, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, threads=threads)
-    rows = []
-    teacher = train_teacher(splits["train"], splits["dev"], out / "teacher", args)
-    rows.append({"name": "teacher", **evaluate(teacher, splits["test"])})
-    if plain:
-        rows.append(plain_row(splits, encoder, plain_epochs, seed))
-    student_args = args.model_copy(update={"epochs": student_epochs or epochs})
-    for kd in [k.strip() for k in kds.split(",") if k.strip()]:
-        path = train_student(splits["train"], splits["dev"], teacher, out / f"student-{kd}", student_args, kd=kd)
-        rows.append({"name": f"student {student_layers}L KD {kd}", "path": str(path), **evaluate(path, splits["test"])})
-    labels = sorted({l for r in rows for l in r["per_label"]})
-    md = table(rows, labels)
-    students = [r for r in rows[1:] if r["name"].startswith("student")]
-    with_kd = [r for r in students if not r["name"].endswith("KD none")]  # the issue's check is on a KD student
-    best = max(with_kd or students, key=lambda r: r["f1"]) if students else None
-    checks = []
-    if best:
-        keep = best["f1"] / max(rows[0]["f1"], 1e-9)
-        faster = best["sentences_per_second"] / max(rows[0]["sentences_per_second"], 1e-9)
-        spacy_sps = spacy_speed(Path(best["path"]), out / "student-spacy", [e.text for e in splits["test"]])
-        checks = [
-            f"best KD student ({best['name']}) keeps {keep * 100:.1f}% of the teacher's entity F1 (target >= 99%): {'PASS' if keep >= 0.99 else 'FAIL'}",
-            f"student speed / teacher speed = {faster:.2f}x (target >= 1.8x): {'PASS' if faster >= 1.8 else 'FAIL'}",
-            f"student in spaCy: {spacy_sps:.0f} sentences/s on CPU (target >= 200): {'PASS' if spacy_sps >= 200 else 'FAIL'}",
-            f"teacher parameters {rows[0]['parameters'] / 1e6:.1f}M (target <= 25M); training seconds, teacher + students: {sum(r['train_seconds'] for r in rows):.0f}",
-        ]
-    report = md + "\n\n" + "\n".join(f"- {c}" for c in checks) + "\n"
-    print(report)
+    given = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
+    kd_list = [k.strip() for k in kds.split(",") if k.strip()]
+    per_seed, reports = [], []
+    for seed in seed_list:
+        args = TrainingArgs(encoder=encoder, student_layers=student_layers, seed=seed, threads=threads, **{k: v for k, v in given.items() if v is not None})
+        rows = train_and_score(splits, out / f"seed{seed}", args, kd_list, plain, plain_epochs)
+        per_seed.append(rows)
+        labels = sorted({l for r in rows for l in r["per_label"]})
+        reports.append(f"### seed {seed}\n\n" + table(rows, labels) + "\n\n" + "\n".join(f"- {c}" for c in checks(rows, out / f"seed{seed}", splits)))
+        print(reports[-1], flush=True)
+    summary = f"### mean ± std over seeds {seeds}\n\n" + seed_summary(per_seed)
+    report = "\n\n".join([*reports, summary]) + "\n"
+    print(summary)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.md").write_text(report, encoding="utf-8")
-    (out / "bench.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    (out / "bench.json").write_text(json.dumps(per_seed, indent=1) + "\n", encoding="utf-8")
+
+
+def checks(rows: list[dict], out: Path, splits: dict[str, list]) -> list[str]:
+    """The student-versus-teacher checks of issues 4 and 15 for one seed's rows."""
+    students = [r for r in rows if r["name"].startswith("student")]
+    if not students:
+        return []
+    teacher = rows[0]
+    with_kd = [r for r in students if not r["name"].endswith("KD none")]  # the issue's check is on a KD student
+    best = max(with_kd or students, key=lambda r: r["f1"])
+    keep = best["f1"] / max(teacher["f1"], 1e-9)
+    faster = best["sentences_per_second"] / max(teacher["sentences_per_second"], 1e-9)
+    spacy_sps = spacy_speed(Path(best["path"]), out / "student-spacy", [e.text for e in splits["test"]])
+    return [
+        f"best KD student ({best['name']}) keeps {keep * 100:.1f}% of the teacher's strict span F1 (target >= 97%): {'PASS' if keep >= 0.97 else 'FAIL'}",
+        f"student speed / teacher speed = {faster:.2f}x (target >= 1.8x): {'PASS' if faster >= 1.8 else 'FAIL'}",
+        f"student in spaCy: {spacy_sps:.0f} sentences/s on CPU (target >= 200): {'PASS' if spacy_sps >= 200 else 'FAIL'}",
+        f"teacher parameters {teacher['parameters'] / 1e6:.1f}M (target <= 25M); training seconds, all models: {sum(r['train_seconds'] for r in rows):.0f}",
+    ]
 
 
 if __name__ == "__main__":

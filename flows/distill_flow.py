@@ -350,6 +350,7 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
         "Teacher and students (gold test split)": markdown_table(
             results["models"], ["model", "layers", "kd", "f1", "overlap_f1", "precision", "recall", "token_macro_f1", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
         ) + "\nStrict span F1 per label, the LLM's own pre-annotations in the last row:\n\n" + markdown_table(per_label_rows(results["models"])),
+        "How training went": training_markdown(config.run_dir / "models"),
         **({"Pruning sweep (students on the gold test split)": sweep_markdown(sweep, image_dir="sweep/")} if sweep else {}),
         "Try the student": f"```python\nimport spacy\nnlp = spacy.load({results['pipeline']!r})\ndoc = nlp({load_spec(config.spec).try_text!r})\nprint(doc.ents, doc._.relations)\n```",
     }
@@ -358,6 +359,26 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
     for title, body in sections.items():
         create_markdown_artifact(body, key=_key(config, title.split()[0]), description=title)
     return str(path)
+
+
+def training_markdown(models_dir: Path) -> str:
+    """Each trained model's learning rate, epochs, best epoch and why it stopped; the teacher's
+    `--search` grid (dev scores only) when it ran one."""
+    from data.tables import markdown_table
+    from trainers.modeling import read_meta
+
+    rows, search = [], ""
+    for path in sorted(p.parent for p in models_dir.glob("*/model.json")):
+        meta = read_meta(path)
+        rows.append({"model": path.name, "learning rate": f"{meta.args.get('learning_rate', 0):g}", "batch": meta.args.get("batch_size"),
+                     "epochs": meta.args.get("epochs"), "best epoch": meta.best_epoch, "why it stopped": "; ".join(meta.stop_reasons)})
+        if meta.search:
+            grid = [{"learning rate": f"{t['learning_rate']:g}", "epochs": t["epochs"], "mean dev score": t["mean_dev_score"],
+                     "dev scores": ", ".join(f"{v:.4f}" for v in t["dev_scores"])} for t in meta.search["grid"]]
+            best = meta.search["best"]
+            search = (f"\n\n`--search` for {path.name} (scored on the dev split only, {meta.search['seeds']} seeds each); chosen: learning rate "
+                      f"{best['learning_rate']:g}, {best['epochs']} epochs.\n\n" + markdown_table(grid))
+    return markdown_table(rows) + search if rows else "no trained model found"
 
 
 def per_label_rows(models: list[dict[str, Any]]) -> list[dict[str, Any]]:

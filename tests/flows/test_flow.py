@@ -97,8 +97,9 @@ def test_flow_writes_every_artifact(finished_run, ls_env):
     for folder in ("verified", "pruned", "models/teacher", "models/student", "student-spacy"):
         assert (run_dir / folder).is_dir(), folder
     text = report.read_text()
-    for heading in ("## Data set", "## LLM against humans", "## Teacher and students", "f1_vs_params.png", "## Pruning sweep", "sweep/sweep_pareto.png"):
+    for heading in ("## Data set", "## LLM against humans", "## Teacher and students", "## How training went", "f1_vs_params.png", "## Pruning sweep", "sweep/sweep_pareto.png"):
         assert heading in text
+    assert text.count("| train: all 2 epochs (") == 2  # teacher and student: why each stopped
     assert (run_dir / "f1_vs_params.png").stat().st_size > 1000 and (run_dir / "report.html").exists()
     per_label = next(line for line in text.splitlines() if line.startswith("| model |") and line.endswith("| all |"))
     assert "SPECIES" in per_label and text.count("| LLM pre-annotation |") == 2  # the students against the LLM, overall and per label
