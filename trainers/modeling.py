@@ -106,6 +106,7 @@ class ModelInfo(BaseModel):
     train_seconds: float | None = None
     n_train: int | None = None
     n_dev: int | None = None
+    n_transfer: int | None = Field(None, description="student: transfer-set texts learned from the teacher's soft targets alone")
     texts_in_windows: int | None = None
     relation_pairs: int | None = None
     relation_pairs_skipped: int | None = None

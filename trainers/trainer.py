@@ -23,7 +23,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from data.formats import check_labels
 from trainers.args import TrainingArgs
 from trainers.kd import kd_method
 from trainers.kd.alpha import kd_alpha_for_fraction
-from trainers.kd.base import KDMethod, Phase
+from trainers.kd.base import IGNORE, SOFT_ONLY, KDMethod, Phase
 from trainers.encoders import load_encoder, resolve_encoder, truncate_layers
 from trainers.evaluate import ner_scores, relation_scores
 from trainers.modeling import Loaded, ModelInfo, NerReModel, load_model, ner_batch, pair_batch, pick_device, predict_entities, read_meta, save_model, window_outputs
@@ -82,13 +82,15 @@ class Features:
     windows_split: int  # texts longer than one window
 
 
-def build_features(tokenizer: Any, examples: Sequence[Example], meta: ModelInfo, with_relations: bool) -> Features:
-    """NER windows and (when asked) relation pairs of the examples, with what was windowed or skipped."""
+def build_features(tokenizer: Any, examples: Sequence[Example], meta: ModelInfo, with_relations: bool, transfer: Sequence[Example] = ()) -> Features:
+    """NER windows and (when asked) relation pairs of the examples, with what was windowed or
+    skipped; then the windows of the `transfer` texts, whose tagged positions are SOFT_ONLY."""
     ner, encoded = ner_features(tokenizer, examples, meta.tags, meta.max_length, meta.stride, meta.subword_labels)
     windowed = len({f.example for f in ner if f.first_token > 0})
-    if not with_relations:
-        return Features(ner, Pairs(), windowed)
-    pairs = relation_pairs(ner, encoded, examples, meta.entity_labels, meta.allowed_pairs, meta.relation_labels)
+    pairs = relation_pairs(ner, encoded, examples, meta.entity_labels, meta.allowed_pairs, meta.relation_labels) if with_relations else Pairs()
+    if transfer:
+        soft, _ = ner_features(tokenizer, transfer, meta.tags, meta.max_length, meta.stride, meta.subword_labels)
+        ner += [replace(f, example=len(examples) + f.example, labels=[IGNORE if y == IGNORE else SOFT_ONLY for y in f.labels]) for f in soft]
     return Features(ner, pairs, windowed)
 
 
@@ -115,6 +117,7 @@ def train_student(
     alpha: float | None = None,
     temperature: float | None = None,
     fraction: float = 1.0,
+    transfer: Sequence[Example] = (),
 ) -> Path:
     """Train a smaller student with KD from the teacher in `teacher_dir`; save to `out_dir`.
 
@@ -124,6 +127,9 @@ def train_student(
     teacher's search chose are used (`trainers/search.py`); alpha None follows the pruning `fraction`
     (`trainers.kd.alpha.kd_alpha_for_fraction`: 0.5 on all the data). With `args.equal_steps`, a
     pruned student trains for `epochs / fraction` epochs (`equal_step_epochs`).
+    `transfer`: texts no human labelled (their annotations are ignored); the student learns the
+    teacher's soft targets on them, next to teacher + gold labels on `train` (a KD method that
+    uses the teacher is needed). Texts also in train or dev are left out.
     """
     args = TrainingArgs.from_any(args, **{k: v for k, v in (("kd", kd), ("alpha", alpha), ("temperature", temperature)) if v is not None})
     if args.alpha is None:
@@ -139,6 +145,9 @@ def train_student(
         args = args.model_copy(update=update)
     method = kd_method(args.kd)
     train, dev = _prepare(train, dev)
+    transfer = transfer_texts(transfer, [*train, *dev])
+    if transfer and not method.uses_teacher:
+        raise DistillError(f"a transfer set is learned from the teacher's soft targets: use a KD method with a teacher, not --kd {args.kd}")
     _setup(args)
     teacher = load_model(teacher_dir, device=str(pick_device(args.device)))
     tm = teacher.meta
@@ -148,9 +157,22 @@ def train_student(
                 raise DistillError(f"example {e.id}: entity label {ent.label!r} is unknown to the teacher {teacher_dir}")
     model, tokenizer, source = _student_model(teacher, args)
     meta = _meta("student", tm.entity_labels, tm.relation_labels, tm.allowed_pairs, args, source=source).model_copy(
-        update={"teacher": str(teacher_dir), "kd": args.kd, "alpha": args.alpha, "temperature": args.temperature, "fraction": fraction, "teacher_parameters": tm.parameters}
+        update={"teacher": str(teacher_dir), "kd": args.kd, "alpha": args.alpha, "temperature": args.temperature, "fraction": fraction,
+                "teacher_parameters": tm.parameters, "n_transfer": len(transfer)}
     )
-    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=teacher, method=method, epoch_scale=scale)
+    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=teacher, method=method, epoch_scale=scale, transfer=transfer)
+
+
+def transfer_texts(examples: Sequence[Example], labelled: Sequence[Example]) -> list[Example]:
+    """The transfer set: unlabelled copies of `examples`, one per text, none whose text is in `labelled`."""
+    seen = {normalize_text(e.text) for e in labelled}
+    out = []
+    for e in examples:
+        key = normalize_text(e.text)
+        if e.text.strip() and key not in seen:
+            seen.add(key)
+            out.append(Example(id=e.id, text=e.text))
+    return out
 
 
 MAX_STEP_SCALE = 4.0
@@ -213,10 +235,10 @@ def _teacher_logits(teacher: Loaded, feats: Features, args: TrainingArgs) -> tup
 
 
 def _train_and_save(model: NerReModel, tokenizer: Any, meta: ModelInfo, train: list[Example], dev: list[Example], args: TrainingArgs, out_dir: str | Path,
-                    teacher: Loaded | None, method: KDMethod, epoch_scale: float = 1.0) -> Path:
+                    teacher: Loaded | None, method: KDMethod, epoch_scale: float = 1.0, transfer: Sequence[Example] = ()) -> Path:
     """Train `model` through the KD method's phases, keep the best dev epoch, save to `out_dir`."""
     with_re = args.relations and len(meta.relation_labels) > 1 and bool(meta.allowed_pairs)
-    feats = build_features(tokenizer, train, meta, with_re)
+    feats = build_features(tokenizer, train, meta, with_re, transfer)
     if args.epochs is None:
         args = args.model_copy(update={"epochs": budget_epochs(math.ceil(len(feats.ner) / args.batch_size), args.step_budget, epoch_scale)})
         meta = meta.model_copy(update={"args": args.model_dump()})

@@ -4,6 +4,7 @@ reads every window of a long text. Each test fails when its path is cut (see the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,32 @@ def test_entities_in_the_last_window_of_a_long_text_are_found(teacher):
     head = [x for x in found if x.end <= 3 * len(sentence)]
     tail = [x for x in found if x.start >= len(text) - 3 * len(sentence)]
     assert head and len(tail) >= len(head) // 2  # the last sentences are read as the first ones are
+
+
+def test_a_transfer_set_teaches_the_student_what_the_teacher_knows(tiny_bert, data, teacher, tmp_path):
+    """Fails if the transfer texts are dropped, or carry no soft target (or a hard "O" one)."""
+    few, unlabelled = data["train"][:6], data["train"][6:]
+    args = tiny_args(tiny_bert, student_encoder=str(tiny_bert), relations=False)  # a fresh student: it knows only what it is taught
+    with_transfer = train_student(few, [], teacher, tmp_path / "transfer", {**args, "epochs": 4}, kd="hinton", alpha=0.5, transfer=unlabelled)
+    alone = train_student(few, [], teacher, tmp_path / "alone", {**args, "epochs": 32}, kd="hinton", alpha=0.5)  # as many steps
+    meta = json.loads((with_transfer / "model.json").read_text())
+    assert meta["n_transfer"] == len(unlabelled) and meta["history"][-1]["step"] == 4 * 8
+    assert species_share(with_transfer, data["test"]) > species_share(alone, data["test"]) + 0.3
+
+
+def test_soft_only_positions_get_the_teachers_loss_and_no_gold_loss():
+    from trainers.kd.base import SOFT_ONLY, cross_entropy
+    from trainers.kd.hinton import hinton_loss
+
+    student, teacher = torch.randn(5, 3), torch.randn(5, 3)
+    soft = torch.full((5,), SOFT_ONLY)
+    assert float(cross_entropy(student, soft)) == 0.0
+    kl = torch.nn.functional.kl_div(student.log_softmax(-1), teacher.log_softmax(-1), log_target=True, reduction="batchmean")
+    assert torch.isclose(hinton_loss(student, teacher, soft, alpha=0.5, temperature=1.0), 0.5 * kl)
+
+
+def test_a_transfer_set_needs_a_teacher(tiny_bert, data, teacher, tmp_path):
+    from data.errors import DistillError
+
+    with pytest.raises(DistillError, match="transfer set"):
+        train_student(data["train"][:6], [], teacher, tmp_path / "s", tiny_args(tiny_bert, epochs=1), kd="none", transfer=data["train"][6:10])

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 IGNORE = -100  # label of positions that carry no target (special tokens, continuation pieces)
+SOFT_ONLY = -1  # a position with the teacher's soft target but no gold label (transfer-set texts)
 
 # loss(student logits [..., C], teacher logits [..., C] or None, labels [...], step, total steps of the phase)
 Loss = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor, int, int], torch.Tensor]
@@ -35,12 +36,13 @@ class KDMethod(Protocol):
 
 
 def tagged(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Student logits, teacher logits and labels at the positions whose label is not IGNORE."""
+    """Student logits, teacher logits and labels at the positions whose label is not IGNORE (the
+    labels of transfer-set positions are SOFT_ONLY: only a teacher's loss may use them)."""
     mask = labels != IGNORE
     return student[mask].float(), (teacher[mask].float() if teacher is not None else None), labels[mask]
 
 
 def cross_entropy(student: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over tagged positions (0 with a gradient when there are none)."""
-    s, _, y = tagged(student, None, labels)
-    return F.cross_entropy(s, y) if s.numel() else student.sum() * 0.0
+    """Mean cross-entropy over the positions with a gold label (0 with a gradient when there are none)."""
+    mask = labels >= 0
+    return F.cross_entropy(student[mask].float(), labels[mask]) if mask.any() else student.sum() * 0.0

@@ -1,7 +1,8 @@
 """Hinton KD (Hinton et al., 2015): soft targets of the teacher at temperature T plus the gold labels.
 
 `alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE(student, labels)`,
-averaged over positions whose label is not -100 (word pieces for NER, pairs for relations).
+averaged over positions whose label is not -100 (word pieces for NER, pairs for relations); on
+transfer-set positions (label SOFT_ONLY, no gold) only the KL term applies.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainers.kd.base import Phase, tagged
+from trainers.kd.base import Phase, cross_entropy, tagged
 
 
 def hinton_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, alpha: float, temperature: float) -> torch.Tensor:
@@ -19,7 +20,7 @@ def hinton_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tens
     s, t, y = tagged(student, teacher, labels)
     if s.numel() == 0:
         return student.sum() * 0.0
-    ce = F.cross_entropy(s, y)
+    ce = cross_entropy(s, y)  # gold positions only; transfer-set positions (SOFT_ONLY) have the KL term alone
     if alpha == 0:
         return ce
     kl = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1), log_target=True, reduction="batchmean")
