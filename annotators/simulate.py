@@ -6,8 +6,11 @@ probability `accuracy` per task (otherwise it submits the prediction as is, like
 drift, wrong labels and factually wrong texts slip through): it rejects examples the truth marks
 as factually wrong or unusable (errors `"factually_wrong"`, `"unusable"`), and corrects the rest
 to the truth, which is the gold under the mock's one span convention (no leading "in"/"on"/"by"
-or article, list items apart, full names, right labels and relations; `annotators.mock_world`).
-It accepts texts it has no truth for.
+or article, list items apart, full names, right labels and relations; `annotators.mock_world`),
+except for the convention drift of a real reviewer: with probability `convention_drift` per
+entity it leaves an LLM span that differs only by convention, or draws the boundary its own way
+(`annotators.truth.review_example`, the same decision the bench makes). It accepts texts it has
+no truth for.
 
 Several annotators are real Label Studio users (`<name>@distill.local`, created on first use in
 the admin's organization). The community edition gives API tokens only to users who log in, so
@@ -18,7 +21,8 @@ Public API:
     load_truth(path) -> dict[str, TruthRecord]                       keyed by text
     annotator_ids(ls, names) -> dict[str, int]
     simulate_review(ls, project_id, truth, accuracy=0.9, annotators=("annotator-1",),
-                    per_task=1, seconds_per_task=0.0, seed=0, limit=None) -> SimulateResult
+                    per_task=1, seconds_per_task=0.0, seed=0, limit=None,
+                    convention_drift=0.0) -> SimulateResult
 """
 
 from __future__ import annotations
@@ -34,9 +38,19 @@ from typing import Any
 
 from label_studio_sdk import LabelStudio
 
-from annotators.label_studio import LABELS, REJECT_UNUSABLE, REJECT_WRONG, TEXT, VERDICT, call, create, to_result
-from annotators.truth import TruthRecord, load_truth_records
+from annotators.label_studio import (
+    LABELS,
+    REJECT_UNUSABLE,
+    REJECT_WRONG,
+    TEXT,
+    VERDICT,
+    call,
+    create,
+    to_result,
+)
+from annotators.truth import TruthRecord, load_truth_records, review_example
 from data.errors import DistillError
+from data.example import Entity, Example
 
 DOMAIN = "distill.local"
 
@@ -61,7 +75,7 @@ def annotator_ids(ls: LabelStudio, names: Sequence[str]) -> dict[str, int]:
     ids = {}
     for name, email in emails.items():
         if email not in users:
-            find = lambda email=email: next((u for u in ls.users.list() if u.email == email), None)  # noqa: E731
+            find = lambda email=email: next((u for u in ls.users.list() if u.email == email), None)
             user = create(ls, f"creating user {email}", ls.users.create, find, username=email.split("@")[0], email=email)
             users[email] = user.id
         ids[name] = users[email]
@@ -72,18 +86,32 @@ def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
-def _decide(text: str, prediction: list[dict], truth: dict[str, TruthRecord], accuracy: float, rng: random.Random) -> tuple[str, list[dict]]:
+def _decide(
+    text: str, prediction: list[dict], truth: dict[str, TruthRecord], accuracy: float, rng: random.Random,
+    annotator: str = "annotator-1", convention_drift: float = 0.0,
+) -> tuple[str, list[dict]]:
+    """(decision, annotation result) of one simulated reviewer on one task (`review_example`)."""
     record = truth.get(text)
     if record is None:
         return "no_truth", prediction
-    if rng.random() >= accuracy:
+    decision, example = review_example(record, _predicted(text, prediction), annotator, accuracy, convention_drift, rng)
+    if decision == "missed":
         return "accepted", prediction  # a miss: the prediction goes through unchanged
-    for error, choice in (("factually_wrong", REJECT_WRONG), ("unusable", REJECT_UNUSABLE)):
-        if error in record.errors:
-            return "rejected", [{"from_name": VERDICT, "to_name": TEXT, "type": "choices", "value": {"choices": [choice]}}]
-    corrected = to_result(record.example)
+    if decision == "rejected":
+        choice = REJECT_WRONG if "factually_wrong" in record.errors else REJECT_UNUSABLE
+        return "rejected", [{"from_name": VERDICT, "to_name": TEXT, "type": "choices", "value": {"choices": [choice]}}]
+    corrected = to_result(example)
     same = _spans(corrected) == _spans(prediction)
     return ("accepted" if same else "corrected"), corrected
+
+
+def _predicted(text: str, prediction: list[dict]) -> Example | None:
+    """The entities of a Label Studio prediction as an example (None if it has none or they overlap)."""
+    try:
+        entities = [Entity(start=i["value"]["start"], end=i["value"]["end"], label=i["value"]["labels"][0]) for i in prediction if i.get("from_name") == LABELS]
+        return Example(text=text, entities=entities) if entities else None
+    except (KeyError, IndexError, ValueError):
+        return None
 
 
 def _spans(result: list[dict]) -> tuple[set, set]:
@@ -101,9 +129,13 @@ def _saved(ls: LabelStudio, task_id: int, user_id: int) -> Any:
 def simulate_review(
     ls: LabelStudio, project_id: int, truth: dict[str, TruthRecord], accuracy: float = 0.9,
     annotators: Sequence[str] = ("annotator-1",), per_task: int = 1, seconds_per_task: float = 0.0, seed: int = 0,
-    limit: int | None = None,
+    limit: int | None = None, convention_drift: float = 0.0,
 ) -> SimulateResult:
     """Review the project's tasks that still need annotations, as `per_task` of `annotators` each.
+
+    `convention_drift`: the chance per entity that a reviewer leaves an LLM convention variant or
+    draws the boundary its own way (`annotators.truth.review_example`; 0: exactly the truth; the
+    run config's `review.convention_drift` passes `annotators.truth.CONVENTION_DRIFT` by default).
 
     `seconds_per_task` paces the review (sleeps that long per annotation, recorded as lead time).
     Deterministic for a seed: each decision depends on the seed, the annotator and the text only
@@ -112,6 +144,8 @@ def simulate_review(
     """
     if not 0.0 <= accuracy <= 1.0:
         raise DistillError(f"simulated annotator accuracy must be between 0 and 1, not {accuracy}")
+    if not 0.0 <= convention_drift <= 1.0:
+        raise DistillError(f"simulated annotator convention drift must be between 0 and 1, not {convention_drift}")
     if not annotators or not 1 <= per_task <= len(annotators):
         raise DistillError(f"annotations per task ({per_task}) must be between 1 and the number of annotators ({len(annotators)})")
     ids = annotator_ids(ls, annotators)
@@ -132,7 +166,7 @@ def simulate_review(
         todo = [a for a in rotation if a not in done_by][: per_task - submitted]
         for name in todo:
             digest = hashlib.sha1(f"{seed}\x00{name}\x00{text}".encode()).digest()
-            decision, annotation = _decide(text, prediction, truth, accuracy, random.Random(digest))
+            decision, annotation = _decide(text, prediction, truth, accuracy, random.Random(digest), name, convention_drift)
             if seconds_per_task:
                 time.sleep(seconds_per_task)
             create(

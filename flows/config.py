@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from annotators.grounding import GroundingRules
+from annotators.truth import CONVENTION_DRIFT
 from data.errors import DistillError, validation_message
 from data.prune import PruneSettings
 from trainers.args import TrainingArgs
@@ -26,6 +27,7 @@ class LLMSection(_Section):
     model: str = "mock-species"
     n: int = Field(300, ge=1, description="examples to generate")
     concurrency: int = Field(8, ge=1)
+    n_unlabeled: int = Field(0, ge=0, description="extra examples generated for the student's transfer set (train.transfer), never sent for review")
     k_samples: int = Field(1, ge=1, description="annotation samples per example; >1 gives confidences")
     seed: int = 0
     error_rate: float = Field(0.25, ge=0, le=1, description="mock only: share of answers with annotation errors")
@@ -55,6 +57,10 @@ class ReviewSection(_Section):
     mode: Literal["simulated", "human", "none"] = "simulated"
     label_studio_url: str | None = Field(None, description="null: the local server of `distill label-studio up`")
     accuracy: float = Field(0.95, ge=0, le=1, description="simulated annotator: chance to fix an LLM error")
+    convention_drift: float = Field(
+        CONVENTION_DRIFT, ge=0, le=1,
+        description="simulated annotator: chance per entity to leave an LLM span convention or draw a boundary its own way (annotators/truth.py)",
+    )
     annotators: int = Field(1, ge=1, description="simulated annotators per task")
     timeout_hours: float = Field(72, gt=0, description="human review: how long the flow waits before giving up")
 
@@ -130,6 +136,14 @@ class RunConfig(_Section):
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
+
+    def unlabeled_config(self) -> RunConfig:
+        """The generation of `llm.n_unlabeled` transfer-set texts: other seeds, in RUN/unlabeled/."""
+        llm = self.llm.model_copy(update={"n": self.llm.n_unlabeled, "seed": self.llm.seed + UNLABELED_SEED_OFFSET})
+        return self.model_copy(update={"runs_dir": str(self.run_dir), "name": "unlabeled", "llm": llm})
+
+
+UNLABELED_SEED_OFFSET = 1000  # the unlabeled generation plans its requests with seed + 1000: other texts
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -177,7 +177,10 @@ def simulate_task(config_json: dict[str, Any], project_id: int, truth_file: str 
     names = [f"annotator-{i + 1}" for i in range(config.review.annotators)]
     ls, spec = label_studio(config), load_spec(config.spec)
     project_id = find_project(ls, spec, project_title(spec, config.name))
-    result = simulate_review(ls, project_id, truth, accuracy=config.review.accuracy, annotators=names, per_task=len(names), seed=config.llm.seed)
+    result = simulate_review(
+        ls, project_id, truth, accuracy=config.review.accuracy, annotators=names, per_task=len(names), seed=config.llm.seed,
+        convention_drift=config.review.convention_drift,
+    )
     return {"tasks": result.tasks}
 
 
@@ -290,7 +293,27 @@ def student_task(config_json: dict[str, Any], teacher_dir: str) -> str:
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.run_dir / "pruned")
     out = config.run_dir / "models" / "student"
-    return str(train_student(splits["train"], splits["dev"], teacher_dir, out, config.train, fraction=config.prune.fraction))
+    transfer = transfer_examples(config) if config.train.transfer else []
+    return str(train_student(splits["train"], splits["dev"], teacher_dir, out, config.train, fraction=config.prune.fraction, transfer=transfer))
+
+
+def transfer_examples(config: RunConfig) -> list[Any]:
+    """Texts no human labelled, for the student's transfer set: verified training examples that
+    pruning left out, generated examples never reviewed, and the `llm.n_unlabeled` generation;
+    never a dev or test text (`train_student` drops those of its own train split)."""
+    from data.dedup import normalize_text
+    from data.formats import load_splits, read_jsonl
+
+    run_dir = config.run_dir
+    verified, pruned = load_splits(run_dir / "verified"), load_splits(run_dir / "pruned")
+    kept = {e.id for e in pruned["train"]}
+    reviewed = {e.text for e in read_jsonl(run_dir / "verified.jsonl")}
+    texts = [e for e in verified["train"] if e.id not in kept] + [e for e in read_jsonl(run_dir / "generated.jsonl") if e.text not in reviewed]
+    extra = config.unlabeled_config().run_dir / "generated.jsonl"
+    if config.llm.n_unlabeled and extra.exists():
+        texts += read_jsonl(extra)
+    held_out = {normalize_text(e.text) for e in [*verified["dev"], *verified["test"]]}
+    return [e for e in texts if normalize_text(e.text) not in held_out]
 
 
 @task(name="evaluate")
@@ -371,7 +394,8 @@ def training_markdown(models_dir: Path) -> str:
     for path in sorted(p.parent for p in models_dir.glob("*/model.json")):
         meta = read_meta(path)
         rows.append({"model": path.name, "learning rate": f"{meta.args.get('learning_rate', 0):g}", "batch": meta.args.get("batch_size"),
-                     "epochs": meta.args.get("epochs"), "best epoch": meta.best_epoch, "why it stopped": "; ".join(meta.stop_reasons)})
+                     "epochs": meta.args.get("epochs"), "best epoch": meta.best_epoch, "transfer texts": meta.n_transfer,
+                     "why it stopped": "; ".join(meta.stop_reasons)})
         if meta.search:
             grid = [{"learning rate": f"{t['learning_rate']:g}", "epochs": t["epochs"], "mean dev score": t["mean_dev_score"],
                      "dev scores": ", ".join(f"{v:.4f}" for v in t["dev_scores"])} for t in meta.search["grid"]]
@@ -428,15 +452,20 @@ def run_loop(cfg: RunConfig) -> str:
         """A stage keyed by its settings and the content of the files it reads."""
         return run_stage(run_dir, name, settings, body, outputs=outputs, log=_log, reads=reads)
 
+    unlabeled = cfg.unlabeled_config()
     with llm_endpoint(cfg) as (base_url, truth):
-        generated = stage("generate", _dump(cfg.llm), lambda: generate_stage(cfg, base_url), [spec], [run_dir / "generated.jsonl"])
+        generation = {k: v for k, v in _dump(cfg.llm).items() if k != "n_unlabeled"}  # more transfer texts do not redo the reviewed ones
+        generated = stage("generate", generation, lambda: generate_stage(cfg, base_url), [spec], [run_dir / "generated.jsonl"])
         reviewed = stage("review", _dump(cfg.review), lambda: review_stage(cfg, truth), [spec, run_dir / "generated.jsonl"], [run_dir / "verified.jsonl"])
+        if cfg.llm.n_unlabeled:
+            stage("generate-unlabeled", _dump(unlabeled.llm), lambda: generate_stage(unlabeled, base_url), [spec], [unlabeled.run_dir / "generated.jsonl"])
     if reviewed.get("project_id") is not None:
         create_link_artifact(project_url(cfg, reviewed["project_id"]), link_text="Label Studio project", key=_key(cfg, "label-studio"))
     split = stage("split", _dump(cfg.split), lambda: split_task(dumped), [run_dir / "verified.jsonl"], [verified_dir])
     teacher = stage("teacher", _dump(cfg.train), lambda: teacher_task(dumped), [spec, verified_dir], [teacher_dir])
     pruned = stage("prune", _dump(cfg.prune), lambda: prune_task(dumped, teacher), [verified_dir, *(model_files(teacher_dir) if cfg.prune.needs_scores else [])], [pruned_dir])
-    student = stage("student", [_dump(cfg.train), cfg.prune.fraction], lambda: student_task(dumped, teacher), [pruned_dir, *model_files(teacher_dir)], [student_dir])
+    transfer_reads = [run_dir / "generated.jsonl", *([unlabeled.run_dir / "generated.jsonl"] if cfg.llm.n_unlabeled else [])] if cfg.train.transfer else []
+    student = stage("student", [_dump(cfg.train), cfg.prune.fraction], lambda: student_task(dumped, teacher), [pruned_dir, *transfer_reads, *model_files(teacher_dir)], [student_dir])
     models = stage("evaluate", None, lambda: evaluate_task(dumped, {"teacher": teacher, "student": student}), [verified_dir, *model_files(teacher_dir), *model_files(student_dir)])
     pipeline = stage("export", None, lambda: export_task(dumped, student), [spec, *model_files(student_dir)], [run_dir / "student-spacy"])
     sweep = None

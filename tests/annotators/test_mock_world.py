@@ -153,7 +153,9 @@ def test_composed_facts_keep_their_base_and_fit_together(table):
     assert all("temperate forests" in x for x in out)
     assert sum(x != "temperate forests" for x in out) > 0.5 * len(out)  # modifiers and places
     assert any(x.endswith("of the Russian Far East") for x in out)  # the species' own region
-    assert not any("tropical" in x or "in the tropics" in x for x in out)  # no clash with "temperate"
+    cold = [table.compose(table.lookup("Vaquita (Phocoena sinus)", rng), "habitat", "cold polar waters", rng) for _ in range(300)]
+    assert sum(x != "cold polar waters" for x in cold) > 0.5 * len(cold)
+    assert not any(w in x for x in cold for w in ("warm", "tropic", "cool"))  # no clash with "cold"
     assert table.compose(sp, "habitat", "the Russian Far East", rng) == "the Russian Far East"  # a proper name stays as it is
     foods = {table.compose(sp, "food", "the ripe fruit of fig trees", rng) for _ in range(50)}
     assert all(f.startswith("the ") and f.endswith("ripe fruit of fig trees") for f in foods)  # a modifier goes after the article
