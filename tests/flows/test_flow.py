@@ -40,7 +40,7 @@ def tiny_spec(directory: Path, name: str) -> Path:
 def overrides(runs: Path, spec: Path, tiny_bert: Path, name: str, *extra: str) -> list[str]:
     return [
         f"name={name}", f"runs_dir={runs}", f"spec={spec}", "llm.n=30", "llm.concurrency=4", "generation_batches=3",
-        "review.accuracy=1.0", "split.dev=0.2", "split.test=0.2",
+        "review.accuracy=1.0", "review.convention_drift=0.0", "split.dev=0.2", "split.test=0.2",  # a reviewer who submits exactly the truth
         f"train.encoder={tiny_bert}", "train.epochs=2", "train.student_layers=1", "train.batch_size=8", *extra,
     ]
 
