@@ -63,6 +63,7 @@ def train(
     dev_path: Optional[Path] = typer.Option(None, "--dev", help="Dev examples (early stopping); default: a seeded share of --train."),
     dev_fraction: float = typer.Option(0.1, help="Without --dev: the share of --train held out as the dev split."),
     test_path: Optional[Path] = typer.Option(None, "--test", help="Gold test examples (evaluated after training)."),
+    transfer_path: Optional[Path] = typer.Option(None, "--transfer", help="Texts no human labelled (any format; labels ignored): the student also learns the teacher's soft targets on them."),
     out: Optional[Path] = typer.Option(None, help="Where models go (default: RUN/models, else ./models)."),
     spec: Optional[str] = typer.Option(None, help="Task spec name or YAML (labels and allowed relations); default: labels from the data."),
     encoder: Optional[str] = typer.Option(None, help="Teacher encoder: HF name or local path (default: offline MiniLM)."),
@@ -106,12 +107,13 @@ def train(
     except ValidationError as err:
         raise DistillError(validation_message(err, names)) from None
     task = load_spec(spec) if spec else None
+    transfer = load_split(transfer_path, "train") if transfer_path else []
     if run is not None:
         with run_lock(run, "distill train"):
-            _train(run_splits(run), out or run / "models", args, task, teacher, student)
+            _train(run_splits(run), out or run / "models", args, task, teacher, student, transfer)
     elif train_path is not None:
         splits = file_splits(train_path, dev_path, test_path, dev_fraction, args.seed)
-        _train(splits, out or Path("models"), args, task, teacher, student)
+        _train(splits, out or Path("models"), args, task, teacher, student, transfer)
     else:
         raise DistillError("give a run folder, or --train (and --dev, --test) files")
 
@@ -138,17 +140,22 @@ def file_splits(train_path: Path, dev_path: Path | None, test_path: Path | None,
     return {"train": train, "dev": dev, "test": test, "student_train": train}
 
 
-def _train(splits: dict[str, list], out: Path, args: Any, spec: Any, teacher: Path | None, student: bool) -> None:
+def _train(splits: dict[str, list], out: Path, args: Any, spec: Any, teacher: Path | None, student: bool, transfer: list) -> None:
     from trainers.evaluate import evaluate
     from trainers.search import train_teacher_searched
-    from trainers.trainer import check_disjoint, train_student
+    from trainers.trainer import check_disjoint, train_student, transfer_texts
 
     if splits.get("test"):
         check_disjoint(splits["train"], splits["test"], "test")
+    if transfer:
+        kept = transfer_texts(transfer, splits.get("test", []))  # a test text is never trained on, labelled or not
+        if len(kept) < len(transfer):
+            console.print(f"transfer set: {len(transfer) - len(kept)} text(s) left out (in the test split, or repeated)")
+        transfer = kept
     teacher_dir = teacher or train_teacher_searched(splits["train"], splits["dev"], out / "teacher", args, spec=spec)
     models = {"teacher": teacher_dir}
     if student:
-        models[f"student-{args.kd}"] = train_student(splits["student_train"], splits["dev"], teacher_dir, out / f"student-{args.kd}", args)
+        models[f"student-{args.kd}"] = train_student(splits["student_train"], splits["dev"], teacher_dir, out / f"student-{args.kd}", args, transfer=transfer)
     console.print(f"models in {out}: {', '.join(str(p) for p in models.values())}")
     if splits.get("test"):
         rows = [{"name": name, **evaluate(path, splits["test"])} for name, path in models.items()]

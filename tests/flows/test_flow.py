@@ -46,6 +46,7 @@ def overrides(runs: Path, spec: Path, tiny_bert: Path, name: str, *extra: str) -
 
 
 SWEEP = ("sweep.enabled=true", "sweep.fractions=[1.0, 0.5]", "sweep.methods=[random]", "sweep.kd=[none, hinton]")
+TRANSFER = ("train.transfer=true", "llm.n_unlabeled=8")  # the student also learns the teacher on 8 texts nobody reviews
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def finished_run(prefect, ls_env, tiny_bert, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("flow")
     spec = tiny_spec(tmp, "flow-e2e")
-    report = distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp, spec, tiny_bert, "e2e", *SWEEP))
+    report = distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp, spec, tiny_bert, "e2e", *SWEEP, *TRANSFER))
     return tmp / "e2e", spec, Path(report)
 
 
@@ -88,6 +89,10 @@ def test_flow_writes_every_artifact(finished_run, ls_env):
     verified = read_jsonl(run_dir / "verified.jsonl")
     assert 20 <= len(generated) <= 30
     assert sorted(project_tasks(ls_env, spec, "e2e")) == sorted(e.id for e in generated)  # every example, once
+    unlabeled = read_jsonl(run_dir / "unlabeled" / "generated.jsonl")  # ... and none of the transfer texts
+    assert 6 <= len(unlabeled) and not {e.text for e in unlabeled} & {e.text for e in generated}
+    student = json.loads((run_dir / "models" / "student" / "model.json").read_text())
+    assert student["n_transfer"] == len(unlabeled)  # all reviewed, nothing pruned: the transfer set is the unlabeled generation
     statuses = {e.review.status for e in verified}
     assert "corrected" in statuses and "accepted" in statuses  # the mock's errors were fixed
     truth = {json.loads(line)["text"]: json.loads(line) for line in (run_dir / "mock_truth.jsonl").read_text().splitlines()}

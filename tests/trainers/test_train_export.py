@@ -182,6 +182,22 @@ def test_own_data_without_dev_gets_a_seeded_dev_split_and_loses_its_test_duplica
     assert (tmp_path / "test.jsonl").read_bytes() == before
 
 
+def test_a_transfer_file_through_the_cli_never_brings_in_a_test_text(tiny_bert, data, teacher, tmp_path):
+    from flows.cli import app
+
+    train, test, unlabelled = data["train"][:20], data["test"][:10], data["train"][20:40]
+    write_jsonl(tmp_path / "train.jsonl", train)
+    write_jsonl(tmp_path / "test.jsonl", test)
+    write_jsonl(tmp_path / "transfer.jsonl", [*unlabelled, test[0], train[0]])  # a test text and a training text among them
+    result = CliRunner().invoke(app, [
+        "train", "--train", str(tmp_path / "train.jsonl"), "--test", str(tmp_path / "test.jsonl"), "--transfer", str(tmp_path / "transfer.jsonl"),
+        "--teacher", str(teacher), "--out", str(tmp_path / "models"), "--epochs", "1", "--student-layers", "1", "-s", "progress=false",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "transfer set: 1 text(s) left out" in result.output
+    assert json.loads((tmp_path / "models" / "student-hinton" / "model.json").read_text())["n_transfer"] == len(unlabelled)
+
+
 def test_no_dev_split_trains_every_epoch_and_keeps_the_last(tiny_bert, data, teacher, tmp_path):
     meta = json.loads((train_teacher(data["train"][:20], [], tmp_path / "t", tiny_args(tiny_bert, epochs=2)) / "model.json").read_text())
     assert [h["epoch"] for h in meta["history"]] == [1, 2] and meta["best_epoch"] == 2 and meta["n_dev"] == 0
