@@ -13,7 +13,7 @@ from annotators.truth import CONVENTION_DRIFT
 from data.errors import DistillError, validation_message
 from data.prune import PruneSettings
 from trainers.args import TrainingArgs
-from trainers.kd import kd_names
+from trainers.kd import parse_kd_setting
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 
@@ -86,15 +86,17 @@ class SweepSection(_Section):
     enabled: bool = False
     fractions: list[float] = Field([1.0, 0.7, 0.5, 0.3, 0.1], min_length=1)
     methods: list[str] = Field(["random", "teacher_loss", "el2n", "disagreement"], min_length=1, description="random or registered hardness scores (trainers/scores.py)")
-    kd: list[str] = Field(["none", "hinton"], min_length=1, description="registered KD methods (trainers/kd/)")
+    kd: list[str] = Field(["none", "hinton"], min_length=1, description="registered KD methods (trainers/kd/); METHOD+transfer adds the pruned-away examples as a transfer set")
     seeds: list[int] = Field([0], min_length=1, description="Each seed repeats the grid; several give mean and std of F1.")
 
     @field_validator("kd")
     @classmethod
     def _registered_kd(cls, names: list[str]) -> list[str]:
-        unknown = [n for n in names if n not in kd_names()]
-        if unknown:
-            raise ValueError(f"unknown KD method {unknown[0]!r} (registered: {', '.join(kd_names())})")
+        for name in names:
+            try:
+                parse_kd_setting(name)
+            except DistillError as err:
+                raise ValueError(str(err)) from None
         return names
 
     @field_validator("methods")

@@ -19,7 +19,7 @@ import numpy as np
 from data.errors import DistillError
 from data.example import Example
 from data.tables import markdown_table
-from trainers.kd import check_kd
+from trainers.kd import parse_kd_setting
 from trainers.kd.alpha import kd_alpha_for_fraction
 
 matplotlib.use("Agg")
@@ -124,15 +124,17 @@ def _student_rows(
     rows = []
     for fraction in sorted(set(fractions), reverse=True):
         for method in (["all"] if fraction >= 1 else list(methods)):
-            train = base["train"]
+            train, removed = base["train"], []
             if fraction < 1:
                 pruned = prune_splits(base, [ToFraction(fraction, method, scores.get(method), seed=seed)], drop_eval_overlap=False)
-                train = pruned.splits["train"]
+                train, removed = pruned.splits["train"], [r.example for r in pruned.removed]
                 _write_removed(pruned.removed, out_dir / "pruned" / f"{method}-{fraction:g}.removed.jsonl")
-            for kd in kd_settings:
+            for setting in kd_settings:
+                kd, transfer = parse_kd_setting(setting)
                 alpha = args.alpha if args.alpha is not None else kd_alpha_for_fraction(fraction, alpha_schedule)
                 run_args = args.model_copy(update={"kd": kd, "alpha": alpha if kd != "none" else 0.0})
-                rows.append(_student_row(base, train, eval_name, teacher_dir, out_dir / "models" / f"{method}-{fraction:g}-{kd}", run_args, fraction, method))
+                rows.append(_student_row(base, train, eval_name, teacher_dir, out_dir / "models" / f"{method}-{fraction:g}-{setting}", run_args, fraction, method,
+                                         transfer=removed if transfer else [], setting=setting))
     return rows
 
 
@@ -169,8 +171,8 @@ def _check_grid(fractions: Sequence[float], methods: Sequence[str], kd_settings:
     for m in methods:
         if m != "random" and m not in SCORERS:
             raise DistillError(f"sweep: unknown pruning method {m!r} (known: random, {', '.join(SCORERS)})")
-    for kd in kd_settings:
-        check_kd(kd)
+    for setting in kd_settings:
+        parse_kd_setting(setting)
 
 
 def _write_removed(removed: list[Any], path: Path) -> None:
@@ -185,19 +187,20 @@ def _teacher_row(teacher_dir: str | Path, gold: list[Example]) -> SweepRow:
     return _row(1.0, "teacher", "teacher", None, _meta(teacher_dir).n_train, m, str(teacher_dir))
 
 
-def _student_row(base: dict[str, list[Example]], train: list[Example], eval_name: str, teacher_dir: str | Path, model_dir: Path, args: Any, fraction: float, method: str) -> SweepRow:
+def _student_row(base: dict[str, list[Example]], train: list[Example], eval_name: str, teacher_dir: str | Path, model_dir: Path, args: Any, fraction: float, method: str,
+                 transfer: list[Example], setting: str) -> SweepRow:
     from trainers.evaluate import evaluate
     from trainers.trainer import train_student
 
-    key = hashlib.sha1(json.dumps([sorted(e.id for e in train), str(teacher_dir), args.model_dump(), fraction], default=str).encode()).hexdigest()[:16]
+    key = hashlib.sha1(json.dumps([sorted(e.id for e in train), sorted(e.id for e in transfer), str(teacher_dir), args.model_dump(), fraction], default=str).encode()).hexdigest()[:16]
     saved = model_dir / "sweep_row.json"
     if saved.exists():
         row = json.loads(saved.read_text(encoding="utf-8"))
         if row.get("key") == key:
             return SweepRow.model_validate(row["row"])
-    train_student(train, base["dev"], teacher_dir, model_dir, args, fraction=fraction)
+    train_student(train, base["dev"], teacher_dir, model_dir, args, fraction=fraction, transfer=transfer)
     m = evaluate(model_dir, base[eval_name], measure_speed=False)
-    row = _row(fraction, method, args.kd, _meta(model_dir).alpha if args.kd == "hinton" else None, len(train), m, str(model_dir))
+    row = _row(fraction, method, setting, _meta(model_dir).alpha if args.kd == "hinton" else None, len(train), m, str(model_dir))
     saved.write_text(json.dumps({"key": key, "row": row.model_dump(mode="json")}) + "\n", encoding="utf-8")
     return row
 

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from data.errors import DistillError
 from trainers.args import default
-from trainers.kd import kd_names
+from trainers.kd import kd_names, parse_kd_setting
 
 app = typer.Typer()
 console = Console()
@@ -26,7 +26,7 @@ def sweep(
     out: Path = typer.Option(..., help="Folder for sweep.json, sweep.md, the plots and the students."),
     fractions: str = typer.Option("1.0,0.7,0.5,0.3,0.1", help="Kept fractions, comma-separated."),
     methods: str = typer.Option("random,teacher_loss,el2n,disagreement", help="Pruning methods, comma-separated."),
-    kd: str = typer.Option("none,hinton", help=f"KD methods, comma-separated: {', '.join(kd_names())}."),
+    kd: str = typer.Option("none,hinton", help=f"KD methods, comma-separated: {', '.join(kd_names())}; METHOD+transfer adds the pruned-away examples as a transfer set."),
     alpha: float | None = typer.Option(None, help="A fixed KD weight for every fraction (default: the schedule)."),
     alpha_schedule: str | None = typer.Option(None, help="fraction:alpha anchors, e.g. 0.1:0.9,1.0:0.5 (default 0.1:0.95,1.0:0.5)."),
     student_layers: int = typer.Option(3, help="Teacher layers kept for the student."),
@@ -44,8 +44,10 @@ def sweep(
         raise DistillError(f"--fractions {fractions!r} / --seeds {seeds!r}: use numbers such as 1.0,0.5,0.1 and 0,1,2") from None
     if not fraction_list or not all(0 < f <= 1 for f in fraction_list):
         raise DistillError(f"--fractions {fractions!r}: each kept fraction is above 0 and at most 1")
-    if not _csv(kd) or any(name not in kd_names() for name in _csv(kd)):
+    if not _csv(kd):
         raise DistillError(f"--kd {kd!r}: use {', '.join(kd_names())}")
+    for name in _csv(kd):
+        parse_kd_setting(name)  # one line naming the registered methods when unknown
 
     from data.formats import load_splits
     from trainers.modeling import read_meta

@@ -1,6 +1,7 @@
 """Pruning scores, the KD weight schedule, and a tiny sweep that writes its table and plots."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,3 +146,19 @@ def test_sweep_over_seeds_repeats_the_grid_per_seed(tiny_bert, tmp_path):
     assert as_rows(json.loads((out / "sweep.json").read_text())) == rows and "f1_std" in (out / "sweep.md").read_text()
     with pytest.raises(DistillError, match="distinct seeds"):
         run_sweep(splits, teacher, [1.0], ["random"], ["none"], args, out, seeds=[1, 1])
+
+
+def test_a_transfer_setting_gives_the_pruned_away_examples_to_the_student_as_soft_targets(tiny_bert, tmp_path):
+    from data.errors import DistillError
+    from trainers.sweep import run_sweep
+    from trainers.trainer import train_teacher
+
+    splits = _splits()
+    args = {"encoder": str(tiny_bert), "epochs": 1, "batch_size": 8, "progress": False, "threads": 1, "relations": False, "student_layers": 1}
+    teacher = train_teacher(splits["train"], splits["dev"], tmp_path / "teacher", args)
+    rows = run_sweep(splits, teacher, [0.5], ["random"], ["hinton+transfer"], args, tmp_path / "sweep")
+    (student,) = [r for r in rows if r.method != "teacher"]
+    assert (student.kd, student.n_train) == ("hinton+transfer", 7)
+    assert json.loads((Path(student.model_dir) / "model.json").read_text())["n_transfer"] == 7  # the 7 that pruning removed
+    with pytest.raises(DistillError, match="transfer set is learned from the teacher"):
+        run_sweep(splits, teacher, [0.5], ["random"], ["none+transfer"], args, tmp_path / "bad")

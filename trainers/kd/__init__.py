@@ -45,3 +45,16 @@ def check_kd(name: str) -> str:
 def kd_method(name: str) -> KDMethod:
     """The registered KD method `name`."""
     return importlib.import_module(KD_METHODS[check_kd(name)]).METHOD
+
+
+TRANSFER = "+transfer"
+
+
+def parse_kd_setting(setting: str) -> tuple[str, bool]:
+    """A sweep's KD setting: `hinton` -> ("hinton", False); `hinton+transfer` -> ("hinton", True),
+    where the examples pruning removed become the student's transfer set (soft targets only)."""
+    kd, transfer = (setting[: -len(TRANSFER)], True) if setting.endswith(TRANSFER) else (setting, False)
+    check_kd(kd)
+    if transfer and kd == "none":
+        raise DistillError(f"{setting}: a transfer set is learned from the teacher; use it with a KD method (e.g. hinton{TRANSFER})")
+    return kd, transfer
