@@ -142,7 +142,7 @@ def file_splits(train_path: Path, dev_path: Path | None, test_path: Path | None,
 
 def _train(splits: dict[str, list], out: Path, args: Any, spec: Any, teacher: Path | None, student: bool, transfer: list) -> None:
     from trainers.evaluate import evaluate
-    from trainers.search import train_teacher_searched
+    from trainers.teachers import train_teachers
     from trainers.trainer import check_disjoint, train_student, transfer_texts
 
     if splits.get("test"):
@@ -152,10 +152,11 @@ def _train(splits: dict[str, list], out: Path, args: Any, spec: Any, teacher: Pa
         if len(kept) < len(transfer):
             console.print(f"transfer set: {len(transfer) - len(kept)} text(s) left out (in the test split, or repeated)")
         transfer = kept
-    teacher_dir = teacher or train_teacher_searched(splits["train"], splits["dev"], out / "teacher", args, spec=spec)
-    models = {"teacher": teacher_dir}
+    teachers = [teacher] if teacher else train_teachers(splits["train"], splits["dev"], out / "teacher", args, spec=spec)
+    models = {"teacher": teachers[0]}
     if student:
-        models[f"student-{args.kd}"] = train_student(splits["student_train"], splits["dev"], teacher_dir, out / f"student-{args.kd}", args, transfer=transfer)
+        models[f"student-{args.kd}"] = train_student(splits["student_train"], splits["dev"], teachers[0], out / f"student-{args.kd}", args, transfer=transfer,
+                                                     extra_teachers=teachers[1:])
     console.print(f"models in {out}: {', '.join(str(p) for p in models.values())}")
     if splits.get("test"):
         rows = [{"name": name, **evaluate(path, splits["test"])} for name, path in models.items()]
@@ -182,12 +183,14 @@ def export_spacy_command(
     out: Path = typer.Argument(..., help="Output pipeline directory for spacy.load."),
     spec: Optional[str] = typer.Option(None, help="Task spec whose labels and relation types the pipeline uses."),
     lang: str = typer.Option("en", help="spaCy language of the tokenizer."),
+    runtime: Optional[str] = typer.Option(None, help="torch (default) or onnx: the model as ONNX graphs run by ONNX Runtime (needs onnxruntime)."),
+    quantize: Optional[str] = typer.Option(None, help="int8: dynamic int8 quantization of the ONNX graphs (implies --runtime onnx)."),
 ) -> None:
     """Export a model as a spaCy pipeline (doc.ents and doc._.relations)."""
     from data.spec import load_spec
     from trainers.export.to_spacy import export_spacy
 
-    path = export_spacy(model_dir, out, load_spec(spec) if spec else None, lang=lang)
+    path = export_spacy(model_dir, out, load_spec(spec) if spec else None, lang=lang, runtime=runtime, quantize=quantize)
     console.print(f"spaCy pipeline: {path}  (spacy.load({str(path)!r}); package it with python -m spacy package {path} dist/)")
 
 

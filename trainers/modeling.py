@@ -53,6 +53,11 @@ class NerReModel(torch.nn.Module):
         hidden = self.hidden_states(ids, mask)
         return self.ner_head(hidden), (self.re_logits(hidden, pairs) if pairs else None)
 
+    def tag_outputs(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states [B, T, H] and tag logits [B, T, n_tags] (the part the ONNX runtime replaces)."""
+        hidden = self.hidden_states(ids, mask)
+        return hidden, self.ner_head(hidden)
+
     def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The encoder's last hidden states [B, T, H] (dropout while training)."""
         return self.dropout(self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state)
@@ -107,6 +112,8 @@ class ModelInfo(BaseModel):
     n_train: int | None = None
     n_dev: int | None = None
     n_transfer: int | None = Field(None, description="student: transfer-set texts learned from the teacher's soft targets alone")
+    teachers: list[str] = Field([], description="student: the teachers whose combined logits it learned")
+    teacher_weights: list[float] | None = Field(None, description="student with several teachers: each one's mean weight over the windows")
     texts_in_windows: int | None = None
     relation_pairs: int | None = None
     relation_pairs_skipped: int | None = None
@@ -122,7 +129,7 @@ class ModelInfo(BaseModel):
 class Loaded:
     """A model ready to predict: the module (eval mode), its tokenizer and `model.json`."""
 
-    model: NerReModel
+    model: NerReModel  # or `trainers.onnx_runtime.OnnxNerRe` (same inference interface)
     tokenizer: Any
     meta: ModelInfo
     path: Path
@@ -137,6 +144,8 @@ class Loaded:
 
     @property
     def device(self) -> torch.device:
+        if not isinstance(self.model, torch.nn.Module):
+            return self.model.device
         return next(self.model.parameters()).device
 
 
@@ -178,10 +187,27 @@ def read_meta(model_dir: str | Path) -> ModelInfo:
         raise DistillError(f"{path}: {validation_message(err)}") from None
 
 
-def load_model(model_dir: str | Path, device: str = "cpu") -> Loaded:
-    """Load a model directory written by `save_model`, in eval mode."""
+RUNTIMES = ("torch", "onnx", "auto")
+
+
+def load_model(model_dir: str | Path, device: str = "cpu", runtime: str = "torch") -> Loaded:
+    """Load a model directory written by `save_model`, in eval mode.
+
+    `runtime="onnx"`: the ONNX graphs of `onnx/` on ONNX Runtime (see `trainers.onnx_runtime`);
+    `"auto"`: those when the directory has them and onnxruntime is installed, else torch.
+    """
     model_dir = Path(model_dir)
+    if runtime not in RUNTIMES:
+        raise DistillError(f"unknown runtime {runtime!r} (choose from: {', '.join(RUNTIMES)})")
+    if runtime != "torch":
+        from trainers.onnx_runtime import ONNX_DIR, load_onnx, onnx_available
+
+        has_weights = (model_dir / "heads.pt").exists()
+        if runtime == "onnx" or ((model_dir / ONNX_DIR).is_dir() and (onnx_available() or not has_weights)):
+            return load_onnx(model_dir)
     meta = read_meta(model_dir)
+    if not (model_dir / "heads.pt").exists() and (model_dir / "onnx").is_dir():
+        raise DistillError(f"{model_dir}: an ONNX-only model (no torch weights); load it with runtime='onnx'")
     tokenizer = AutoTokenizer.from_pretrained(model_dir / "encoder")
     encoder = AutoModel.from_pretrained(model_dir / "encoder")
     model = NerReModel(encoder, len(meta.tags), len(meta.relation_labels), len(meta.entity_labels))
@@ -272,8 +298,8 @@ def _predict_chunk(loaded: Loaded, texts: Sequence[str], allowed: Sequence[Seque
         return examples
     batch = ner_batch(features, loaded.tokenizer.pad_token_id or 0, loaded.device)
     model = loaded.model
-    hidden = model.hidden_states(batch["ids"], batch["mask"])  # kept: relations are read from it after decoding
-    tags = model.ner_head(hidden).float().cpu()
+    hidden, tags = model.tag_outputs(batch["ids"], batch["mask"])  # hidden kept: relations are read from it after decoding
+    tags = tags.float().cpu()
     windows = [tags[row, : len(f.input_ids)] for row, f in enumerate(features)]
     for example, enc, logits in zip(examples, encoded, merge_windows(features, windows, encoded, loaded.tokenizer)):
         example.entities = decode_logits(example.text, enc.offsets, logits, loaded.tags)

@@ -18,6 +18,12 @@ pipeline and `from_disk` loads it; `to_bytes` packs the model directory's files 
 `{relative path: bytes}`) and `from_bytes` unpacks them into a temporary directory (removed with
 the component) and loads it.
 
+Runtimes (`runtime` in the component's config): `torch` (default) runs the model directory's torch
+weights; `onnx` runs its `onnx/` graphs on ONNX Runtime (`distill export-spacy --runtime onnx
+[--quantize int8]`, see `trainers.onnx_runtime`; the folder then holds no torch weights and needs
+onnxruntime installed), with the same windows, decoding and relation candidates. The ONNX files
+travel with `to_disk` and `to_bytes` like the others.
+
 Scores: `nlp.evaluate` calls the registered scorer `distill_ner_re_scorer.v1`: `ents_p/r/f`,
 `ents_per_type` (spaCy's own NER scorer) and `rel_micro_p/r/f`, `rel_per_type` (strict: a
 predicted relation counts when head and tail character offsets, entity labels and the relation
@@ -46,7 +52,7 @@ from spacy.util import filter_spans, minibatch
 from data.errors import DistillError
 
 FACTORY = "distill_ner_re"
-MODEL_FILES = ("encoder", "heads.pt", "model.json")
+MODEL_FILES = ("encoder", "heads.pt", "model.json", "onnx")  # those present: an ONNX export has onnx/ and no torch weights
 SCORER = "distill_ner_re_scorer.v1"
 RELATION_DATA = "relation_data"
 
@@ -122,10 +128,13 @@ class DistillNerRe:
 
     def __init__(
         self, nlp: Language, name: str, batch_size: int, labels: list[str], relation_labels: list[str], allowed_pairs: list[list[str]], device: str,
-        scorer: Callable[..., dict[str, Any]] | None = score_ner_re,
+        scorer: Callable[..., dict[str, Any]] | None = score_ner_re, runtime: str = "torch",
     ) -> None:
         self.nlp, self.name = nlp, name
-        self.cfg = {"batch_size": batch_size, "labels": list(labels), "relation_labels": list(relation_labels), "allowed_pairs": [list(p) for p in allowed_pairs], "device": device}
+        self.cfg = {
+            "batch_size": batch_size, "labels": list(labels), "relation_labels": list(relation_labels), "allowed_pairs": [list(p) for p in allowed_pairs], "device": device,
+            "runtime": runtime,
+        }
         self.scorer = scorer
         self.loaded = None
         self.model_dir: Path | None = None
@@ -138,10 +147,10 @@ class DistillNerRe:
         return tuple(self.cfg["labels"])
 
     def load(self, model_dir: str | Path) -> DistillNerRe:
-        """Load the model directory (encoder/, heads.pt, model.json) to predict with."""
+        """Load the model directory (encoder/, heads.pt, model.json; or onnx/ for the ONNX runtime) to predict with."""
         from trainers.modeling import load_model
 
-        self.loaded = load_model(model_dir, device=self.cfg["device"])
+        self.loaded = load_model(model_dir, device=self.cfg["device"], runtime=self.cfg.get("runtime", "torch"))
         self.model_dir = Path(model_dir)
         meta = self.loaded.meta
         self.cfg["labels"] = self.cfg["labels"] or list(meta.entity_labels)
@@ -164,10 +173,13 @@ class DistillNerRe:
             raise DistillError(f"spaCy component {self.name}: no model loaded (export it with `distill export-spacy`)")
         if os.getpid() != self._pid:
             # A forked worker of `nlp.pipe(n_process=N)`: the parent's OpenMP thread pool does not
-            # survive a fork and torch would hang in it; one thread per worker process.
+            # survive a fork and torch would hang in it; one thread per worker process (an ONNX
+            # Runtime session is made anew in the worker, with one thread too).
             import torch
 
             torch.set_num_threads(1)
+            if hasattr(self.loaded.model, "set_threads"):
+                self.loaded.model.set_threads(1)
             self._pid = os.getpid()
         predicted = predict(self.loaded, [d.text for d in docs], self.cfg["batch_size"], allowed=self.cfg["allowed_pairs"])
         for doc, example in zip(docs, predicted):
@@ -196,6 +208,8 @@ class DistillNerRe:
             target.mkdir()
             for name in MODEL_FILES:
                 src = self.model_dir / name
+                if not src.exists():
+                    continue
                 (shutil.copytree if src.is_dir() else shutil.copy2)(src, target / name)
         (path / "cfg.json").write_text(json.dumps(self.cfg, indent=1) + "\n", encoding="utf-8")
 
@@ -240,14 +254,14 @@ class DistillNerRe:
 
 @Language.factory(
     FACTORY,
-    default_config={"batch_size": 64, "labels": [], "relation_labels": [], "allowed_pairs": [], "device": "cpu", "scorer": {"@scorers": SCORER}},
+    default_config={"batch_size": 64, "labels": [], "relation_labels": [], "allowed_pairs": [], "device": "cpu", "scorer": {"@scorers": SCORER}, "runtime": "torch"},
     assigns=["doc.ents", "token.ent_iob", "token.ent_type", f"doc._.{RELATION_DATA}", "doc._.relations"],
     default_score_weights={"ents_f": 0.5, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None, "rel_micro_f": 0.5, "rel_micro_p": 0.0, "rel_micro_r": 0.0, "rel_per_type": None},
 )
 def make_component(
     nlp: Language, name: str, batch_size: int, labels: list[str], relation_labels: list[str], allowed_pairs: list[list[str]], device: str,
-    scorer: Callable[..., dict[str, Any]] | None = score_ner_re,
+    scorer: Callable[..., dict[str, Any]] | None = score_ner_re, runtime: str = "torch",
 ) -> DistillNerRe:
     """spaCy factory of `distill_ner_re` (registered by entry point); `scorer` defaults to `distill_ner_re_scorer.v1`
-    (config written by an older export has no `scorer` key and gets the default)."""
-    return DistillNerRe(nlp, name, batch_size, labels, relation_labels, allowed_pairs, device, scorer)
+    and `runtime` to `torch` (config written by an older export has neither key and gets the defaults)."""
+    return DistillNerRe(nlp, name, batch_size, labels, relation_labels, allowed_pairs, device, scorer, runtime)

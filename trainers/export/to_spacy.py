@@ -1,18 +1,23 @@
 """Export a trained student as a spaCy pipeline directory.
 
-    export_spacy(model_dir, out_dir, spec_or_labels=None, lang="en", name=None) -> Path
+    export_spacy(model_dir, out_dir, spec_or_labels=None, lang="en", name=None, runtime="torch", quantize=None) -> Path
 
 The directory loads with `spacy.load(out_dir)` wherever distill-ner is installed (the component
 is registered by entry point); `meta.json` holds the labels, the model's metrics (its
 `metrics.json`, when `evaluate` wrote one) and where it came from (encoder, teacher, KD).
 `python -m spacy package out_dir dist/` turns it into an installable package (it lists
 distill-ner as a requirement).
+
+`runtime="onnx"` puts the model in as ONNX graphs run by ONNX Runtime (`quantize="int8"`: dynamic
+int8 quantization, which implies `onnx`): the pipeline holds `onnx/` and the tokenizer instead of
+the torch weights and needs onnxruntime where it is loaded (see `trainers.onnx_runtime`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +29,31 @@ from trainers.relations import allowed_pairs_from_spec
 from trainers.spacy_pipeline import FACTORY
 
 
-def export_spacy(model_dir: str | Path, out_dir: str | Path, spec_or_labels: Any = None, lang: str = "en", name: str | None = None) -> Path:
+def export_spacy(
+    model_dir: str | Path, out_dir: str | Path, spec_or_labels: Any = None, lang: str = "en", name: str | None = None, runtime: str | None = None, quantize: str | None = None,
+) -> Path:
     """Write a spaCy pipeline for the model in `model_dir` to `out_dir`; return `out_dir`.
 
     `spec_or_labels`: a `TaskSpec` (its labels must match the model's; its relation types give
     the allowed pairs), a list of entity labels (checked too), or None (the model's own).
+    `runtime`: `torch` (default) or `onnx`; `quantize`: None or `int8` (ONNX only; implies it).
     """
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    runtime = runtime or ("onnx" if quantize else "torch")
+    if runtime not in ("torch", "onnx"):
+        raise DistillError(f"unknown runtime {runtime!r} (choose from: torch, onnx)")
+    if quantize and runtime != "onnx":
+        raise DistillError(f"--quantize {quantize} needs --runtime onnx")
+    if runtime == "onnx":
+        from trainers.onnx_runtime import export_onnx
+
+        with tempfile.TemporaryDirectory(prefix="distill-onnx-model-") as tmp:
+            onnx_dir = export_onnx(model_dir, Path(tmp) / "model", quantize=quantize)
+            return _export(Path(model_dir), onnx_dir, Path(out_dir), spec_or_labels, lang, name, {"runtime": runtime, "quantize": quantize})
+    return _export(Path(model_dir), Path(model_dir), Path(out_dir), spec_or_labels, lang, name, {"runtime": runtime, "quantize": None})
+
+
+def _export(model_dir: Path, load_dir: Path, out_dir: Path, spec_or_labels: Any, lang: str, name: str | None, runtime: dict[str, Any]) -> Path:
+    """The pipeline of the model in `model_dir` whose runtime files are in `load_dir`."""
     meta = read_meta(model_dir)
     allowed = [list(p) for p in meta.allowed_pairs]
     labels = list(meta.entity_labels)
@@ -41,8 +64,8 @@ def export_spacy(model_dir: str | Path, out_dir: str | Path, spec_or_labels: Any
         if hasattr(spec_or_labels, "relations") and spec_or_labels.relations:
             allowed = [list(p) for p in allowed_pairs_from_spec(spec_or_labels)]
     nlp = spacy.blank(lang)
-    component = nlp.add_pipe(FACTORY, config={"labels": labels, "relation_labels": meta.relation_labels, "allowed_pairs": allowed})
-    component.load(model_dir)
+    component = nlp.add_pipe(FACTORY, config={"labels": labels, "relation_labels": meta.relation_labels, "allowed_pairs": allowed, "runtime": runtime["runtime"]})
+    component.load(load_dir)
     metrics = _read_json(model_dir / "metrics.json")
     spec_name = getattr(spec_or_labels, "name", None) or "custom"
     nlp.meta.update(
@@ -57,6 +80,7 @@ def export_spacy(model_dir: str | Path, out_dir: str | Path, spec_or_labels: Any
                 "allowed_pairs": allowed,
                 "source": meta.model_dump(mode="json", include={"role", "source_encoder", "teacher", "kd", "alpha", "temperature", "fraction", "n_train", "train_seconds", "parameters", "best_epoch", "dev"}),
                 "metrics": metrics,
+                **runtime,
             },
         }
     )
