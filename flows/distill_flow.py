@@ -277,24 +277,26 @@ def prune_task(config_json: dict[str, Any], teacher_dir: str | None) -> dict[str
 def teacher_task(config_json: dict[str, Any]) -> str:
     from data.formats import load_splits
     from data.spec import load_spec
-    from trainers.search import train_teacher_searched
+    from trainers.teachers import train_teachers
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.run_dir / "verified")
     out = config.run_dir / "models" / "teacher"
-    return str(train_teacher_searched(splits["train"], splits["dev"], out, config.train, spec=load_spec(config.spec)))
+    return str(train_teachers(splits["train"], splits["dev"], out, config.train, spec=load_spec(config.spec))[0])  # train.teachers of them
 
 
 @task(name="train-student")
 def student_task(config_json: dict[str, Any], teacher_dir: str) -> str:
     from data.formats import load_splits
+    from trainers.teachers import teacher_dirs
     from trainers.trainer import train_student
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.run_dir / "pruned")
     out = config.run_dir / "models" / "student"
     transfer = transfer_examples(config) if config.train.transfer else []
-    return str(train_student(splits["train"], splits["dev"], teacher_dir, out, config.train, fraction=config.prune.fraction, transfer=transfer))
+    extra = teacher_dirs(teacher_dir, config.train.teachers)[1:]
+    return str(train_student(splits["train"], splits["dev"], teacher_dir, out, config.train, fraction=config.prune.fraction, transfer=transfer, extra_teachers=extra))
 
 
 def transfer_examples(config: RunConfig) -> list[Any]:
@@ -442,6 +444,8 @@ def distill(config: str = "demo", overrides: list[str] | None = None) -> str:
 
 def run_loop(cfg: RunConfig) -> str:
     """The stages in order (the caller holds the run folder's lock)."""
+    from trainers.teachers import teacher_dirs
+
     run_dir = cfg.run_dir
     (run_dir / "config.json").write_text(json.dumps(_dump(cfg), indent=2))
     dumped = _dump(cfg)
@@ -462,10 +466,11 @@ def run_loop(cfg: RunConfig) -> str:
     if reviewed.get("project_id") is not None:
         create_link_artifact(project_url(cfg, reviewed["project_id"]), link_text="Label Studio project", key=_key(cfg, "label-studio"))
     split = stage("split", _dump(cfg.split), lambda: split_task(dumped), [run_dir / "verified.jsonl"], [verified_dir])
-    teacher = stage("teacher", _dump(cfg.train), lambda: teacher_task(dumped), [spec, verified_dir], [teacher_dir])
+    all_teachers = teacher_dirs(teacher_dir, cfg.train.teachers)
+    teacher = stage("teacher", _dump(cfg.train), lambda: teacher_task(dumped), [spec, verified_dir], all_teachers)
     pruned = stage("prune", _dump(cfg.prune), lambda: prune_task(dumped, teacher), [verified_dir, *(model_files(teacher_dir) if cfg.prune.needs_scores else [])], [pruned_dir])
     transfer_reads = [run_dir / "generated.jsonl", *([unlabeled.run_dir / "generated.jsonl"] if cfg.llm.n_unlabeled else [])] if cfg.train.transfer else []
-    student = stage("student", [_dump(cfg.train), cfg.prune.fraction], lambda: student_task(dumped, teacher), [pruned_dir, *transfer_reads, *model_files(teacher_dir)], [student_dir])
+    student = stage("student", [_dump(cfg.train), cfg.prune.fraction], lambda: student_task(dumped, teacher), [pruned_dir, *transfer_reads, *(f for d in all_teachers for f in model_files(d))], [student_dir])
     models = stage("evaluate", None, lambda: evaluate_task(dumped, {"teacher": teacher, "student": student}), [verified_dir, *model_files(teacher_dir), *model_files(student_dir)])
     pipeline = stage("export", None, lambda: export_task(dumped, student), [spec, *model_files(student_dir)], [run_dir / "student-spacy"])
     sweep = None

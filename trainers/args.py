@@ -44,6 +44,8 @@ class TrainingArgs(BaseModel):
     max_length: int = Field(256, ge=16, description="word pieces per window; longer texts are split into windows")
     subword_labels: Literal["first", "all"] = Field("first", description="tag the first word piece of each word (others ignored) or every piece")
     stride: int = Field(32, ge=0, description="word pieces shared by consecutive windows")
+    teachers: int = Field(1, ge=1, description="teachers trained (seeds seed, seed+1, ...); the student learns their combined logits")
+    teacher_weighting: Literal["equal", "gold_loss"] = Field("equal", description="several teachers: equal weights, or per window softmax of minus each teacher's loss on the gold labels")
     transfer: bool = Field(False, description="run config: the student also learns the teacher's soft targets on unreviewed texts (pruned away, never reviewed, llm.n_unlabeled)")
     search: bool = Field(False, description="first try a learning rate x epochs grid (teachers scored on dev only) and train with the best")
     search_learning_rates: list[float] = Field([5e-5, 1e-4, 2e-4], min_length=1, description="`search`: learning rates to try")

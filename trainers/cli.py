@@ -142,7 +142,7 @@ def file_splits(train_path: Path, dev_path: Path | None, test_path: Path | None,
 
 def _train(splits: dict[str, list], out: Path, args: Any, spec: Any, teacher: Path | None, student: bool, transfer: list) -> None:
     from trainers.evaluate import evaluate
-    from trainers.search import train_teacher_searched
+    from trainers.teachers import train_teachers
     from trainers.trainer import check_disjoint, train_student, transfer_texts
 
     if splits.get("test"):
@@ -152,10 +152,11 @@ def _train(splits: dict[str, list], out: Path, args: Any, spec: Any, teacher: Pa
         if len(kept) < len(transfer):
             console.print(f"transfer set: {len(transfer) - len(kept)} text(s) left out (in the test split, or repeated)")
         transfer = kept
-    teacher_dir = teacher or train_teacher_searched(splits["train"], splits["dev"], out / "teacher", args, spec=spec)
-    models = {"teacher": teacher_dir}
+    teachers = [teacher] if teacher else train_teachers(splits["train"], splits["dev"], out / "teacher", args, spec=spec)
+    models = {"teacher": teachers[0]}
     if student:
-        models[f"student-{args.kd}"] = train_student(splits["student_train"], splits["dev"], teacher_dir, out / f"student-{args.kd}", args, transfer=transfer)
+        models[f"student-{args.kd}"] = train_student(splits["student_train"], splits["dev"], teachers[0], out / f"student-{args.kd}", args, transfer=transfer,
+                                                     extra_teachers=teachers[1:])
     console.print(f"models in {out}: {', '.join(str(p) for p in models.values())}")
     if splits.get("test"):
         rows = [{"name": name, **evaluate(path, splits["test"])} for name, path in models.items()]

@@ -1,6 +1,7 @@
-"""`--search`: an honest learning-rate and epoch finder.
+"""Training the teachers: `--search`, an honest learning-rate and epoch finder, and several teachers.
 
     teacher_dir = train_teacher_searched(train, dev, out_dir, args, spec=None)
+    teacher_dirs = train_teachers(train, dev, out_dir, args, spec=None)      # args.teachers of them
 
 With `args.search`, a teacher is trained for every (learning rate, epochs) of a small grid and
 `args.search_seeds` seeds on the training split, and scored on the dev split only (its best dev
@@ -8,6 +9,10 @@ evaluation, as early stopping keeps it); the setting with the best mean dev scor
 teacher. The grid, every dev score and the choice go into the teacher's `model.json` (`search`),
 and a student trained with `args.search` from that teacher takes the same learning rate and epochs.
 The test split is never looked at. Without `args.search` this is `train_teacher`.
+
+With `args.teachers` N > 1, N teachers are trained on the same data with seeds seed, seed+1, ...
+(the first in `out_dir`, the others in `out_dir-2`, `out_dir-3`, ...; they take the settings the
+first one's search chose), and a student learns their combined logits (`trainers/kd/ensemble.py`).
 """
 
 from __future__ import annotations
@@ -67,3 +72,20 @@ def train_teacher_searched(train: Sequence[Example], dev: Sequence[Example], out
     path = train_teacher(train, dev, out_dir, args.model_copy(update=found["best"]), spec=spec)
     write_meta(path, read_meta(path).model_copy(update={"search": found}))
     return path
+
+
+def teacher_dirs(out_dir: str | Path, n: int) -> list[Path]:
+    """Where `train_teachers` puts N teachers: `out_dir`, then `out_dir-2`, `out_dir-3`, ..."""
+    out_dir = Path(out_dir)
+    return [out_dir, *(out_dir.with_name(f"{out_dir.name}-{k}") for k in range(2, n + 1))]
+
+
+def train_teachers(train: Sequence[Example], dev: Sequence[Example], out_dir: str | Path, args: Any = None, spec: Any = None) -> list[Path]:
+    """`args.teachers` teachers (seeds seed, seed+1, ...), the first after `--search` when set; their folders."""
+    args = TrainingArgs.from_any(args)
+    dirs = teacher_dirs(out_dir, args.teachers)
+    first = train_teacher_searched(train, dev, dirs[0], args, spec=spec)
+    found = read_meta(first).search
+    chosen = found["best"] if found else {}
+    others = [train_teacher(train, dev, d, args.model_copy(update={"seed": args.seed + k, "search": False, **chosen}), spec=spec) for k, d in enumerate(dirs[1:], 1)]
+    return [first, *others]

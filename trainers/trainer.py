@@ -40,6 +40,7 @@ from trainers.args import TrainingArgs
 from trainers.kd import kd_method
 from trainers.kd.alpha import kd_alpha_for_fraction
 from trainers.kd.base import IGNORE, SOFT_ONLY, KDMethod, Phase
+from trainers.kd.ensemble import combine_teachers
 from trainers.encoders import load_encoder, resolve_encoder, truncate_layers
 from trainers.evaluate import ner_scores, relation_scores
 from trainers.modeling import Loaded, ModelInfo, NerReModel, load_model, ner_batch, pair_batch, pick_device, predict_entities, read_meta, save_model, window_outputs
@@ -104,7 +105,7 @@ def train_teacher(train: Sequence[Example], dev: Sequence[Example], out_dir: str
     encoder, tokenizer = load_encoder(args.encoder)
     meta = _meta("teacher", entity_labels, relation_labels, allowed, args, source=resolve_encoder(args.encoder))
     model = NerReModel(encoder, len(meta.tags), len(relation_labels), len(entity_labels))
-    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=None, method=kd_method("none"))
+    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teachers=[], method=kd_method("none"))
 
 
 def train_student(
@@ -118,18 +119,21 @@ def train_student(
     temperature: float | None = None,
     fraction: float = 1.0,
     transfer: Sequence[Example] = (),
+    extra_teachers: Sequence[str | Path] = (),
 ) -> Path:
     """Train a smaller student with KD from the teacher in `teacher_dir`; save to `out_dir`.
 
     The student is `args.student_layers` of the teacher's layers (heads copied too), or
     `args.student_encoder` when set (it must share the teacher's vocabulary for KD). `kd`,
     `alpha`, `temperature` override `args`; with `args.search`, the learning rate and epochs the
-    teacher's search chose are used (`trainers/search.py`); alpha None follows the pruning `fraction`
+    teacher's search chose are used (`trainers/teachers.py`); alpha None follows the pruning `fraction`
     (`trainers.kd.alpha.kd_alpha_for_fraction`: 0.5 on all the data). With `args.equal_steps`, a
     pruned student trains for `epochs / fraction` epochs (`equal_step_epochs`).
     `transfer`: texts no human labelled (their annotations are ignored); the student learns the
     teacher's soft targets on them, next to teacher + gold labels on `train` (a KD method that
     uses the teacher is needed). Texts also in train or dev are left out.
+    `extra_teachers`: more teachers (same labels and vocabulary); the soft targets are their and
+    `teacher_dir`'s logits combined per window by `args.teacher_weighting` (`trainers/kd/ensemble.py`).
     """
     args = TrainingArgs.from_any(args, **{k: v for k, v in (("kd", kd), ("alpha", alpha), ("temperature", temperature)) if v is not None})
     if args.alpha is None:
@@ -155,12 +159,16 @@ def train_student(
         for ent in e.entities:
             if ent.label not in tm.entity_labels:
                 raise DistillError(f"example {e.id}: entity label {ent.label!r} is unknown to the teacher {teacher_dir}")
+    teachers = [teacher, *(load_model(t, device=str(pick_device(args.device))) for t in extra_teachers)]
+    for other in teachers[1:]:
+        if (other.meta.tags, other.meta.relation_labels) != (tm.tags, tm.relation_labels) or other.tokenizer.get_vocab() != teacher.tokenizer.get_vocab():
+            raise DistillError(f"teacher {other.path}: its labels or vocabulary differ from those of {teacher_dir}; several teachers must share them")
     model, tokenizer, source = _student_model(teacher, args)
     meta = _meta("student", tm.entity_labels, tm.relation_labels, tm.allowed_pairs, args, source=source).model_copy(
         update={"teacher": str(teacher_dir), "kd": args.kd, "alpha": args.alpha, "temperature": args.temperature, "fraction": fraction,
-                "teacher_parameters": tm.parameters, "n_transfer": len(transfer)}
+                "teacher_parameters": tm.parameters, "n_transfer": len(transfer), "teachers": [str(t.path) for t in teachers]}
     )
-    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teacher=teacher, method=method, epoch_scale=scale, transfer=transfer)
+    return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teachers=teachers, method=method, epoch_scale=scale, transfer=transfer)
 
 
 def transfer_texts(examples: Sequence[Example], labelled: Sequence[Example]) -> list[Example]:
@@ -234,15 +242,25 @@ def _teacher_logits(teacher: Loaded, feats: Features, args: TrainingArgs) -> tup
     return out["ner"], out["re"]
 
 
+def _soft_targets(teachers: list[Loaded], feats: Features, args: TrainingArgs) -> tuple[list[torch.Tensor], list[torch.Tensor], list[float]]:
+    """Tag and relation logits of one teacher, or of several combined per window; each teacher's mean weight."""
+    outputs = [_teacher_logits(t, feats, args) for t in teachers]
+    if len(outputs) == 1:
+        return outputs[0][0], outputs[0][1], [1.0]
+    return combine_teachers([o[0] for o in outputs], [o[1] for o in outputs], [f.labels for f in feats.ner], [p.feature for p in feats.pairs.pairs], args.teacher_weighting)
+
+
 def _train_and_save(model: NerReModel, tokenizer: Any, meta: ModelInfo, train: list[Example], dev: list[Example], args: TrainingArgs, out_dir: str | Path,
-                    teacher: Loaded | None, method: KDMethod, epoch_scale: float = 1.0, transfer: Sequence[Example] = ()) -> Path:
+                    teachers: list[Loaded], method: KDMethod, epoch_scale: float = 1.0, transfer: Sequence[Example] = ()) -> Path:
     """Train `model` through the KD method's phases, keep the best dev epoch, save to `out_dir`."""
     with_re = args.relations and len(meta.relation_labels) > 1 and bool(meta.allowed_pairs)
     feats = build_features(tokenizer, train, meta, with_re, transfer)
     if args.epochs is None:
         args = args.model_copy(update={"epochs": budget_epochs(math.ceil(len(feats.ner) / args.batch_size), args.step_budget, epoch_scale)})
         meta = meta.model_copy(update={"args": args.model_dump()})
-    teacher_ner, teacher_re = _teacher_logits(teacher, feats, args) if teacher is not None and method.uses_teacher else ([], [])
+    teacher_ner, teacher_re, weights = _soft_targets(teachers, feats, args) if teachers and method.uses_teacher else ([], [], [])
+    if len(teachers) > 1:
+        meta = meta.model_copy(update={"teacher_weights": weights})
     device = pick_device(args.device)
     model.to(device)
     start = time.perf_counter()

@@ -104,3 +104,35 @@ def test_a_transfer_set_needs_a_teacher(tiny_bert, data, teacher, tmp_path):
 
     with pytest.raises(DistillError, match="transfer set"):
         train_student(data["train"][:6], [], teacher, tmp_path / "s", tiny_args(tiny_bert, epochs=1), kd="none", transfer=data["train"][6:10])
+
+
+def test_teacher_weights_favour_the_teacher_that_gets_the_gold_right():
+    from trainers.kd.ensemble import combine_teachers, teacher_weights
+
+    right, wrong = torch.tensor([[5.0, 0.0], [0.0, 5.0]]), torch.tensor([[0.0, 5.0], [5.0, 0.0]])
+    gold = [0, 1]
+    assert teacher_weights([right, wrong], gold, "equal").tolist() == [0.5, 0.5]
+    w = teacher_weights([right, wrong], gold, "gold_loss")
+    assert w[0] > 0.99 and torch.isclose(w.sum(), torch.tensor(1.0))
+    assert teacher_weights([right, wrong], [-1, -100], "gold_loss").tolist() == [0.5, 0.5]  # a transfer window: no gold
+    tags, pairs, mean = combine_teachers([[right], [wrong]], [[torch.tensor([1.0, 3.0])], [torch.tensor([3.0, 1.0])]], [gold], [0], "equal")
+    assert torch.allclose(tags[0], (right + wrong) / 2) and torch.allclose(pairs[0], torch.tensor([2.0, 2.0])) and mean == [0.5, 0.5]
+
+
+def test_a_student_learns_from_every_teacher_and_trusts_the_one_that_gets_the_gold_right(tiny_bert, data, teacher, tmp_path):
+    """Fails if the extra teachers are ignored (equal weights then change nothing), or if the
+    per-example weights ignore the gold labels."""
+    from data.spec import load_spec
+    from trainers.trainer import train_teacher
+
+    liar = train_teacher(lying(data["train"]), lying(data["dev"]), tmp_path / "liar", tiny_args(tiny_bert), spec=load_spec("species"))
+    args = tiny_args(tiny_bert, student_layers=1, epochs=4, relations=False)
+    gold = data["train"]  # true labels: the teacher is right on them, the liar is not
+    alone = train_student(gold, [], teacher, tmp_path / "alone", args, kd="hinton", alpha=1.0, temperature=1.0)
+    equal = train_student(gold, [], teacher, tmp_path / "equal", {**args, "teacher_weighting": "equal"}, kd="hinton", alpha=1.0, temperature=1.0, extra_teachers=[liar])
+    weighted = train_student(gold, [], teacher, tmp_path / "weighted", {**args, "teacher_weighting": "gold_loss"}, kd="hinton", alpha=1.0, temperature=1.0, extra_teachers=[liar])
+    shares = {name: species_share(path, data["test"]) for name, path in (("alone", alone), ("equal", equal), ("weighted", weighted))}
+    assert shares["equal"] < shares["alone"] - 0.2, shares  # the liar's HABITAT logits pull the student away
+    assert shares["weighted"] > shares["equal"] + 0.2, shares  # ... unless the weights follow the gold
+    weights = json.loads((weighted / "model.json").read_text())["teacher_weights"]
+    assert weights[0] > 0.6 and json.loads((equal / "model.json").read_text())["teacher_weights"] == [0.5, 0.5]
