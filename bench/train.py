@@ -145,6 +145,7 @@ def main(
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: all cores)."),
     plain: bool = typer.Option(True, help="Also train the plain fine-tune of bench/plain_finetune.py: the reference to beat."),
     plain_epochs: int = typer.Option(15, help="Epochs of the plain fine-tune."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Any training argument as key=value (trainers/args.py), e.g. -s head_learning_rate=1e-4."),
 ) -> None:
     """Train the teacher and students, evaluate on the gold test split, print one table per seed and the mean over seeds."""
     from trainers.args import TrainingArgs
@@ -154,7 +155,10 @@ def main(
     if max_train:
         splits["train"] = splits["train"][:max_train]
     print(f"data: train {len(splits['train'])}, dev {len(splits['dev'])}, test {len(splits['test'])}")
+    import yaml
+
     given = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
+    given.update({k.strip(): yaml.safe_load(v) for k, _, v in (item.partition("=") for item in set_)})
     kd_list = [k.strip() for k in kds.split(",") if k.strip()]
     per_seed, reports = [], []
     for seed in seed_list:
