@@ -15,7 +15,8 @@ and `onnx.json` (quantization, opset). Batch, sequence and pair axes are dynamic
 - `load_onnx(model_dir, threads=None) -> Loaded`; `OnnxNerRe(onnx_dir, threads)`
 - `onnx_available() -> bool`: onnxruntime importable (the torch runtime stays the default otherwise)
 
-Exporting needs torch, `onnx` and `onnxruntime` (for int8: `onnxruntime.quantization.quantize_dynamic`,
+The sessions run on the CPU execution provider (a `device` setting is ignored), with torch's
+thread count unless told otherwise. Exporting needs torch, `onnx` and `onnxruntime` (for int8: `onnxruntime.quantization.quantize_dynamic`,
 see `quantize_int8`); running needs onnxruntime (and torch for the shared decoding code).
 """
 
