@@ -29,6 +29,7 @@ class TrainingArgs(BaseModel):
     kd: str = Field("hinton", description=f"KD method: {', '.join(kd_names())} (trainers/kd/)")
     alpha: float | None = Field(None, ge=0, le=1, description="KD weight; None: from the pruning fraction (0.5 on all data)")
     temperature: float = Field(2.0, gt=0)
+    hidden_weight: float = Field(1.0, ge=0, description="KD hinton_hidden: weight of the loss between the student's hidden states and the teacher layers it stands for")
     anneal_max_temperature: float = Field(4.0, ge=1, description="Annealing-KD: T_max; phase 1 steps T down by one per epoch, so it takes ceil(T_max) epochs")
     anneal_epoch_share: float = Field(0.0, ge=0, le=4, description="Annealing-KD: phase 1 takes at least this share of `epochs` (then T stays at 1)")
     epochs: int | None = Field(None, ge=1, description="at most this many epochs (early stopping on dev); None: enough for about `step_budget` optimizer steps, 3 to 20 epochs")

@@ -41,7 +41,8 @@ from trainers.kd import kd_method
 from trainers.kd.alpha import kd_alpha_for_fraction
 from trainers.kd.base import IGNORE, SOFT_ONLY, KDMethod, Phase
 from trainers.kd.ensemble import combine_teachers
-from trainers.encoders import load_encoder, resolve_encoder, truncate_layers
+from trainers.kd.hidden import hidden_loss, matched_teacher_layers
+from trainers.encoders import layer_list, load_encoder, resolve_encoder, truncate_layers
 from trainers.evaluate import ner_scores, relation_scores
 from trainers.modeling import Loaded, ModelInfo, NerReModel, load_model, ner_batch, pair_batch, pick_device, predict_entities, read_meta, save_model, window_outputs
 from trainers.ner import NerFeature, ner_features, tag_names
@@ -163,6 +164,8 @@ def train_student(
     for other in teachers[1:]:
         if (other.meta.tags, other.meta.relation_labels) != (tm.tags, tm.relation_labels) or other.tokenizer.get_vocab() != teacher.tokenizer.get_vocab():
             raise DistillError(f"teacher {other.path}: its labels or vocabulary differ from those of {teacher_dir}; several teachers must share them")
+    if getattr(method, "matches_layers", False) and args.student_encoder:
+        raise DistillError(f"--kd {args.kd} matches the student's layers to the teacher's: the student must be made of teacher layers (no student_encoder)")
     model, tokenizer, source = _student_model(teacher, args)
     meta = _meta("student", tm.entity_labels, tm.relation_labels, tm.allowed_pairs, args, source=source).model_copy(
         update={"teacher": str(teacher_dir), "kd": args.kd, "alpha": args.alpha, "temperature": args.temperature, "fraction": fraction,
@@ -264,7 +267,7 @@ def _train_and_save(model: NerReModel, tokenizer: Any, meta: ModelInfo, train: l
     device = pick_device(args.device)
     model.to(device)
     start = time.perf_counter()
-    fit = _Fit(model, tokenizer, meta, feats, dev, args, device, teacher_ner, teacher_re)
+    fit = _Fit(model, tokenizer, meta, feats, dev, args, device, teacher_ner, teacher_re, teachers[0] if teachers else None)
     for phase in method.phases(args):
         fit.run(phase)
     meta = meta.model_copy(update={
@@ -279,9 +282,11 @@ def _train_and_save(model: NerReModel, tokenizer: Any, meta: ModelInfo, train: l
 class _Fit:
     """The epoch loop shared by teacher and student: the KD method's phases, each ending on its best dev epoch."""
 
-    def __init__(self, model: NerReModel, tokenizer: Any, meta: ModelInfo, feats: Features, dev: list[Example], args: TrainingArgs, device: torch.device, teacher_ner: list, teacher_re: list) -> None:
+    def __init__(self, model: NerReModel, tokenizer: Any, meta: ModelInfo, feats: Features, dev: list[Example], args: TrainingArgs, device: torch.device,
+                 teacher_ner: list, teacher_re: list, teacher: Loaded | None = None) -> None:
         self.model, self.tokenizer, self.meta, self.feats, self.dev, self.args, self.device = model, tokenizer, meta, feats, dev, args, device
-        self.teacher_ner, self.teacher_re = teacher_ner, teacher_re
+        self.teacher_ner, self.teacher_re, self.teacher = teacher_ner, teacher_re, teacher
+        self.taps: tuple[_LayerTaps, _LayerTaps] | None = None  # student and teacher layer outputs, for hidden-state KD
         self.pairs_of = feats.pairs.by_feature()
         self.history: list[dict[str, Any]] = []
         self.stop_reasons: list[str] = []
@@ -312,13 +317,31 @@ class _Fit:
         b = ner_batch([self.feats.ner[i] for i in idx], self.tokenizer.pad_token_id or 0, self.device)
         chosen = [k for i in idx for k in self.pairs_of.get(i, [])]
         pb = pair_batch([self.feats.pairs.pairs[k] for k in chosen], {i: row for row, i in enumerate(idx)}, self.device)
-        tags, rels = self.model(b["ids"], b["mask"], pb)
+        if phase.hidden_weight:
+            student_taps, teacher_taps = self._taps()
+            with teacher_taps, torch.no_grad():
+                self.teacher.model(b["ids"], b["mask"])
+            with student_taps:
+                tags, rels = self.model(b["ids"], b["mask"], pb)
+        else:
+            tags, rels = self.model(b["ids"], b["mask"], pb)
         teacher = self._stack([self.teacher_ner[i] for i in idx], tags.shape) if self.teacher_ner else None
         loss = phase.loss(tags, teacher, b["labels"], step, steps)
+        if phase.hidden_weight:
+            matched = [teacher_taps.outputs[k] for k in matched_teacher_layers(len(teacher_taps.outputs), len(student_taps.outputs))]
+            loss = loss + phase.hidden_weight * hidden_loss(student_taps.outputs, matched, b["mask"].bool())
         if rels is not None:
             teacher_re = torch.stack([self.teacher_re[k] for k in chosen]).to(self.device).float() if self.teacher_re else None
             loss = loss + phase.loss(rels, teacher_re, pb["target"], step, steps)
         return loss
+
+    def _taps(self) -> tuple[_LayerTaps, _LayerTaps]:
+        if self.teacher is None:
+            raise DistillError("hidden-state KD needs the teacher model")
+        if self.taps is None:
+            self.teacher.model.to(self.device).eval()
+            self.taps = (_LayerTaps(self.model.encoder), _LayerTaps(self.teacher.model.encoder))
+        return self.taps
 
     def _stack(self, rows: list[torch.Tensor], shape: torch.Size) -> torch.Tensor:
         out = torch.zeros(shape, device=self.device)
@@ -402,6 +425,27 @@ class _Fit:
     def restore_best(self) -> None:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+
+
+class _LayerTaps:
+    """The outputs of an encoder's transformer layers, captured by forward hooks inside `with taps:`."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        self.outputs: list[torch.Tensor] = []
+        self.active = False
+        for layer in layer_list(encoder):
+            layer.register_forward_hook(self._keep)
+
+    def _keep(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        if self.active:
+            self.outputs.append(output[0] if isinstance(output, tuple) else output)
+
+    def __enter__(self) -> _LayerTaps:
+        self.outputs, self.active = [], True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.active = False
 
 
 class _SpeedColumn(ProgressColumn):

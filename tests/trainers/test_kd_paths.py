@@ -136,3 +136,33 @@ def test_a_student_learns_from_every_teacher_and_trusts_the_one_that_gets_the_go
     assert shares["weighted"] > shares["equal"] + 0.2, shares  # ... unless the weights follow the gold
     weights = json.loads((weighted / "model.json").read_text())["teacher_weights"]
     assert weights[0] > 0.6 and json.loads((equal / "model.json").read_text())["teacher_weights"] == [0.5, 0.5]
+
+
+@torch.inference_mode()
+def hidden_distance(model_dir: Path, teacher: Path, examples: list[Example]) -> float:
+    """Mean squared distance between each student layer's output and the teacher layer it stands for."""
+    from trainers.kd.hidden import matched_teacher_layers
+
+    student, ref = load_model(model_dir), load_model(teacher)
+    feats, _ = ner_features(ref.tokenizer, examples, ref.tags, ref.meta.max_length, ref.meta.stride, ref.meta.subword_labels)
+    b = ner_batch(feats, ref.tokenizer.pad_token_id or 0, torch.device("cpu"))
+    s = student.model.encoder(input_ids=b["ids"], attention_mask=b["mask"], output_hidden_states=True).hidden_states[1:]
+    t = ref.model.encoder(input_ids=b["ids"], attention_mask=b["mask"], output_hidden_states=True).hidden_states[1:]
+    mask = b["mask"].bool()
+    matched = matched_teacher_layers(len(t), len(s))
+    return float(sum(((s[j] - t[k])[mask] ** 2).mean() for j, k in enumerate(matched)) / len(s))
+
+
+def test_hidden_state_kd_pulls_the_students_layers_to_the_teachers(tiny_bert, data, teacher, tmp_path):
+    """Fails if `hinton_hidden` drops its layer loss (it is then Hinton KD with alpha 0 here: the labels alone)."""
+    args = tiny_args(tiny_bert, student_layers=1, epochs=4, relations=False)
+    matched = train_student(data["train"], [], teacher, tmp_path / "hidden", {**args, "hidden_weight": 10.0}, kd="hinton_hidden", alpha=0.0)
+    plain = train_student(data["train"], [], teacher, tmp_path / "plain", args, kd="none")
+    assert hidden_distance(matched, teacher, data["test"]) < 0.5 * hidden_distance(plain, teacher, data["test"])
+
+
+def test_hidden_state_kd_needs_a_student_made_of_teacher_layers(tiny_bert, data, teacher, tmp_path):
+    from data.errors import DistillError
+
+    with pytest.raises(DistillError, match="made of teacher layers"):
+        train_student(data["train"][:8], [], teacher, tmp_path / "s", tiny_args(tiny_bert, student_encoder=str(tiny_bert), epochs=1), kd="hinton_hidden")

@@ -22,6 +22,7 @@ KD_METHODS: dict[str, str] = {  # name -> module with a METHOD
     "none": "trainers.kd.plain",
     "hinton": "trainers.kd.hinton",
     "annealing": "trainers.kd.annealing",
+    "hinton_hidden": "trainers.kd.hidden",
 }
 
 

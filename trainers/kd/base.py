@@ -18,13 +18,14 @@ Loss = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor, int, int], tor
 
 @dataclass(frozen=True)
 class Phase:
-    """`epochs` of training with `loss`; with `early_stop`, the best dev epoch is kept and
-    training stops after `patience` epochs without improvement."""
+    """`epochs` of training with `loss`; with `early_stop`, the best dev evaluation is kept and
+    training stops after `patience` evaluations without improvement."""
 
     name: str
     epochs: int
     loss: Loss
     early_stop: bool = True
+    hidden_weight: float = 0.0  # > 0: add the intermediate-layer loss (trainers/kd/hidden.py) with this weight
 
 
 class KDMethod(Protocol):
