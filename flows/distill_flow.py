@@ -302,15 +302,18 @@ def student_task(config_json: dict[str, Any], teacher_dir: str) -> str:
 def transfer_examples(config: RunConfig) -> list[Any]:
     """Texts no human labelled, for the student's transfer set: verified training examples that
     pruning left out, generated examples never reviewed, and the `llm.n_unlabeled` generation;
-    never a dev or test text (`train_student` drops those of its own train split)."""
+    never a dev or test text (`train_student` drops those of its own train split). Each keeps
+    the LLM's own annotation, for `train.llm_teacher`."""
     from data.dedup import normalize_text
     from data.formats import load_splits, read_jsonl
+    from trainers.scores import llm_entities
 
     run_dir = config.run_dir
     verified, pruned = load_splits(run_dir / "verified"), load_splits(run_dir / "pruned")
     kept = {e.id for e in pruned["train"]}
     reviewed = {e.text for e in read_jsonl(run_dir / "verified.jsonl")}
-    texts = [e for e in verified["train"] if e.id not in kept] + [e for e in read_jsonl(run_dir / "generated.jsonl") if e.text not in reviewed]
+    pruned_away = [e.model_copy(update={"entities": llm_entities(e)}) for e in verified["train"] if e.id not in kept]  # as the LLM annotated them
+    texts = pruned_away + [e for e in read_jsonl(run_dir / "generated.jsonl") if e.text not in reviewed]
     extra = config.unlabeled_config().run_dir / "generated.jsonl"
     if config.llm.n_unlabeled and extra.exists():
         texts += read_jsonl(extra)

@@ -120,6 +120,7 @@ def _student_rows(
 ) -> list[SweepRow]:
     """One repeat of the grid: prune with `seed`, train and score a student per cell."""
     from data.prune import ToFraction, prune_splits
+    from trainers.scores import llm_entities
 
     rows = []
     for fraction in sorted(set(fractions), reverse=True):
@@ -127,7 +128,8 @@ def _student_rows(
             train, removed = base["train"], []
             if fraction < 1:
                 pruned = prune_splits(base, [ToFraction(fraction, method, scores.get(method), seed=seed)], drop_eval_overlap=False)
-                train, removed = pruned.splits["train"], [r.example for r in pruned.removed]
+                train = pruned.splits["train"]
+                removed = [r.example.model_copy(update={"entities": llm_entities(r.example)}) for r in pruned.removed]  # as the LLM annotated them
                 _write_removed(pruned.removed, out_dir / "pruned" / f"{method}-{fraction:g}.removed.jsonl")
             for setting in kd_settings:
                 kd, transfer = parse_kd_setting(setting)

@@ -23,7 +23,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,11 @@ from trainers.kd.alpha import kd_alpha_for_fraction
 from trainers.kd.base import IGNORE, SOFT_ONLY, KDMethod, Phase
 from trainers.kd.ensemble import combine_teachers
 from trainers.kd.hidden import hidden_loss, matched_teacher_layers
+from trainers.kd.llm_teacher import llm_log_probs
 from trainers.encoders import layer_list, load_encoder, resolve_encoder, truncate_layers
 from trainers.evaluate import ner_scores, relation_scores
 from trainers.modeling import Loaded, ModelInfo, NerReModel, load_model, ner_batch, pair_batch, pick_device, predict_entities, read_meta, save_model, window_outputs
-from trainers.ner import NerFeature, ner_features, tag_names
+from trainers.ner import N_SPECIAL, Encoded, NerFeature, content_positions, ner_features, tag_names, word_starts
 from trainers.relations import NO_RELATION, Pairs, allowed_pairs_from_examples, allowed_pairs_from_spec, relation_pairs
 from trainers.teacher_cache import cached_teacher_logits
 
@@ -82,6 +83,8 @@ class Features:
     ner: list[NerFeature]
     pairs: Pairs  # relation candidates, each located in one NER window
     windows_split: int  # texts longer than one window
+    transfer: list[tuple[Example, Encoded]] = field(default_factory=list)  # transfer texts (window .example - n_labelled)
+    n_labelled: int = 0
 
 
 def build_features(tokenizer: Any, examples: Sequence[Example], meta: ModelInfo, with_relations: bool, transfer: Sequence[Example] = ()) -> Features:
@@ -90,10 +93,11 @@ def build_features(tokenizer: Any, examples: Sequence[Example], meta: ModelInfo,
     ner, encoded = ner_features(tokenizer, examples, meta.tags, meta.max_length, meta.stride, meta.subword_labels)
     windowed = len({f.example for f in ner if f.first_token > 0})
     pairs = relation_pairs(ner, encoded, examples, meta.entity_labels, meta.allowed_pairs, meta.relation_labels) if with_relations else Pairs()
-    if transfer:
-        soft, _ = ner_features(tokenizer, transfer, meta.tags, meta.max_length, meta.stride, meta.subword_labels)
-        ner += [replace(f, example=len(examples) + f.example, labels=[IGNORE if y == IGNORE else SOFT_ONLY for y in f.labels]) for f in soft]
-    return Features(ner, pairs, windowed)
+    if not transfer:
+        return Features(ner, pairs, windowed, n_labelled=len(examples))
+    soft, encoded_transfer = ner_features(tokenizer, transfer, meta.tags, meta.max_length, meta.stride, meta.subword_labels)
+    ner += [replace(f, example=len(examples) + f.example, labels=[IGNORE if y == IGNORE else SOFT_ONLY for y in f.labels]) for f in soft]
+    return Features(ner, pairs, windowed, list(zip(transfer, encoded_transfer, strict=True)), len(examples))
 
 
 # --- public API -------------------------------------------------------------------------------
@@ -175,14 +179,15 @@ def train_student(
 
 
 def transfer_texts(examples: Sequence[Example], labelled: Sequence[Example]) -> list[Example]:
-    """The transfer set: unlabelled copies of `examples`, one per text, none whose text is in `labelled`."""
+    """The transfer set: `examples` one per text, none whose text is in `labelled`, without relations
+    or review; their entities (the LLM's, with k-sample confidences) are used only as the LLM teacher."""
     seen = {normalize_text(e.text) for e in labelled}
     out = []
     for e in examples:
         key = normalize_text(e.text)
         if e.text.strip() and key not in seen:
             seen.add(key)
-            out.append(Example(id=e.id, text=e.text))
+            out.append(Example(id=e.id, text=e.text, entities=e.entities))  # the entities serve `llm_teacher` only
     return out
 
 
@@ -245,12 +250,28 @@ def _teacher_logits(teacher: Loaded, feats: Features, args: TrainingArgs) -> tup
     return out["ner"], out["re"]
 
 
-def _soft_targets(teachers: list[Loaded], feats: Features, args: TrainingArgs) -> tuple[list[torch.Tensor], list[torch.Tensor], list[float]]:
-    """Tag and relation logits of one teacher, or of several combined per window; each teacher's mean weight."""
+def _soft_targets(teachers: list[Loaded], feats: Features, args: TrainingArgs, tags: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[float]]:
+    """Tag and relation logits of one teacher, or of several combined per window (and each
+    teacher's mean weight); with `args.llm_teacher`, transfer windows also average in the LLM's
+    own k-sample soft annotation (`trainers/kd/llm_teacher.py`)."""
     outputs = [_teacher_logits(t, feats, args) for t in teachers]
     if len(outputs) == 1:
-        return outputs[0][0], outputs[0][1], [1.0]
-    return combine_teachers([o[0] for o in outputs], [o[1] for o in outputs], [f.labels for f in feats.ner], [p.feature for p in feats.pairs.pairs], args.teacher_weighting)
+        ner, re, weights = outputs[0][0], outputs[0][1], [1.0]
+    else:
+        ner, re, weights = combine_teachers([o[0] for o in outputs], [o[1] for o in outputs], [f.labels for f in feats.ner], [p.feature for p in feats.pairs.pairs], args.teacher_weighting)
+    if args.llm_teacher and feats.transfer:
+        ner = [_with_llm(logits, f, feats, tags) if f.example >= feats.n_labelled else logits for logits, f in zip(ner, feats.ner, strict=True)]
+    return ner, re, weights
+
+
+def _with_llm(logits: torch.Tensor, feature: NerFeature, feats: Features, tags: list[str]) -> torch.Tensor:
+    """A transfer window's soft target: the mean of the teacher's and the LLM's log-probabilities."""
+    example, enc = feats.transfer[feature.example - feats.n_labelled]
+    n = len(feature.input_ids) - N_SPECIAL
+    window = slice(feature.first_token, feature.first_token + n)
+    llm = torch.zeros(len(feature.input_ids), len(tags))  # special tokens: no target (their labels are IGNORE)
+    llm[content_positions(None, n)] = llm_log_probs(example.entities, enc.offsets[window], word_starts(example.text, enc.offsets)[window], tags)
+    return (torch.log_softmax(logits.float(), -1) + llm) / 2
 
 
 def _train_and_save(model: NerReModel, tokenizer: Any, meta: ModelInfo, train: list[Example], dev: list[Example], args: TrainingArgs, out_dir: str | Path,
@@ -261,7 +282,7 @@ def _train_and_save(model: NerReModel, tokenizer: Any, meta: ModelInfo, train: l
     if args.epochs is None:
         args = args.model_copy(update={"epochs": budget_epochs(math.ceil(len(feats.ner) / args.batch_size), args.step_budget, epoch_scale)})
         meta = meta.model_copy(update={"args": args.model_dump()})
-    teacher_ner, teacher_re, weights = _soft_targets(teachers, feats, args) if teachers and method.uses_teacher else ([], [], [])
+    teacher_ner, teacher_re, weights = _soft_targets(teachers, feats, args, meta.tags) if teachers and method.uses_teacher else ([], [], [])
     if len(teachers) > 1:
         meta = meta.model_copy(update={"teacher_weights": weights})
     device = pick_device(args.device)

@@ -166,3 +166,25 @@ def test_hidden_state_kd_needs_a_student_made_of_teacher_layers(tiny_bert, data,
 
     with pytest.raises(DistillError, match="made of teacher layers"):
         train_student(data["train"][:8], [], teacher, tmp_path / "s", tiny_args(tiny_bert, student_encoder=str(tiny_bert), epochs=1), kd="hinton_hidden")
+
+
+def test_the_llm_is_one_more_teacher_on_the_transfer_texts(tiny_bert, data, teacher, tmp_path):
+    """Fails if `llm_teacher` leaves the LLM's annotation of the transfer texts out of their soft targets."""
+    few, unlabelled = data["train"][:6], lying(data["train"][6:])  # an LLM that calls every SPECIES a HABITAT, sure of it
+    args = tiny_args(tiny_bert, student_encoder=str(tiny_bert), relations=False, epochs=4)
+    model_only = train_student(few, [], teacher, tmp_path / "model", args, kd="hinton", alpha=1.0, temperature=1.0, transfer=unlabelled)
+    with_llm = train_student(few, [], teacher, tmp_path / "llm", {**args, "llm_teacher": True}, kd="hinton", alpha=1.0, temperature=1.0, transfer=unlabelled)
+    assert species_share(with_llm, data["test"]) < species_share(model_only, data["test"]) - 0.2
+
+
+def test_llm_soft_targets_follow_the_k_sample_agreement():
+    from data.example import Entity
+    from trainers.kd.llm_teacher import llm_log_probs
+    from trainers.ner import tag_names
+
+    tags = tag_names(["HABITAT", "SPECIES"])
+    offsets, starts = [(0, 3), (4, 9), (9, 11), (12, 17)], [True, True, False, True]  # "The snowy ##ab ridge"
+    probs = llm_log_probs([Entity(start=4, end=17, label="HABITAT", confidence=2 / 3)], offsets, starts, tags).exp()
+    assert probs[0, tags.index("O")] > 0.99
+    assert torch.isclose(probs[1, tags.index("B-HABITAT")], torch.tensor(2 / 3), atol=0.01) and torch.isclose(probs[1, 0], torch.tensor(1 / 3), atol=0.01)
+    assert probs[3, tags.index("I-HABITAT")] > 0.6 and probs[2, 0] > 0.99  # a continuation piece carries no label of its own
