@@ -187,27 +187,13 @@ def read_meta(model_dir: str | Path) -> ModelInfo:
         raise DistillError(f"{path}: {validation_message(err)}") from None
 
 
-RUNTIMES = ("torch", "onnx", "auto")
-
-
-def load_model(model_dir: str | Path, device: str = "cpu", runtime: str = "torch") -> Loaded:
-    """Load a model directory written by `save_model`, in eval mode.
-
-    `runtime="onnx"`: the ONNX graphs of `onnx/` on ONNX Runtime (see `trainers.onnx_runtime`);
-    `"auto"`: those when the directory has them and onnxruntime is installed, else torch.
-    """
+def load_model(model_dir: str | Path, device: str = "cpu") -> Loaded:
+    """Load a model directory written by `save_model`, in eval mode (the torch runtime; ONNX
+    directories load with `trainers.onnx_runtime.load_runtime`)."""
     model_dir = Path(model_dir)
-    if runtime not in RUNTIMES:
-        raise DistillError(f"unknown runtime {runtime!r} (choose from: {', '.join(RUNTIMES)})")
-    if runtime != "torch":
-        from trainers.onnx_runtime import ONNX_DIR, load_onnx, onnx_available
-
-        has_weights = (model_dir / "heads.pt").exists()
-        if runtime == "onnx" or ((model_dir / ONNX_DIR).is_dir() and (onnx_available() or not has_weights)):
-            return load_onnx(model_dir)
     meta = read_meta(model_dir)
     if not (model_dir / "heads.pt").exists() and (model_dir / "onnx").is_dir():
-        raise DistillError(f"{model_dir}: an ONNX-only model (no torch weights); load it with runtime='onnx'")
+        raise DistillError(f"{model_dir}: an ONNX-only model (no torch weights); load it with trainers.onnx_runtime.load_runtime(..., runtime='onnx')")
     tokenizer = AutoTokenizer.from_pretrained(model_dir / "encoder")
     encoder = AutoModel.from_pretrained(model_dir / "encoder")
     model = NerReModel(encoder, len(meta.tags), len(meta.relation_labels), len(meta.entity_labels))

@@ -211,3 +211,22 @@ def load_onnx(model_dir: str | Path, threads: int | None = None) -> Any:
         raise DistillError(f"{model_dir}: no ONNX model (no {ONNX_DIR}/); export one with `distill export-spacy --runtime onnx`")
     model = OnnxNerRe(model_dir / ONNX_DIR, threads)
     return Loaded(model, AutoTokenizer.from_pretrained(model_dir / "encoder"), meta, model_dir)  # type: ignore[arg-type]
+
+
+RUNTIMES = ("torch", "onnx", "auto")
+
+
+def load_runtime(model_dir: str | Path, device: str = "cpu", runtime: str = "torch") -> Any:
+    """A model directory loaded on a runtime: `torch` (`trainers.modeling.load_model`), `onnx` (the
+    graphs of `onnx/` on ONNX Runtime), or `auto` (those when the directory has them and
+    onnxruntime is installed, or when it has no torch weights; else torch)."""
+    from trainers.modeling import load_model
+
+    model_dir = Path(model_dir)
+    if runtime not in RUNTIMES:
+        raise DistillError(f"unknown runtime {runtime!r} (choose from: {', '.join(RUNTIMES)})")
+    if runtime != "torch":
+        has_weights = (model_dir / "heads.pt").exists()
+        if runtime == "onnx" or ((model_dir / ONNX_DIR).is_dir() and (onnx_available() or not has_weights)):
+            return load_onnx(model_dir)
+    return load_model(model_dir, device=device)

@@ -148,9 +148,9 @@ class DistillNerRe:
 
     def load(self, model_dir: str | Path) -> DistillNerRe:
         """Load the model directory (encoder/, heads.pt, model.json; or onnx/ for the ONNX runtime) to predict with."""
-        from trainers.modeling import load_model
+        from trainers.onnx_runtime import load_runtime
 
-        self.loaded = load_model(model_dir, device=self.cfg["device"], runtime=self.cfg.get("runtime", "torch"))
+        self.loaded = load_runtime(model_dir, device=self.cfg["device"], runtime=self.cfg.get("runtime", "torch"))
         self.model_dir = Path(model_dir)
         meta = self.loaded.meta
         self.cfg["labels"] = self.cfg["labels"] or list(meta.entity_labels)

@@ -18,6 +18,7 @@ from data.spec import load_spec
 from tests.trainers.synthetic import make_examples
 from trainers.export.to_spacy import export_spacy
 from trainers.modeling import load_model, predict, window_outputs
+from trainers.onnx_runtime import load_runtime
 from trainers.ner import ner_features
 from trainers.relations import relation_pairs
 from trainers.spacy_pipeline import FACTORY
@@ -42,7 +43,7 @@ def texts(data) -> list[str]:
 
 def outputs(model_dir: Path, runtime: str, examples: list[Example]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Tag logits per window and relation logits per gold entity pair (the heads' raw outputs)."""
-    loaded = load_model(model_dir, runtime=runtime)
+    loaded = load_runtime(model_dir, runtime=runtime)
     features, encoded = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta.max_length, loaded.meta.stride)
     pairs = relation_pairs(features, encoded, examples, loaded.meta.entity_labels, [tuple(p) for p in loaded.meta.allowed_pairs], loaded.relation_labels)
     assert len(features) > len(examples) and len(pairs.pairs) > 10  # windows and relation pairs exercised
@@ -90,8 +91,8 @@ def make_long_gold() -> Example:
 def test_onnx_predictions_equal_torch(teacher, onnx_dirs, texts):
     expected = predict(load_model(teacher), texts, batch_size=4)
     assert sum(len(x.relations) for x in expected) >= 5 and all(x.entities for x in expected[1:])
-    assert plain(predict(load_model(onnx_dirs["fp32"], runtime="onnx"), texts, batch_size=4)) == plain(expected)
-    int8 = predict(load_model(onnx_dirs["int8"], runtime="onnx"), texts, batch_size=4)
+    assert plain(predict(load_runtime(onnx_dirs["fp32"], runtime="onnx"), texts, batch_size=4)) == plain(expected)
+    int8 = predict(load_runtime(onnx_dirs["int8"], runtime="onnx"), texts, batch_size=4)
     same = sum([e[:3] for e in a[0]] == [e[:3] for e in b[0]] for a, b in zip(plain(int8), plain(expected)))
     assert same >= 0.8 * len(texts)
 
@@ -140,13 +141,13 @@ def test_torch_stays_the_default_without_onnxruntime(teacher, onnx_dirs, texts, 
 
     shutil.copytree(teacher, both)
     shutil.copytree(onnx_dirs["fp32"] / "onnx", both / "onnx")
-    assert type(load_model(both, runtime="auto").model).__name__ == "OnnxNerRe"
+    assert type(load_runtime(both, runtime="auto").model).__name__ == "OnnxNerRe"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
-    assert isinstance(load_model(both, runtime="auto").model, torch.nn.Module)
+    assert isinstance(load_runtime(both, runtime="auto").model, torch.nn.Module)
     assert isinstance(load_model(both).model, torch.nn.Module)
     nlp = spacy.load(export_spacy(teacher, tmp_path / "torch"))  # the default export runs on torch
     assert nlp.get_pipe(FACTORY).cfg["runtime"] == "torch" and nlp(texts[1]).ents
     with pytest.raises(DistillError, match="pip install onnxruntime"):
-        load_model(onnx_dirs["fp32"], runtime="onnx")
+        load_runtime(onnx_dirs["fp32"], runtime="onnx")
     with pytest.raises(DistillError, match="pip install onnxruntime"):
         export_spacy(teacher, tmp_path / "onnx", runtime="onnx")
