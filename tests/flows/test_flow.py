@@ -136,13 +136,13 @@ def test_rerun_skips_every_finished_stage(finished_run, prefect, ls_env, tiny_be
     handler.emit = lambda record: messages.append(record.getMessage())
     logging.getLogger("prefect.flow_runs").addHandler(handler)
     try:
-        distill(str(REPO / "flows/configs/demo.yaml"), overrides(run_dir.parent, spec, tiny_bert, "e2e", *SWEEP))
+        distill(str(REPO / "flows/configs/demo.yaml"), overrides(run_dir.parent, spec, tiny_bert, "e2e", *SWEEP, *TRANSFER))
     finally:
         logging.getLogger("prefect.flow_runs").removeHandler(handler)
     after = {p.name: p.read_text() for p in (run_dir / "stages").iterdir()}
     assert before == after
     skipped = {m.split(":")[0].removeprefix("skipping ") for m in messages if m.startswith("skipping ")}
-    assert {"generate", "review", "split", "teacher", "prune", "student", "evaluate", "export", "sweep"} <= skipped
+    assert {"generate", "review", "generate-unlabeled", "split", "teacher", "prune", "student", "evaluate", "export", "sweep"} <= skipped
 
 
 def test_an_edited_spec_regenerates(finished_run, prefect, ls_env, tiny_bert):
