@@ -47,7 +47,10 @@ def sweep(
     if not _csv(kd):
         raise DistillError(f"--kd {kd!r}: use {', '.join(kd_names())}")
     for name in _csv(kd):
-        parse_kd_setting(name)  # one line naming the registered methods when unknown
+        try:
+            parse_kd_setting(name)
+        except DistillError as err:
+            raise DistillError(f"--kd {kd!r}: {err}") from None
 
     from data.formats import load_splits
     from trainers.modeling import read_meta
