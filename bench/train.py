@@ -111,17 +111,19 @@ def seed_summary(per_seed: list[list[dict]]) -> str:
     return markdown_table(out)
 
 
-def train_and_score(splits: dict[str, list], out: Path, args, kds: list[str], plain: bool, plain_epochs: int) -> list[dict]:
-    """Teacher, plain fine-tune and students of one seed, each scored on the test split."""
+def train_and_score(splits: dict[str, list], out: Path, args, kds: list[str], plain: bool, plain_epochs: int, with_teacher: bool = True) -> list[dict]:
+    """Teacher, plain fine-tune and students of one seed, each scored on the test split (without
+    the teacher: the plain fine-tune alone, e.g. run beside a teacher-and-students process)."""
     from trainers.evaluate import evaluate
     from trainers.trainer import train_student, train_teacher
 
     rows = []
-    teacher = train_teacher(splits["train"], splits["dev"], out / "teacher", args)
-    rows.append({"name": "teacher", "path": str(teacher), **evaluate(teacher, splits["test"])})
+    if with_teacher:
+        teacher = train_teacher(splits["train"], splits["dev"], out / "teacher", args)
+        rows.append({"name": "teacher", "path": str(teacher), **evaluate(teacher, splits["test"])})
     if plain:
         rows.append(plain_row(splits, args.encoder, plain_epochs, args.seed))
-    for kd in kds:
+    for kd in kds if with_teacher else []:
         path = train_student(splits["train"], splits["dev"], teacher, out / f"student-{kd}", args, kd=kd)
         rows.append({"name": f"student {args.student_layers}L KD {kd}", "path": str(path), **evaluate(path, splits["test"])})
     return rows
@@ -144,6 +146,7 @@ def main(
     seeds: str = typer.Option("0", help="Comma-separated training seeds (the data split uses the first): 0,1,2 gives mean ± std."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: all cores)."),
     plain: bool = typer.Option(True, help="Also train the plain fine-tune of bench/plain_finetune.py: the reference to beat."),
+    teacher: bool = typer.Option(True, help="Train the teacher and students (--no-teacher: the plain fine-tune alone)."),
     plain_epochs: int = typer.Option(15, help="Epochs of the plain fine-tune."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Any training argument as key=value (trainers/args.py), e.g. -s head_learning_rate=1e-4."),
 ) -> None:
@@ -163,7 +166,7 @@ def main(
     per_seed, reports = [], []
     for seed in seed_list:
         args = TrainingArgs(encoder=encoder, student_layers=student_layers, seed=seed, threads=threads, **{k: v for k, v in given.items() if v is not None})
-        rows = train_and_score(splits, out / f"seed{seed}", args, kd_list, plain, plain_epochs)
+        rows = train_and_score(splits, out / f"seed{seed}", args, kd_list, plain, plain_epochs, with_teacher=teacher)
         per_seed.append(rows)
         labels = sorted({l for r in rows for l in r["per_label"]})
         reports.append(f"### seed {seed}\n\n" + table(rows, labels) + "\n\n" + "\n".join(f"- {c}" for c in checks(rows, out / f"seed{seed}", splits)))
