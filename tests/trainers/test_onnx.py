@@ -65,7 +65,6 @@ def test_onnx_heads_equal_torch_and_int8_stays_close(teacher, onnx_dirs, data):
         for mine, theirs in ((tags, torch_tags), (rels, torch_rels)):
             mine, theirs = torch.cat(mine).softmax(-1), torch.cat(theirs).softmax(-1)
             diff, same = float((mine - theirs).abs().max()), float((mine.argmax(-1) == theirs.argmax(-1)).float().mean())
-            print(name, diff, same)
             assert diff < tolerance and same >= (1.0 if name == "fp32" else 0.97), (name, diff, same)
         if name == "int8":  # quantized for real, not a copy of the fp32 graphs
             assert float(max((a - b).abs().max() for a, b in zip(tags, torch_tags))) > 1e-3
