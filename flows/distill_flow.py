@@ -304,7 +304,7 @@ def transfer_examples(config: RunConfig) -> list[Any]:
     pruning left out, generated examples never reviewed, and the `llm.n_unlabeled` generation;
     never a dev or test text (`train_student` drops those of its own train split). Each keeps
     the LLM's own annotation, for `train.llm_teacher`."""
-    from data.dedup import normalize_text
+    from data.dedup import drop_texts_of
     from data.formats import load_splits, read_jsonl
     from trainers.scores import llm_entities
 
@@ -317,8 +317,7 @@ def transfer_examples(config: RunConfig) -> list[Any]:
     extra = config.unlabeled_config().run_dir / "generated.jsonl"
     if config.llm.n_unlabeled and extra.exists():
         texts += read_jsonl(extra)
-    held_out = {normalize_text(e.text) for e in [*verified["dev"], *verified["test"]]}
-    return [e for e in texts if normalize_text(e.text) not in held_out]
+    return drop_texts_of(texts, [*verified["dev"], *verified["test"]])[0]
 
 
 @task(name="evaluate")

@@ -35,9 +35,11 @@ from trainers.trainer import budget_epochs, train_teacher
 def search_grid(args: TrainingArgs, n_train: int) -> list[tuple[float, int]]:
     """(learning rate, epochs) settings to try; without `search_epochs`, the epochs of the step
     budget (texts counted as one window each) and half of them."""
-    epochs = args.search_epochs or ([args.epochs] if args.epochs else [budget_epochs(math.ceil(n_train / args.batch_size), args.step_budget)])
-    if not args.search_epochs:
-        epochs = [math.ceil(epochs[0] / 2), epochs[0]]
+    if args.search_epochs:
+        epochs = args.search_epochs
+    else:
+        full = args.epochs or budget_epochs(math.ceil(n_train / args.batch_size), args.step_budget)
+        epochs = [math.ceil(full / 2), full]
     return [(lr, e) for lr in args.search_learning_rates for e in dict.fromkeys(epochs)]
 
 
