@@ -143,7 +143,8 @@ def main(
     batch_size: Optional[int] = typer.Option(None, help="Default: the trainer's."),
     learning_rate: Optional[float] = typer.Option(None, "--lr", help="Default: the trainer's."),
     max_train: Optional[int] = typer.Option(None, help="Use at most this many training examples."),
-    seeds: str = typer.Option("0", help="Comma-separated training seeds (the data split uses the first): 0,1,2 gives mean ± std."),
+    seeds: str = typer.Option("0", help="Comma-separated training seeds: 0,1,2 gives mean ± std."),
+    split_seed: Optional[int] = typer.Option(None, help="Seed of the 80/10/10 split of one data file (default: the first training seed)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: all cores)."),
     plain: bool = typer.Option(True, help="Also train the plain fine-tune of bench/plain_finetune.py: the reference to beat."),
     teacher: bool = typer.Option(True, help="Train the teacher and students (--no-teacher: the plain fine-tune alone)."),
@@ -154,7 +155,7 @@ def main(
     from trainers.args import TrainingArgs
 
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    splits = load_data(data, train, dev, test, seed_list[0])
+    splits = load_data(data, train, dev, test, seed_list[0] if split_seed is None else split_seed)
     if max_train:
         splits["train"] = splits["train"][:max_train]
     print(f"data: train {len(splits['train'])}, dev {len(splits['dev'])}, test {len(splits['test'])}")
