@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from data.errors import DistillError, validation_message
+from distill_ner.data.errors import DistillError, validation_message
 
 if TYPE_CHECKING:
-    from annotators.grounding import GroundingRules
-    from annotators.llm import LLMConfig
+    from distill_ner.annotators.grounding import GroundingRules
+    from distill_ner.annotators.llm import LLMConfig
 
 T = TypeVar("T")
 
@@ -56,10 +56,10 @@ def generate(
     mock: bool = typer.Option(False, "--mock", help="Start the mock LLM in-process (truth in OUT/mock_truth.jsonl) and use it."),
 ) -> None:
     """Generate annotated examples with an LLM: ground, validate and dedup them, and count every rejection."""
-    from annotators.generate import generate as run_generate
-    from annotators.mock_llm import MockConfig, MockLLMServer
-    from data.run_lock import run_lock
-    from data.spec import load_spec
+    from distill_ner.annotators.generate import generate as run_generate
+    from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer
+    from distill_ner.data.run_lock import run_lock
+    from distill_ner.data.spec import load_spec
 
     task = load_spec(spec)
     if structured not in (None, "json_schema", "json_object_schema", "json_object", "none"):
@@ -156,14 +156,14 @@ def validated(build: Callable[..., T], **values: Any) -> T:
 
 def grounding_rules(**values: Any) -> GroundingRules:
     """`GroundingRules` from CLI flags (None: the default)."""
-    from annotators.grounding import GroundingRules
+    from distill_ner.annotators.grounding import GroundingRules
 
     return validated(GroundingRules, **{k: v for k, v in values.items() if v is not None})
 
 
 def llm_config(**values: Any) -> LLMConfig:
     """`LLMConfig.from_env` from CLI flags (None: the environment or the default)."""
-    from annotators.llm import LLMConfig
+    from distill_ner.annotators.llm import LLMConfig
 
     return validated(LLMConfig.from_env, **values)
 
@@ -190,7 +190,7 @@ def mock_llm(
     no_json_schema: bool = typer.Option(False, "--no-json-schema", help="Answer 400 to json_schema response formats."),
 ) -> None:
     """Serve the mock LLM (OpenAI chat API) until Ctrl-C."""
-    from annotators.mock_llm import MockConfig, MockLLMServer
+    from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer
 
     key = os.environ.get("DISTILL_MOCK_API_KEY") if require_key else None
     if require_key and not key:

@@ -24,10 +24,10 @@ from typing import Any
 
 from sklearn.metrics import cohen_kappa_score
 
-from data.errors import DistillError
-from data.example import Entity, Example, Relation
-from data.metrics import prf
-from data.tables import markdown_table
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Entity, Example, Relation
+from distill_ner.data.metrics import prf
+from distill_ner.data.tables import markdown_table
 
 
 @dataclass
@@ -130,7 +130,7 @@ def agreement(per_task: dict[int, list[Judgement]]) -> dict[str, Any]:
 
 def write_correctness(run_dir: str | Path) -> tuple[dict[str, Any], str]:
     """Compare a run's `generated.jsonl` with its `verified.jsonl`; write `correctness.{json,md}`."""
-    from data.formats import read_jsonl
+    from distill_ner.data.formats import read_jsonl
 
     run_dir = Path(run_dir)
     generated_path, verified_path = run_dir / "generated.jsonl", run_dir / "verified.jsonl"

@@ -26,14 +26,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from annotators.grounding import GroundingError, GroundingRules, ground
-from annotators.llm import STRUCTURED_MODES as STRUCTURED_ORDER
-from annotators.llm import JSONAnswer, LLMClient, LLMConfig, RequestFailed
-from data.dedup import dedup
-from data.errors import DistillError
-from data.example import Example, Source
-from data.formats import atomic_write, write_jsonl
-from data.spec import TaskSpec
+from distill_ner.annotators.grounding import GroundingError, GroundingRules, ground
+from distill_ner.annotators.llm import STRUCTURED_MODES as STRUCTURED_ORDER
+from distill_ner.annotators.llm import JSONAnswer, LLMClient, LLMConfig, RequestFailed
+from distill_ner.data.dedup import dedup
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Example, Source
+from distill_ner.data.formats import atomic_write, write_jsonl
+from distill_ner.data.spec import TaskSpec
 
 MAX_ENTITIES = 16  # schema bounds per example: a model looping inside a grammar stops there
 MAX_RELATIONS = 16

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from data.example import Entity, Example, Relation, Source
-from data.spec import TaskSpec
+from distill_ner.data.example import Entity, Example, Relation, Source
+from distill_ner.data.spec import TaskSpec
 
 _STRIP = " \t\r\n.,;:!?\"`“”()[]{}"  # not apostrophes: "'alalā", "Rüppell's"
 

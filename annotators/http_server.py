@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 
 class BackgroundServer:

@@ -55,11 +55,11 @@ from label_studio_sdk.core.api_error import ApiError
 from pydantic import ValidationError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from annotators.correctness import Judgement, agreement
-from annotators.ls_server import Connection
-from data.errors import DistillError, validation_message
-from data.example import DiffEntity, DiffRelation, Entity, Example, Relation, Review, ReviewDiff
-from data.spec import TaskSpec
+from distill_ner.annotators.correctness import Judgement, agreement
+from distill_ner.annotators.ls_server import Connection
+from distill_ner.data.errors import DistillError, validation_message
+from distill_ner.data.example import DiffEntity, DiffRelation, Entity, Example, Relation, Review, ReviewDiff
+from distill_ner.data.spec import TaskSpec
 
 LABELS = "label"
 TEXT = "text"
@@ -636,7 +636,7 @@ def _is_reject(annotation: dict[str, Any]) -> bool:
 # --- run folders ----------------------------------------------------------------------------
 def read_run(run_dir: str | Path) -> list[Example]:
     """The LLM's examples of a run (`generated.jsonl`)."""
-    from data.formats import read_jsonl
+    from distill_ner.data.formats import read_jsonl
 
     path = Path(run_dir) / "generated.jsonl"
     if not path.exists():
@@ -649,7 +649,7 @@ def write_verified(run_dir: str | Path, result: PullResult, allow_fewer: bool = 
 
     Refuses to replace a `verified.jsonl` that holds more examples than this pull has, unless `allow_fewer`.
     """
-    from data.formats import write_jsonl
+    from distill_ner.data.formats import write_jsonl
 
     run_dir = Path(run_dir)
     path = run_dir / "verified.jsonl"

@@ -30,7 +30,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 StructuredMode = Literal["json_schema", "json_object_schema", "json_object", "none"]
 STRUCTURED_MODES: tuple[StructuredMode, ...] = ("json_schema", "json_object_schema", "json_object", "none")

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import httpx
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_EMAIL = "admin@distill.local"

@@ -42,8 +42,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from annotators.http_server import BackgroundServer
-from annotators.mock_world import (  # noqa: F401  (re-exported: the mock's world)
+from distill_ner.annotators.http_server import BackgroundServer
+from distill_ner.annotators.mock_world import (  # noqa: F401  (re-exported: the mock's world)
     ERROR_KINDS,
     FACTS_PATH,
     SHAPES,
@@ -59,9 +59,9 @@ from annotators.mock_world import (  # noqa: F401  (re-exported: the mock's worl
     with_errors,
     write_example,
 )
-from annotators.truth import TruthRecord, write_truth_record
-from data.errors import DistillError
-from data.example import Source
+from distill_ner.annotators.truth import TruthRecord, write_truth_record
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Source
 
 FAULT_KINDS = ("rate_limit", "server_error", "delay", "malformed", "truncated")
 _ALL_LABELS = ["BREEDING", "FEEDING", "HABITAT", "SPECIES"]

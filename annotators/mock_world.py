@@ -56,8 +56,8 @@ from typing import Any
 
 import yaml
 
-from annotators.truth import TEXT_ERRORS  # noqa: F401  (the text errors: a careful reviewer rejects the text)
-from data.example import Entity, Example, Relation, Source
+from distill_ner.annotators.truth import TEXT_ERRORS  # noqa: F401  (the text errors: a careful reviewer rejects the text)
+from distill_ner.data.example import Entity, Example, Relation, Source
 
 FACTS_PATH = Path(__file__).with_name("mock_facts.yaml")
 ERROR_KINDS = (
@@ -707,7 +707,7 @@ SHAPE_WRITERS = {
 def _unambiguous(draft: Draft) -> bool:
     """Every entity's text occurs once (at word boundaries), so grounding by text is exact, and no
     two spans overlap."""
-    from annotators.grounding import find_mention
+    from distill_ner.annotators.grounding import find_mention
 
     spans = sorted(draft.spans)
     if any(a[1] > b[0] for a, b in itertools.pairwise(spans)):

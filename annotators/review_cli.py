@@ -14,8 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from data.errors import DistillError
-from data.run_lock import run_lock
+from distill_ner.data.errors import DistillError
+from distill_ner.data.run_lock import run_lock
 
 app = typer.Typer(no_args_is_help=True)
 label_studio_app = typer.Typer(no_args_is_help=True)
@@ -29,8 +29,8 @@ DATA_DIR = typer.Option(None, "--data-dir", help="Label Studio data directory (d
 
 
 def _connect(url: str | None, data_dir: Path | None):
-    from annotators.label_studio import client
-    from annotators.ls_server import connection
+    from distill_ner.annotators.label_studio import client
+    from distill_ner.annotators.ls_server import connection
 
     return client(connection(url=url, data_dir=data_dir))
 
@@ -42,7 +42,7 @@ def _need_project(title: str | None, run: Path | None) -> None:
 
 def _title(spec, title: str | None, run: Path | None) -> str:
     """--project, else the run's own project title; one of them is needed."""
-    from annotators.label_studio import project_title
+    from distill_ner.annotators.label_studio import project_title
 
     _need_project(title, run)
     return title or project_title(spec, run.name)
@@ -50,8 +50,8 @@ def _title(spec, title: str | None, run: Path | None) -> str:
 
 def _project(ls, spec_name: str, title: str | None, run: Path | None, create: bool = False):
     """(spec, project id): found, or with `create` (push only) created."""
-    from annotators.label_studio import ensure_project, find_project
-    from data.spec import load_spec
+    from distill_ner.annotators.label_studio import ensure_project, find_project
+    from distill_ner.data.spec import load_spec
 
     spec = load_spec(spec_name)
     title = _title(spec, title, run)
@@ -66,7 +66,7 @@ def up(
     timeout: float = typer.Option(180.0, help="Seconds to wait for the API (the first start runs migrations, about a minute)."),
 ) -> None:
     """Start the local Label Studio server (admin user and API token made on first start)."""
-    from annotators.ls_server import CREDENTIALS, start
+    from distill_ner.annotators.ls_server import CREDENTIALS, start
 
     with console.status("starting Label Studio (the first start takes about a minute)"):
         server = start(data_dir, port=port, timeout=timeout)
@@ -77,7 +77,7 @@ def up(
 @label_studio_app.command("down")
 def down(data_dir: Path = DATA_DIR) -> None:
     """Stop the local Label Studio server."""
-    from annotators.ls_server import stop
+    from distill_ner.annotators.ls_server import stop
 
     console.print("Label Studio stopped" if stop(data_dir) else "Label Studio was not running")
 
@@ -85,7 +85,7 @@ def down(data_dir: Path = DATA_DIR) -> None:
 @label_studio_app.command("status")
 def ls_status(data_dir: Path = DATA_DIR) -> None:
     """Whether the local Label Studio server runs and answers."""
-    from annotators.ls_server import server_status
+    from distill_ner.annotators.ls_server import server_status
 
     s = server_status(data_dir)
     state = "[green]up[/green]" if s["healthy"] else ("[yellow]running, not answering[/yellow]" if s["running"] else "[red]down[/red]")
@@ -101,7 +101,7 @@ def push_cmd(
     batch_size: int = typer.Option(500, min=1, help="Tasks per import request."),
 ) -> None:
     """Import a run's examples as tasks, with the LLM's annotations as predictions (idempotent)."""
-    from annotators.label_studio import push, read_run
+    from distill_ner.annotators.label_studio import push, read_run
 
     examples = read_run(run)
     ls = _connect(url, data_dir)
@@ -119,7 +119,7 @@ def pull_cmd(
     allow_fewer: bool = typer.Option(False, "--allow-fewer", help="Replace RUN/verified.jsonl even if it holds more examples than this pull has."),
 ) -> None:
     """Export the annotations of a run's tasks into RUN/verified.jsonl (accepted, corrected, rejected)."""
-    from annotators.label_studio import CONFLICT_RULE, pull, read_run, write_verified
+    from distill_ner.annotators.label_studio import CONFLICT_RULE, pull, read_run, write_verified
 
     examples = read_run(run)
     ls = _connect(url, data_dir)
@@ -147,7 +147,7 @@ def status_cmd(
     url: str = URL, data_dir: Path = DATA_DIR, as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Tasks done, pending and rejected, per annotator."""
-    from annotators.label_studio import review_status
+    from distill_ner.annotators.label_studio import review_status
 
     _need_project(project, run)
     ls = _connect(url, data_dir)
@@ -176,7 +176,7 @@ def simulate_cmd(
     spec: str = SPEC, project: str = PROJECT, url: str = URL, data_dir: Path = DATA_DIR,
 ) -> None:
     """Review the pending tasks as simulated annotators, through Label Studio's API."""
-    from annotators.simulate import load_truth, simulate_review
+    from distill_ner.annotators.simulate import load_truth, simulate_review
 
     if truth is None:
         if run is None:
@@ -196,7 +196,7 @@ def simulate_cmd(
 @app.command("report")
 def report_cmd(run: Path = RUN) -> None:
     """How correct was the LLM: P/R/F1 against the humans, per label (RUN/correctness.{md,json})."""
-    from annotators.correctness import write_correctness
+    from distill_ner.annotators.correctness import write_correctness
 
     _, markdown = write_correctness(run)
     console.print(markdown)

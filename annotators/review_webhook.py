@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from annotators.http_server import BackgroundServer
-from annotators.label_studio import call, create
-from data.errors import DistillError
+from distill_ner.annotators.http_server import BackgroundServer
+from distill_ner.annotators.label_studio import call, create
+from distill_ner.data.errors import DistillError
 
 REVIEW_EVENTS = ["ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
 SECRET_HEADER = "X-Distill-Secret"

@@ -38,7 +38,7 @@ from typing import Any
 
 from label_studio_sdk import LabelStudio
 
-from annotators.label_studio import (
+from distill_ner.annotators.label_studio import (
     LABELS,
     REJECT_UNUSABLE,
     REJECT_WRONG,
@@ -48,9 +48,9 @@ from annotators.label_studio import (
     create,
     to_result,
 )
-from annotators.truth import TruthRecord, load_truth_records, review_example
-from data.errors import DistillError
-from data.example import Entity, Example
+from distill_ner.annotators.truth import TruthRecord, load_truth_records, review_example
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Entity, Example
 
 DOMAIN = "distill.local"
 

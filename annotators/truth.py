@@ -43,8 +43,8 @@ from typing import TextIO
 
 from pydantic import BaseModel, Field
 
-from data.errors import DistillError
-from data.example import Entity, Example, Relation
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Entity, Example, Relation
 
 TEXT_ERRORS = ("factually_wrong", "unusable")
 

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from servers import free_port, wait_until_up  # noqa: E402  (bench/ is on sys.path when this script runs)
 
-from annotators.generate import chat_messages, generate, generate_schema, plan_requests  # noqa: E402
-from annotators.llm import LLMConfig  # noqa: E402
-from data.spec import load_spec  # noqa: E402
+from distill_ner.annotators.generate import chat_messages, generate, generate_schema, plan_requests  # noqa: E402
+from distill_ner.annotators.llm import LLMConfig  # noqa: E402
+from distill_ner.data.spec import load_spec  # noqa: E402
 
 
 def start_mock(port: int, latency_s: float, truth: Path) -> subprocess.Popen:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annotators import ls_server  # noqa: E402
-from annotators.label_studio import client, ensure_project, export_tasks, push  # noqa: E402
-from data.example import Entity, Example, Relation, Source  # noqa: E402
-from data.spec import load_spec  # noqa: E402
+from distill_ner.annotators import ls_server  # noqa: E402
+from distill_ner.annotators.label_studio import client, ensure_project, export_tasks, push  # noqa: E402
+from distill_ner.data.example import Entity, Example, Relation, Source  # noqa: E402
+from distill_ner.data.spec import load_spec  # noqa: E402
 
 
 def examples(n: int) -> list[Example]:

@@ -29,13 +29,13 @@ def main(
     concurrency: int = typer.Option(8),
 ) -> None:
     """Generate, review as the simulated annotators do, write the gold."""
-    from annotators.generate import generate
-    from annotators.llm import LLMConfig
-    from annotators.mock_llm import MockConfig, MockLLMServer
-    from annotators.truth import load_truth_records
-    from data.formats import read_jsonl, write_jsonl
-    from data.spec import load_spec
-    from flows.config import LLMSection, ReviewSection
+    from distill_ner.annotators.generate import generate
+    from distill_ner.annotators.llm import LLMConfig
+    from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer
+    from distill_ner.annotators.truth import load_truth_records
+    from distill_ner.data.formats import read_jsonl, write_jsonl
+    from distill_ner.data.spec import load_spec
+    from distill_ner.flows.config import LLMSection, ReviewSection
     from mock_difficulty import reviewed_gold  # bench/ is on sys.path when this script runs
 
     llm, review = LLMSection(), ReviewSection()

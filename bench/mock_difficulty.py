@@ -41,8 +41,8 @@ def reviewed_gold(
     import hashlib
     import random
 
-    from annotators.truth import review_example
-    from data.example import Review
+    from distill_ner.annotators.truth import review_example
+    from distill_ner.data.example import Review
 
     gold, llm = [], {}
     for n, example in enumerate(generated):
@@ -101,14 +101,14 @@ def main(
     """Generate, review from the truth, split, train the teacher, print its F1 and the LLM's."""
     from collections import Counter
 
-    from annotators.generate import generate
-    from annotators.llm import LLMConfig
-    from annotators.mock_llm import MockConfig, MockLLMServer
-    from annotators.truth import load_truth_records
-    from data.formats import read_jsonl, split_examples
-    from data.spec import load_spec
-    from flows.config import ReviewSection
-    from trainers.evaluate import ner_scores
+    from distill_ner.annotators.generate import generate
+    from distill_ner.annotators.llm import LLMConfig
+    from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer
+    from distill_ner.annotators.truth import load_truth_records
+    from distill_ner.data.formats import read_jsonl, split_examples
+    from distill_ner.data.spec import load_spec
+    from distill_ner.flows.config import ReviewSection
+    from distill_ner.trainers.evaluate import ner_scores
 
     defaults = ReviewSection()
     accuracy = defaults.accuracy if accuracy is None else accuracy
@@ -145,9 +145,9 @@ def main(
     result = {"n": n, "seed": seed, "accuracy": accuracy, "convention_drift": convention_drift, "annotators": len(names), "kept": len(gold),
               "unseen": _unseen(splits["train"], test), "split": {k: len(v) for k, v in splits.items()}, "llm": llm_scores}
     if train:
-        from trainers.args import TrainingArgs
-        from trainers.evaluate import evaluate
-        from trainers.trainer import train_teacher
+        from distill_ner.trainers.args import TrainingArgs
+        from distill_ner.trainers.evaluate import evaluate
+        from distill_ner.trainers.trainer import train_teacher
 
         args = TrainingArgs(encoder=encoder, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed, threads=threads, progress=False)
         began = time.perf_counter()

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-from data.example import Entity, Example
-from data.words import tokenize
-from trainers.encoders import resolve_encoder
+from distill_ner.data.example import Entity, Example
+from distill_ner.data.words import tokenize
+from distill_ner.trainers.encoders import resolve_encoder
 
 
 def _words(example: Example, labels: list[str]) -> tuple[list[str], list[int], list[tuple[int, int]]]:

@@ -38,7 +38,7 @@ RUNTIMES = {"torch": {"runtime": "torch"}, "onnx": {"runtime": "onnx"}, "onnx-in
 
 def paragraphs(examples: list, size: int) -> list:
     """Consecutive groups of `size` examples joined by a space into one example (gold offsets shifted)."""
-    from data.example import Example
+    from distill_ner.data.example import Example
 
     out = []
     for i in range(0, len(examples), size):
@@ -74,8 +74,8 @@ def worker(pipeline: Path, data: Path, threads: int, repeats: int) -> dict[str, 
     t0 = time.perf_counter()
     import spacy
 
-    from data.example import Entity, Example, Relation
-    from trainers.evaluate import ner_scores
+    from distill_ner.data.example import Entity, Example, Relation
+    from distill_ner.trainers.evaluate import ner_scores
 
     nlp = spacy.load(pipeline)
     load_s = time.perf_counter() - t0
@@ -143,9 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     if worker_pipeline is not None:
         print(json.dumps(worker(worker_pipeline, data, threads, repeats)))
         return
-    from data.tables import markdown_table
-    from trainers.cli import load_split
-    from trainers.export.to_spacy import export_spacy
+    from distill_ner.data.tables import markdown_table
+    from distill_ner.trainers.cli import load_split
+    from distill_ner.trainers.export.to_spacy import export_spacy
 
     gold = load_split(test, "test")
     long = [p.model_copy(update={"id": f"{min(paragraph, len(gold) - i)}:para{i}"}) for i, p in zip(range(0, len(gold), paragraph), paragraphs(gold, paragraph))]

@@ -35,10 +35,10 @@ def demo_splits(n: int, out: Path, seed: int) -> dict[str, list]:
     Like a careful reviewer: texts the truth marks unusable or factually wrong are rejected, the
     rest get the true entities and relations, with `review.diff` recording what changed.
     """
-    from annotators.label_studio import review_diff
-    from annotators.truth import load_truth_records
-    from data.example import Example, Review
-    from data.formats import read_jsonl, split_examples
+    from distill_ner.annotators.label_studio import review_diff
+    from distill_ner.annotators.truth import load_truth_records
+    from distill_ner.data.example import Example, Review
+    from distill_ner.data.formats import read_jsonl, split_examples
 
     gen = out / "generated"
     if not (gen / "generated.jsonl").exists():
@@ -58,8 +58,8 @@ def demo_splits(n: int, out: Path, seed: int) -> dict[str, list]:
 
 
 def load_splits_any(data: Path, seed: int) -> dict[str, list]:
-    from data.example import usable
-    from data.formats import load_splits, read_examples, split_examples
+    from distill_ner.data.example import usable
+    from distill_ner.data.formats import load_splits, read_examples, split_examples
 
     if (data / "verified" / "dataset_dict.json").exists():
         return load_splits(data / "verified")
@@ -86,8 +86,8 @@ def main(
     seed: int = typer.Option(0, help="Seed of the demo data, the split and the teacher."),
     seeds: Optional[str] = typer.Option(None, help="Student seeds, comma-separated (default: --seed); several give mean and std of F1."),
 ) -> None:
-    from trainers.sweep import half_data_verdict, run_sweep, sweep_table
-    from trainers.trainer import train_teacher
+    from distill_ner.trainers.sweep import half_data_verdict, run_sweep, sweep_table
+    from distill_ner.trainers.trainer import train_teacher
 
     start = time.perf_counter()
     if demo:

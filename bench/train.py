@@ -26,15 +26,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import typer  # noqa: E402
 
-from data.tables import markdown_table  # noqa: E402
+from distill_ner.data.tables import markdown_table  # noqa: E402
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 def load_data(data: Optional[Path], train: Optional[Path], dev: Optional[Path], test: Optional[Path], seed: int) -> dict[str, list]:
-    from data.example import usable
-    from data.formats import read_examples, split_examples
-    from trainers.cli import load_split, run_splits
+    from distill_ner.data.example import usable
+    from distill_ner.data.formats import read_examples, split_examples
+    from distill_ner.trainers.cli import load_split, run_splits
 
     if train and dev and test:
         return {"train": load_split(train, "train"), "dev": load_split(dev, "dev"), "test": load_split(test, "test")}
@@ -52,7 +52,7 @@ def spacy_speed(model_dir: Path, out: Path, texts: list[str], n: int = 1024, rep
     """Sentences per second of `nlp.pipe` on CPU for the exported pipeline (best of `repeats`)."""
     import spacy
 
-    from trainers.export.to_spacy import export_spacy
+    from distill_ner.trainers.export.to_spacy import export_spacy
 
     nlp = spacy.load(export_spacy(model_dir, out))
     sample = (texts * (n // max(1, len(texts)) + 1))[:n]
@@ -81,10 +81,10 @@ def table(rows: list[dict], labels: list[str]) -> str:
 
 def plain_row(splits: dict[str, list], encoder: Optional[str], epochs: int, seed: int) -> dict:
     """The plain fine-tune's scores on the test split, in the table's shape (it predicts on our words)."""
-    from data.example import usable
+    from distill_ner.data.example import usable
     from plain_finetune import plain_finetune  # bench/ is on sys.path when this script runs
-    from trainers.encoders import load_encoder
-    from trainers.evaluate import ner_scores
+    from distill_ner.trainers.encoders import load_encoder
+    from distill_ner.trainers.evaluate import ner_scores
 
     started = time.perf_counter()
     predicted = plain_finetune(usable(splits["train"]), splits["test"], encoder=encoder, epochs=epochs, seed=seed)
@@ -114,8 +114,8 @@ def seed_summary(per_seed: list[list[dict]]) -> str:
 def train_and_score(splits: dict[str, list], out: Path, args, kds: list[str], plain: bool, plain_epochs: int, with_teacher: bool = True) -> list[dict]:
     """Teacher, plain fine-tune and students of one seed, each scored on the test split (without
     the teacher: the plain fine-tune alone, e.g. run beside a teacher-and-students process)."""
-    from trainers.evaluate import evaluate
-    from trainers.trainer import train_student, train_teacher
+    from distill_ner.trainers.evaluate import evaluate
+    from distill_ner.trainers.trainer import train_student, train_teacher
 
     rows = []
     if with_teacher:
@@ -152,7 +152,7 @@ def main(
     set_: list[str] = typer.Option([], "--set", "-s", help="Any training argument as key=value (trainers/args.py), e.g. -s head_learning_rate=1e-4."),
 ) -> None:
     """Train the teacher and students, evaluate on the gold test split, print one table per seed and the mean over seeds."""
-    from trainers.args import TrainingArgs
+    from distill_ner.trainers.args import TrainingArgs
 
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     splits = load_data(data, train, dev, test, seed_list[0] if split_seed is None else split_seed)

@@ -5,7 +5,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 app = typer.Typer()
 console = Console()
@@ -18,7 +18,7 @@ def convert(
     drop_relations: bool = typer.Option(False, help="Allow writing to CoNLL, which cannot hold relations."),
 ) -> None:
     """Convert examples between formats (bring your own verified data this way)."""
-    from data.formats import check_writable, read_examples, write_examples
+    from distill_ner.data.formats import check_writable, read_examples, write_examples
 
     check_writable(target, folder=not target.suffix)
     examples = read_examples(source)
@@ -37,7 +37,7 @@ def split(
     seed: int = typer.Option(0),
 ) -> None:
     """Split examples into train/dev/test (same text, same split) and save a DatasetDict."""
-    from data.formats import check_writable, read_examples, save_splits, split_examples
+    from distill_ner.data.formats import check_writable, read_examples, save_splits, split_examples
 
     check_writable(out, folder=True)
     splits = split_examples(read_examples(source), dev=dev, test=test, seed=seed)

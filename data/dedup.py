@@ -8,7 +8,7 @@ import unicodedata
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from data.example import Example
+from distill_ner.data.example import Example
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _BLOCK = 512  # rows of the similarity matrix computed at a time (bounded memory)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from data.errors import DistillError, validation_message
-from data.example import Entity, Example, Relation, Source
-from data.words import tokenize
+from distill_ner.data.errors import DistillError, validation_message
+from distill_ner.data.example import Entity, Example, Relation, Source
+from distill_ner.data.words import tokenize
 
 SPLITS = ("train", "dev", "test")
 CONLL_SUFFIXES = {".conll", ".bio", ".tsv", ".iob"}

@@ -29,10 +29,10 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from data.dedup import dedup, normalize_text
-from data.errors import DistillError
-from data.example import Example
-from data.formats import atomic_write, save_splits
+from distill_ner.data.dedup import dedup, normalize_text
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Example
+from distill_ner.data.formats import atomic_write, save_splits
 
 Kept = list[Example]
 RemovedPairs = list[tuple[Example, str]]

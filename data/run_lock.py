@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 LOCK_FILE = ".lock"
 _held: dict[Path, int] = {}  # lock paths this process holds -> nesting depth

@@ -10,7 +10,7 @@ import jinja2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from data.errors import DistillError, validation_message
+from distill_ner.data.errors import DistillError, validation_message
 
 SPECS_DIR = Path(__file__).parent / "specs"
 

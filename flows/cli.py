@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 app = typer.Typer(
     name="distill",
@@ -26,13 +26,13 @@ err_console = Console(stderr=True)
 
 
 def _register() -> None:
-    from annotators.cli import app as annotators_app
-    from annotators.review_cli import app as review_app, label_studio_app
-    from data.cli import app as data_app
-    from flows.prune_cli import app as prune_app
-    from flows.run_cli import app as run_app
-    from trainers.cli import app as trainers_app
-    from trainers.sweep_cli import app as sweep_app
+    from distill_ner.annotators.cli import app as annotators_app
+    from distill_ner.annotators.review_cli import app as review_app, label_studio_app
+    from distill_ner.data.cli import app as data_app
+    from distill_ner.flows.prune_cli import app as prune_app
+    from distill_ner.flows.run_cli import app as run_app
+    from distill_ner.trainers.cli import app as trainers_app
+    from distill_ner.trainers.sweep_cli import app as sweep_app
 
     for sub in (annotators_app, data_app, prune_app, trainers_app, sweep_app, run_app):
         app.add_typer(sub)

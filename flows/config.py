@@ -8,12 +8,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from annotators.grounding import GroundingRules
-from annotators.truth import CONVENTION_DRIFT
-from data.errors import DistillError, validation_message
-from data.prune import PruneSettings
-from trainers.args import TrainingArgs
-from trainers.kd import parse_kd_setting
+from distill_ner.annotators.grounding import GroundingRules
+from distill_ner.annotators.truth import CONVENTION_DRIFT
+from distill_ner.data.errors import DistillError, validation_message
+from distill_ner.data.prune import PruneSettings
+from distill_ner.trainers.args import TrainingArgs
+from distill_ner.trainers.kd import parse_kd_setting
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 
@@ -110,7 +110,7 @@ def check_score_methods(names: list[str]) -> list[str]:
     only looked at when a score is asked for)."""
     scored = [n for n in names if n != "random"]
     if scored:
-        from trainers.scores import SCORERS
+        from distill_ner.trainers.scores import SCORERS
 
         unknown = [n for n in scored if n not in SCORERS]
         if unknown:

@@ -20,10 +20,10 @@ from prefect.input import RunInput
 from prefect.runtime import deployment as current_deployment
 from prefect.runtime import flow_run as current_flow_run
 
-from data.errors import DistillError
-from data.spec import spec_path
-from flows.config import RunConfig, load_run_config
-from flows.stages import model_files, run_stage
+from distill_ner.data.errors import DistillError
+from distill_ner.data.spec import spec_path
+from distill_ner.flows.config import RunConfig, load_run_config
+from distill_ner.flows.stages import model_files, run_stage
 
 
 def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
@@ -64,7 +64,7 @@ def llm_endpoint(config: RunConfig) -> Iterator[tuple[str | None, Path | None]]:
     if config.llm.base_url:
         yield config.llm.base_url, Path(config.llm.truth_file) if config.llm.truth_file else None
         return
-    from annotators.mock_llm import MockConfig, MockLLMServer
+    from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer
 
     truth = config.run_dir / "mock_truth.jsonl"
     mock = MockConfig(seed=config.llm.seed, model=config.llm.model, error_rate=config.llm.error_rate, factual_error_rate=config.llm.factual_error_rate, truth_file=truth)
@@ -75,9 +75,9 @@ def llm_endpoint(config: RunConfig) -> Iterator[tuple[str | None, Path | None]]:
 @task(name="generate-batch", **SERVER_RETRIES)
 def generate_batch(config_json: dict[str, Any], requests_json: list[dict[str, Any]], base_url: str) -> dict[str, Any]:
     """Run one batch of planned LLM requests (answers cached in the run folder)."""
-    from annotators.generate import GenerationRequest, run_requests
-    from annotators.llm import LLMConfig
-    from data.spec import load_spec
+    from distill_ner.annotators.generate import GenerationRequest, run_requests
+    from distill_ner.annotators.llm import LLMConfig
+    from distill_ner.data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
     llm = LLMConfig.from_env(base_url=base_url, **config.llm.client_settings())
@@ -104,9 +104,9 @@ def task_runner(config: RunConfig):
 @flow(name="generate-examples")
 def generate_examples(config_json: dict[str, Any], base_url: str) -> dict[str, Any]:
     """Plan the requests, fan them out as mapped tasks, merge, dedup and write the run folder."""
-    from annotators.generate import BatchResult, finish_run, plan_requests
-    from annotators.llm import LLMConfig
-    from data.spec import load_spec
+    from distill_ner.annotators.generate import BatchResult, finish_run, plan_requests
+    from distill_ner.annotators.llm import LLMConfig
+    from distill_ner.data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
     requests = plan_requests(load_spec(config.spec), config.llm.n, config.llm.seed, config.llm.examples_per_call)
@@ -138,14 +138,14 @@ class ReviewDone(RunInput):
 
 def label_studio(config: RunConfig):
     """A Label Studio SDK client for the configured (or local) server."""
-    from annotators.label_studio import client
-    from annotators.ls_server import connection
+    from distill_ner.annotators.label_studio import client
+    from distill_ner.annotators.ls_server import connection
 
     return client(connection(url=config.review.label_studio_url))
 
 
 def project_url(config: RunConfig, project_id: int) -> str:
-    from annotators.ls_server import connection
+    from distill_ner.annotators.ls_server import connection
 
     return f"{connection(url=config.review.label_studio_url).url}/projects/{project_id}"
 
@@ -153,8 +153,8 @@ def project_url(config: RunConfig, project_id: int) -> str:
 @task(name="push-for-review", **SERVER_RETRIES)
 def push_task(config_json: dict[str, Any]) -> dict[str, Any]:
     """Push the run's examples into its own project (`distill <spec> <run>`), creating it if needed."""
-    from annotators.label_studio import ensure_project, project_title, push, read_run
-    from data.spec import load_spec
+    from distill_ner.annotators.label_studio import ensure_project, project_title, push, read_run
+    from distill_ner.data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
     spec = load_spec(config.spec)
@@ -168,9 +168,9 @@ def push_task(config_json: dict[str, Any]) -> dict[str, Any]:
 def simulate_task(config_json: dict[str, Any], project_id: int, truth_file: str | None) -> dict[str, Any]:
     """Review the run's project as simulated annotators; the project is found by the run's title
     (never created), `project_id` from the push stage is only what it was then."""
-    from annotators.label_studio import find_project, project_title
-    from annotators.simulate import load_truth, simulate_review
-    from data.spec import load_spec
+    from distill_ner.annotators.label_studio import find_project, project_title
+    from distill_ner.annotators.simulate import load_truth, simulate_review
+    from distill_ner.data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
     truth = load_truth(truth_file) if truth_file and Path(truth_file).exists() else {}
@@ -188,9 +188,9 @@ def simulate_task(config_json: dict[str, Any], project_id: int, truth_file: str 
 def pull_task(config_json: dict[str, Any], project_id: int) -> dict[str, Any]:
     """Pull the run's verdicts into verified.jsonl; the project is found by the run's title (never
     created), `project_id` from the push stage is only what it was then."""
-    from annotators.correctness import write_correctness
-    from annotators.label_studio import find_project, project_title, pull, read_run, write_verified
-    from data.spec import load_spec
+    from distill_ner.annotators.correctness import write_correctness
+    from distill_ner.annotators.label_studio import find_project, project_title, pull, read_run, write_verified
+    from distill_ner.data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
     generated = read_run(config.run_dir)
@@ -224,8 +224,8 @@ def wait_for_humans(config: RunConfig, project_id: int) -> None:
 def review_stage(config: RunConfig, truth_file: Path | None) -> dict[str, Any]:
     """Route every example through Label Studio (or skip review with `review.mode: none`)."""
     if config.review.mode == "none":
-        from annotators.label_studio import read_run
-        from data.formats import write_jsonl
+        from distill_ner.annotators.label_studio import read_run
+        from distill_ner.data.formats import write_jsonl
 
         examples = [e.model_copy(update={"review": e.review.model_copy(update={"status": "accepted", "annotator": "none"})}) for e in read_run(config.run_dir)]
         write_jsonl(config.run_dir / "verified.jsonl", examples)
@@ -245,8 +245,8 @@ def review_stage(config: RunConfig, truth_file: Path | None) -> dict[str, Any]:
 # --- data and training ------------------------------------------------------------------------
 @task(name="split")
 def split_task(config_json: dict[str, Any]) -> dict[str, Any]:
-    from data.example import usable
-    from data.formats import read_jsonl, save_splits, split_examples
+    from distill_ner.data.example import usable
+    from distill_ner.data.formats import read_jsonl, save_splits, split_examples
 
     config = RunConfig.model_validate(config_json)
     splits = split_examples(usable(read_jsonl(config.run_dir / "verified.jsonl")), dev=config.split.dev, test=config.split.test, seed=config.split.seed)
@@ -258,14 +258,14 @@ def split_task(config_json: dict[str, Any]) -> dict[str, Any]:
 def prune_task(config_json: dict[str, Any], teacher_dir: str | None) -> dict[str, Any]:
     """Clean and prune the train split; score-based pruning ranks by the teacher's hardness scores
     (computed here by trainers/, handed to data/ as `{example id: score}`)."""
-    from data.formats import load_splits
-    from data.prune import cleaned_train, prune_run
+    from distill_ner.data.formats import load_splits
+    from distill_ner.data.prune import cleaned_train, prune_run
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.run_dir / "verified")
     scores = None
     if config.prune.needs_scores:
-        from trainers.scores import compute_scores
+        from distill_ner.trainers.scores import compute_scores
 
         if teacher_dir is None:
             raise DistillError(f"pruning by {config.prune.method} needs a trained teacher (none given)")
@@ -275,9 +275,9 @@ def prune_task(config_json: dict[str, Any], teacher_dir: str | None) -> dict[str
 
 @task(name="train-teacher")
 def teacher_task(config_json: dict[str, Any]) -> str:
-    from data.formats import load_splits
-    from data.spec import load_spec
-    from trainers.teachers import train_teachers
+    from distill_ner.data.formats import load_splits
+    from distill_ner.data.spec import load_spec
+    from distill_ner.trainers.teachers import train_teachers
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.run_dir / "verified")
@@ -287,9 +287,9 @@ def teacher_task(config_json: dict[str, Any]) -> str:
 
 @task(name="train-student")
 def student_task(config_json: dict[str, Any], teacher_dir: str) -> str:
-    from data.formats import load_splits
-    from trainers.teachers import teacher_dirs
-    from trainers.trainer import train_student
+    from distill_ner.data.formats import load_splits
+    from distill_ner.trainers.teachers import teacher_dirs
+    from distill_ner.trainers.trainer import train_student
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.run_dir / "pruned")
@@ -304,9 +304,9 @@ def transfer_examples(config: RunConfig) -> list[Any]:
     pruning left out, generated examples never reviewed, and the `llm.n_unlabeled` generation;
     never a dev or test text (`train_student` drops those of its own train split). Each keeps
     the LLM's own annotation, for `train.llm_teacher`."""
-    from data.dedup import drop_texts_of
-    from data.formats import load_splits, read_jsonl
-    from trainers.scores import llm_entities
+    from distill_ner.data.dedup import drop_texts_of
+    from distill_ner.data.formats import load_splits, read_jsonl
+    from distill_ner.trainers.scores import llm_entities
 
     run_dir = config.run_dir
     verified, pruned = load_splits(run_dir / "verified"), load_splits(run_dir / "pruned")
@@ -322,8 +322,8 @@ def transfer_examples(config: RunConfig) -> list[Any]:
 
 @task(name="evaluate")
 def evaluate_task(config_json: dict[str, Any], model_dirs: dict[str, str]) -> list[dict[str, Any]]:
-    from data.formats import load_splits
-    from trainers.evaluate import evaluate
+    from distill_ner.data.formats import load_splits
+    from distill_ner.trainers.evaluate import evaluate
 
     config = RunConfig.model_validate(config_json)
     test = load_splits(config.run_dir / "verified")["test"]
@@ -333,9 +333,9 @@ def evaluate_task(config_json: dict[str, Any], model_dirs: dict[str, str]) -> li
 def llm_row(test: list[Any]) -> dict[str, Any]:
     """The LLM's own pre-annotations scored like a model on the same gold test split: what the
     students must beat (the human's corrections undone from each verified example)."""
-    from data.example import usable
-    from trainers.evaluate import ner_scores
-    from trainers.scores import llm_entities
+    from distill_ner.data.example import usable
+    from distill_ner.trainers.evaluate import ner_scores
+    from distill_ner.trainers.scores import llm_entities
 
     test = usable(test)
     return {"model": "LLM pre-annotation", "kd": None, "layers": None, "parameters": None, **ner_scores(test, [llm_entities(e) for e in test])}
@@ -343,8 +343,8 @@ def llm_row(test: list[Any]) -> dict[str, Any]:
 
 @task(name="export-spacy")
 def export_task(config_json: dict[str, Any], student_dir: str) -> str:
-    from data.spec import load_spec
-    from trainers.export.to_spacy import export_spacy
+    from distill_ner.data.spec import load_spec
+    from distill_ner.trainers.export.to_spacy import export_spacy
 
     config = RunConfig.model_validate(config_json)
     return str(export_spacy(student_dir, config.run_dir / "student-spacy", load_spec(config.spec)))
@@ -352,8 +352,8 @@ def export_task(config_json: dict[str, Any], student_dir: str) -> str:
 
 @task(name="pruning-sweep")
 def sweep_task(config_json: dict[str, Any], teacher_dir: str) -> list[dict[str, Any]]:
-    from data.formats import load_splits
-    from trainers.sweep import run_sweep
+    from distill_ner.data.formats import load_splits
+    from distill_ner.trainers.sweep import run_sweep
 
     config = RunConfig.model_validate(config_json)
     s = config.sweep
@@ -363,10 +363,10 @@ def sweep_task(config_json: dict[str, Any], teacher_dir: str) -> list[dict[str, 
 
 @task(name="report")
 def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
-    from data.report import write_report
-    from data.spec import load_spec
-    from data.tables import markdown_table
-    from trainers.sweep import sweep_markdown
+    from distill_ner.data.report import write_report
+    from distill_ner.data.spec import load_spec
+    from distill_ner.data.tables import markdown_table
+    from distill_ner.trainers.sweep import sweep_markdown
 
     config = RunConfig.model_validate(config_json)
     saved_sweep = config.run_dir / "sweep" / "sweep.json"  # from the flow's sweep stage or `distill sweep --out RUN/sweep`
@@ -391,8 +391,8 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
 def training_markdown(models_dir: Path) -> str:
     """Each trained model's learning rate, epochs, best epoch and why it stopped; the teacher's
     `--search` grid (dev scores only) when it ran one."""
-    from data.tables import markdown_table
-    from trainers.modeling import read_meta
+    from distill_ner.data.tables import markdown_table
+    from distill_ner.trainers.modeling import read_meta
 
     rows, search = [], ""
     for path in sorted(p.parent for p in models_dir.glob("*/model.json")):
@@ -437,7 +437,7 @@ def _read(path: Path) -> str:
 @flow(name="distill")
 def distill(config: str = "demo", overrides: list[str] | None = None) -> str:
     """Run the whole loop for one run config (a name in flows/configs/ or a YAML path)."""
-    from data.run_lock import run_lock
+    from distill_ner.data.run_lock import run_lock
 
     cfg = load_run_config(config, overrides)
     with run_lock(cfg.run_dir, f"distill run {config}", warn=_log):
@@ -446,7 +446,7 @@ def distill(config: str = "demo", overrides: list[str] | None = None) -> str:
 
 def run_loop(cfg: RunConfig) -> str:
     """The stages in order (the caller holds the run folder's lock)."""
-    from trainers.teachers import teacher_dirs
+    from distill_ner.trainers.teachers import teacher_dirs
 
     run_dir = cfg.run_dir
     (run_dir / "config.json").write_text(json.dumps(_dump(cfg), indent=2))

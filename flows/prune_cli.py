@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from data.errors import DistillError
-from data.prune import STEP_HELP
+from distill_ner.data.errors import DistillError
+from distill_ner.data.prune import STEP_HELP
 
 app = typer.Typer()
 console = Console()
@@ -48,8 +48,8 @@ def prune(
     Steps: dedup[:0.9], rejected[:pending], confidence:0.6, balance[:3],
     fraction:0.5[:random|teacher_loss|el2n|disagreement[:hard|easy]].
     """
-    from data.formats import load_splits
-    from data.prune import parse_step, prune_splits, save_pruned
+    from distill_ner.data.formats import load_splits
+    from distill_ner.data.prune import parse_step, prune_splits, save_pruned
 
     splits = load_splits(verified)
     known = _load_scores(scores)
@@ -58,7 +58,7 @@ def prune(
     if missing:
         if teacher is None:
             raise DistillError(f"steps by {', '.join(missing)} need scores: pass --teacher or --scores")
-        from trainers.scores import compute_scores
+        from distill_ner.trainers.scores import compute_scores
 
         for method in missing:  # scored on the whole train split; steps before may remove some
             known[method] = compute_scores(method, teacher, splits.get("train", []), dev=splits.get("dev"))

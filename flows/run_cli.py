@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 app = typer.Typer()
 console = Console()
@@ -29,8 +29,8 @@ def check_servers(cfg) -> None:
     import httpx
 
     if cfg.review.mode != "none":
-        from annotators.label_studio import client
-        from annotators.ls_server import connection
+        from distill_ner.annotators.label_studio import client
+        from distill_ner.annotators.ls_server import connection
 
         client(connection(url=cfg.review.label_studio_url), retry_seconds=2)  # says how to start it
     if cfg.llm.base_url:
@@ -46,15 +46,15 @@ def run(
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a config value, e.g. -s train.kd=annealing (repeatable)."),
 ) -> None:
     """Run the whole loop as a Prefect flow: generate, review, split, prune, train, evaluate, export, report."""
-    from flows.config import load_run_config
+    from distill_ner.flows.config import load_run_config
 
-    from data.spec import load_spec
+    from distill_ner.data.spec import load_spec
 
     cfg = load_run_config(config, set_)  # a broken config or spec fails here, before anything starts
     load_spec(cfg.spec)
     check_servers(cfg)
     _quiet_prefect()
-    from flows.distill_flow import distill
+    from distill_ner.flows.distill_flow import distill
 
     report = distill(config, set_)
     console.print(Path(report).read_text(), markup=False, highlight=False)
@@ -106,11 +106,11 @@ def _wait_for_review(run_dir: Path, project_id: int, when_reviewed: str, listen:
     """Block until the run's Label Studio project has `when_reviewed` tasks reviewed (see `ReviewWatcher`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from annotators.label_studio import client, find_project, project_title, read_run
-    from annotators.ls_server import connection
-    from annotators.review_webhook import ReviewWatcher, parse_when
-    from data.spec import load_spec
-    from flows.config import RunConfig
+    from distill_ner.annotators.label_studio import client, find_project, project_title, read_run
+    from distill_ner.annotators.ls_server import connection
+    from distill_ner.annotators.review_webhook import ReviewWatcher, parse_when
+    from distill_ner.data.spec import load_spec
+    from distill_ner.flows.config import RunConfig
 
     when = parse_when(when_reviewed)
     host, _, port = listen.rpartition(":")

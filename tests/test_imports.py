@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = "distill_ner"  # installed, the four folders are distill_ner.data, distill_ner.annotators, ...
 PACKAGES = ("data", "annotators", "trainers", "flows")
 ALLOWED = {  # package -> packages it may import
     "data": {"data"},
@@ -22,13 +23,18 @@ ALLOWED = {  # package -> packages it may import
     "trainers": {"data", "trainers"},
     "flows": set(PACKAGES),
 }
-DEMO_PARTS = {"annotators.mock_llm", "annotators.simulate"}
-CLI_MODULES = {"annotators.cli", "annotators.review_cli"}
+DEMO_PARTS = {f"{NAMESPACE}.annotators.mock_llm", f"{NAMESPACE}.annotators.simulate"}
+CLI_MODULES = {f"{NAMESPACE}.annotators.cli", f"{NAMESPACE}.annotators.review_cli"}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
+    parts = [NAMESPACE, *path.relative_to(root).with_suffix("").parts]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def package_of(module: str) -> str:
+    """`distill_ner.trainers.kd.hinton` -> `trainers`."""
+    return module.split(".")[1]
 
 
 def project_imports(path: Path, known: set[str]) -> set[str]:
@@ -41,14 +47,14 @@ def project_imports(path: Path, known: set[str]) -> set[str]:
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
         else:
             continue
-        found |= {name for name in names if name in known and name.split(".")[0] in PACKAGES}
+        found |= {name for name in names if name in known}
     return found
 
 
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     """Project module -> the project modules it imports (package `__init__`s excluded as targets)."""
     files = {module_name(p, root): p for package in PACKAGES for p in (root / package).rglob("*.py")}
-    known = set(files) - set(PACKAGES)
+    known = set(files) - {f"{NAMESPACE}.{package}" for package in PACKAGES}
     return {name: project_imports(path, known) - {name} for name, path in files.items()}
 
 
@@ -56,9 +62,9 @@ def layer_violations(graph: dict[str, set[str]]) -> list[str]:
     """Imports that point up or across the layers, and demo parts imported outside flows/ and the CLIs."""
     out = []
     for module, targets in sorted(graph.items()):
-        package = module.split(".")[0]
+        package = package_of(module)
         for target in sorted(targets):
-            if target.split(".")[0] not in ALLOWED[package]:
+            if package_of(target) not in ALLOWED[package]:
                 out.append(f"{module} -> {target}")
             elif target in DEMO_PARTS and package != "flows" and module not in CLI_MODULES | DEMO_PARTS:
                 out.append(f"{module} -> {target} (a demo part)")
@@ -78,6 +84,30 @@ def test_imports_point_down_the_layers() -> None:
     assert layer_violations(import_graph()) == []
 
 
+def bare_imports(root: Path = ROOT) -> list[str]:
+    """Imports of our folders by their bare names (`from data.x import y`): installed, those are
+    someone else's `data`, so everything, tests and bench scripts too, imports `distill_ner.data.x`."""
+    out = []
+    for folder in (*PACKAGES, "tests", "bench", "scripts"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
+                out += [f"{path.relative_to(root)}: {name}" for name in names if name.split(".")[0] in PACKAGES]
+    return out
+
+
+def test_nothing_imports_our_folders_by_their_bare_names() -> None:
+    assert bare_imports() == []
+
+
+def test_the_check_sees_a_bare_import(tmp_path: Path) -> None:
+    for folder in (*PACKAGES, "tests", "bench", "scripts"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "bench/b.py").write_text("from data.errors import DistillError\n")
+    assert bare_imports(tmp_path) == ["bench/b.py: data.errors"]
+
+
 def test_there_is_no_import_cycle() -> None:
     assert find_cycle(import_graph()) == []
 
@@ -85,11 +115,12 @@ def test_there_is_no_import_cycle() -> None:
 @pytest.mark.parametrize(
     ("files", "expected"),
     [
-        ({"data/a.py": "from trainers.b import x\n", "trainers/b.py": "x = 1\n"}, ["data.a -> trainers.b"]),
-        ({"annotators/a.py": "def f():\n    import trainers.b\n", "trainers/b.py": ""}, ["annotators.a -> trainers.b"]),
-        ({"trainers/a.py": "from flows.b import y\n", "flows/b.py": "y = 2\n"}, ["trainers.a -> flows.b"]),
-        ({"annotators/a.py": "from annotators.mock_llm import M\n", "annotators/mock_llm.py": "M = 1\n"}, ["annotators.a -> annotators.mock_llm (a demo part)"]),
-        ({"flows/a.py": "from annotators.simulate import s\nfrom trainers.b import t\n", "annotators/simulate.py": "", "trainers/b.py": ""}, []),
+        ({"data/a.py": "from distill_ner.trainers.b import x\n", "trainers/b.py": "x = 1\n"}, ["distill_ner.data.a -> distill_ner.trainers.b"]),
+        ({"annotators/a.py": "def f():\n    import distill_ner.trainers.b\n", "trainers/b.py": ""}, ["distill_ner.annotators.a -> distill_ner.trainers.b"]),
+        ({"trainers/a.py": "from distill_ner.flows.b import y\n", "flows/b.py": "y = 2\n"}, ["distill_ner.trainers.a -> distill_ner.flows.b"]),
+        ({"annotators/a.py": "from distill_ner.annotators.mock_llm import M\n", "annotators/mock_llm.py": "M = 1\n"},
+         ["distill_ner.annotators.a -> distill_ner.annotators.mock_llm (a demo part)"]),
+        ({"flows/a.py": "from distill_ner.annotators.simulate import s\nfrom distill_ner.trainers.b import t\n", "annotators/simulate.py": "", "trainers/b.py": ""}, []),
     ],
 )
 def test_the_check_sees_upward_imports(tmp_path: Path, files: dict[str, str], expected: list[str]) -> None:
@@ -104,6 +135,6 @@ def test_the_check_sees_upward_imports(tmp_path: Path, files: dict[str, str], ex
 def test_the_check_sees_a_cycle_made_through_a_function_level_import(tmp_path: Path) -> None:
     for package in PACKAGES:
         (tmp_path / package).mkdir()
-    (tmp_path / "trainers/a.py").write_text("from trainers.b import f\n")
-    (tmp_path / "trainers/b.py").write_text("def f():\n    from trainers.a import g\n")
-    assert set(find_cycle(import_graph(tmp_path))) == {"trainers.a", "trainers.b"}
+    (tmp_path / "trainers/a.py").write_text("from distill_ner.trainers.b import f\n")
+    (tmp_path / "trainers/b.py").write_text("def f():\n    from distill_ner.trainers.a import g\n")
+    assert set(find_cycle(import_graph(tmp_path))) == {"distill_ner.trainers.a", "distill_ner.trainers.b"}

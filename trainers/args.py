@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from data.errors import DistillError
-from trainers.kd import check_kd, kd_names
+from distill_ner.data.errors import DistillError
+from distill_ner.trainers.kd import check_kd, kd_names
 
 def default(field: str) -> Any:
     """The default of a `TrainingArgs` field (for CLI options and run configs)."""

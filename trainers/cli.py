@@ -11,10 +11,10 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from data.errors import DistillError, validation_message
-from trainers.args import default
-from trainers.export import EXPORTERS
-from trainers.kd import kd_names
+from distill_ner.data.errors import DistillError, validation_message
+from distill_ner.trainers.args import default
+from distill_ner.trainers.export import EXPORTERS
+from distill_ner.trainers.kd import kd_names
 
 app = typer.Typer()
 console = Console()
@@ -22,7 +22,7 @@ console = Console()
 
 def load_split(path: Path, name: str) -> list:
     """Examples of one split: a file (any format) or the `name` split of a DatasetDict folder."""
-    from data.formats import load_splits, read_examples
+    from distill_ner.data.formats import load_splits, read_examples
 
     if path.is_dir():
         splits = load_splits(path)
@@ -34,7 +34,7 @@ def load_split(path: Path, name: str) -> list:
 
 def run_splits(run_dir: Path) -> dict[str, list]:
     """train/dev/test of a run folder's `verified/`, and the pruned train split when there is one."""
-    from data.formats import load_splits
+    from distill_ner.data.formats import load_splits
 
     if not (run_dir / "verified").exists():
         raise DistillError(f"{run_dir}: no verified/ split in this run folder (run the review and split stages first)")
@@ -86,9 +86,9 @@ def train(
     """Train the teacher and the KD student; evaluate both on the test split when there is one."""
     from pydantic import ValidationError
 
-    from data.run_lock import run_lock
-    from data.spec import load_spec
-    from trainers.args import TrainingArgs
+    from distill_ner.data.run_lock import run_lock
+    from distill_ner.data.spec import load_spec
+    from distill_ner.trainers.args import TrainingArgs
 
     if kd not in kd_names():  # cheap checks first: torch takes seconds to import
         raise DistillError(f"--kd {kd!r}: use {', '.join(kd_names())}")
@@ -121,8 +121,8 @@ def train(
 def file_splits(train_path: Path, dev_path: Path | None, test_path: Path | None, dev_fraction: float, seed: int) -> dict[str, list]:
     """train/dev/test from files. Without `dev_path`, a seeded `dev_fraction` of the training texts
     is the dev split. Texts that are also in the test split leave train and dev (test never changes)."""
-    from data.dedup import drop_texts_of
-    from data.formats import split_examples
+    from distill_ner.data.dedup import drop_texts_of
+    from distill_ner.data.formats import split_examples
 
     test = load_split(test_path, "test") if test_path else []
     train, in_test = drop_texts_of(load_split(train_path, "train"), test)
@@ -141,9 +141,9 @@ def file_splits(train_path: Path, dev_path: Path | None, test_path: Path | None,
 
 
 def _train(splits: dict[str, list], out: Path, args: Any, spec: Any, teacher: Path | None, student: bool, transfer: list) -> None:
-    from trainers.evaluate import evaluate
-    from trainers.teachers import train_teachers
-    from trainers.trainer import check_disjoint, train_student, transfer_texts
+    from distill_ner.trainers.evaluate import evaluate
+    from distill_ner.trainers.teachers import train_teachers
+    from distill_ner.trainers.trainer import check_disjoint, train_student, transfer_texts
 
     if splits.get("test"):
         check_disjoint(splits["train"], splits["test"], "test")
@@ -170,7 +170,7 @@ def evaluate_command(
     out: Optional[Path] = typer.Option(None, help="Where metrics.json/metrics.md go (default: the model directory)."),
 ) -> None:
     """Entity and relation scores, size and CPU speed of a model on gold data."""
-    from trainers.evaluate import evaluate
+    from distill_ner.trainers.evaluate import evaluate
 
     metrics = evaluate(model_dir, load_split(test, "test"), out_dir=out)
     console.print(results_table([{"name": str(model_dir), **metrics}]))
@@ -187,8 +187,8 @@ def export_spacy_command(
     quantize: Optional[str] = typer.Option(None, help="int8: dynamic int8 quantization of the ONNX graphs (implies --runtime onnx)."),
 ) -> None:
     """Export a model as a spaCy pipeline (doc.ents and doc._.relations)."""
-    from data.spec import load_spec
-    from trainers.export.to_spacy import export_spacy
+    from distill_ner.data.spec import load_spec
+    from distill_ner.trainers.export.to_spacy import export_spacy
 
     path = export_spacy(model_dir, out, load_spec(spec) if spec else None, lang=lang, runtime=runtime, quantize=quantize)
     console.print(f"spaCy pipeline: {path}  (spacy.load({str(path)!r}); package it with python -m spacy package {path} dist/)")
@@ -202,8 +202,8 @@ def export_command(
     spec: Optional[str] = typer.Option(None, help="Task spec whose labels the export must match."),
 ) -> None:
     """Export a model in any registered format (trainers/export/)."""
-    from data.spec import load_spec
-    from trainers.export import exporter
+    from distill_ner.data.spec import load_spec
+    from distill_ner.trainers.export import exporter
 
     write = exporter(format)  # an unknown format is one line naming the registered ones
     path = write(model_dir, out, load_spec(spec) if spec else None)

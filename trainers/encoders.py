@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 hf_logging.disable_progress_bar()
 hf_logging.set_verbosity_error()

@@ -21,13 +21,13 @@ from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from data.errors import DistillError
-from data.example import Entity, Example, usable
-from data.formats import bio_tokens
-from data.tables import markdown_table
-from trainers.modeling import Loaded, load_model, predict, predict_entities, window_outputs
-from trainers.ner import ner_features
-from trainers.relations import NO_RELATION, relation_pairs
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Entity, Example, usable
+from distill_ner.data.formats import bio_tokens
+from distill_ner.data.tables import markdown_table
+from distill_ner.trainers.modeling import Loaded, load_model, predict, predict_entities, window_outputs
+from distill_ner.trainers.ner import ner_features
+from distill_ner.trainers.relations import NO_RELATION, relation_pairs
 
 
 def word_tags(example: Example) -> list[str]:

@@ -22,12 +22,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transformers import AutoModel, AutoTokenizer
 
-from data.errors import DistillError, validation_message
-from data.example import Entity, Example, Relation
-from data.formats import atomic_write
-from trainers.encoders import count_parameters
-from trainers.ner import NerFeature, decode_logits, merge_windows, ner_features
-from trainers.relations import NO_RELATION, Pair, Pairs, relation_pairs
+from distill_ner.data.errors import DistillError, validation_message
+from distill_ner.data.example import Entity, Example, Relation
+from distill_ner.data.formats import atomic_write
+from distill_ner.trainers.encoders import count_parameters
+from distill_ner.trainers.ner import NerFeature, decode_logits, merge_windows, ner_features
+from distill_ner.trainers.relations import NO_RELATION, Pair, Pairs, relation_pairs
 
 
 class NerReModel(torch.nn.Module):

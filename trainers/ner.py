@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from data.example import Entity, Example
-from data.words import tokenize as word_tokens
+from distill_ner.data.example import Entity, Example
+from distill_ner.data.words import tokenize as word_tokens
 
 IGNORE = -100
 N_SPECIAL = 2  # [CLS] and [SEP] around every window

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 ONNX_DIR = "onnx"
 TAGGER, RELATIONS, INFO = "tagger.onnx", "relations.onnx", "onnx.json"
@@ -82,7 +82,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, spec: Any = None, qu
     `quantize="int8"`: dynamic int8 quantization of both graphs (see `quantize_int8`).
     `spec`: when given, its entity labels must be the model's.
     """
-    from trainers.modeling import load_model
+    from distill_ner.trainers.modeling import load_model
 
     if quantize not in (None, *QUANTIZE):
         raise DistillError(f"unknown quantization {quantize!r} (choose from: {', '.join(QUANTIZE)})")
@@ -203,7 +203,7 @@ def load_onnx(model_dir: str | Path, threads: int | None = None) -> Any:
     """A `Loaded` whose model runs on ONNX Runtime (model directory written by `export_onnx`)."""
     from transformers import AutoTokenizer
 
-    from trainers.modeling import Loaded, read_meta
+    from distill_ner.trainers.modeling import Loaded, read_meta
 
     model_dir = Path(model_dir)
     meta = read_meta(model_dir)
@@ -220,7 +220,7 @@ def load_runtime(model_dir: str | Path, device: str = "cpu", runtime: str = "tor
     """A model directory loaded on a runtime: `torch` (`trainers.modeling.load_model`), `onnx` (the
     graphs of `onnx/` on ONNX Runtime), or `auto` (those when the directory has them and
     onnxruntime is installed, or when it has no torch weights; else torch)."""
-    from trainers.modeling import load_model
+    from distill_ner.trainers.modeling import load_model
 
     model_dir = Path(model_dir)
     if runtime not in RUNTIMES:

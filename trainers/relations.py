@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from data.example import Entity, Example
-from trainers.ner import N_SPECIAL, Encoded, NerFeature
+from distill_ner.data.example import Entity, Example
+from distill_ner.trainers.ner import N_SPECIAL, Encoded, NerFeature
 
 NO_RELATION = "no_relation"
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from data.errors import DistillError
-from data.metrics import set_f1
-from data.example import DiffEntity, Entity, Example, ReviewDiff
-from trainers.modeling import load_model, ner_batch, predict_entities, read_meta, write_meta
-from trainers.ner import ner_features
-from trainers.trainer import train_teacher
+from distill_ner.data.errors import DistillError
+from distill_ner.data.metrics import set_f1
+from distill_ner.data.example import DiffEntity, Entity, Example, ReviewDiff
+from distill_ner.trainers.modeling import load_model, ner_batch, predict_entities, read_meta, write_meta
+from distill_ner.trainers.ner import ner_features
+from distill_ner.trainers.trainer import train_teacher
 
 IGNORE = -100  # label id of word pieces that carry no tag (special tokens, continuation pieces)
 

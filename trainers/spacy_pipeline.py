@@ -49,7 +49,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example as SpacyExample
 from spacy.util import filter_spans, minibatch
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 FACTORY = "distill_ner_re"
 MODEL_FILES = ("encoder", "heads.pt", "model.json", "onnx")  # those present: an ONNX export has onnx/ and no torch weights
@@ -148,7 +148,7 @@ class DistillNerRe:
 
     def load(self, model_dir: str | Path) -> DistillNerRe:
         """Load the model directory (encoder/, heads.pt, model.json; or onnx/ for the ONNX runtime) to predict with."""
-        from trainers.onnx_runtime import load_runtime
+        from distill_ner.trainers.onnx_runtime import load_runtime
 
         self.loaded = load_runtime(model_dir, device=self.cfg["device"], runtime=self.cfg.get("runtime", "torch"))
         self.model_dir = Path(model_dir)
@@ -167,7 +167,7 @@ class DistillNerRe:
             yield from self._process(list(batch))
 
     def _process(self, docs: list[Doc]) -> list[Doc]:
-        from trainers.modeling import predict
+        from distill_ner.trainers.modeling import predict
 
         if self.loaded is None:
             raise DistillError(f"spaCy component {self.name}: no model loaded (export it with `distill export-spacy`)")

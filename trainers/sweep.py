@@ -16,11 +16,11 @@ from pydantic import BaseModel, Field
 import matplotlib
 import numpy as np
 
-from data.errors import DistillError
-from data.example import Example
-from data.tables import markdown_table
-from trainers.kd import parse_kd_setting
-from trainers.kd.alpha import kd_alpha_for_fraction
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Example
+from distill_ner.data.tables import markdown_table
+from distill_ner.trainers.kd import parse_kd_setting
+from distill_ner.trainers.kd.alpha import kd_alpha_for_fraction
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -84,9 +84,9 @@ def run_sweep(
     examples to `pruned/<name>.removed.jsonl`; a finished model is reused when rerun with the
     same inputs. Returns the table rows (also in `out_dir/sweep.json`).
     """
-    from data.prune import DropRejected, prune_splits
-    from trainers.args import TrainingArgs
-    from trainers.scores import compute_scores
+    from distill_ner.data.prune import DropRejected, prune_splits
+    from distill_ner.trainers.args import TrainingArgs
+    from distill_ner.trainers.scores import compute_scores
 
     out_dir = Path(out_dir)
     args = TrainingArgs.from_any(args)
@@ -119,8 +119,8 @@ def _student_rows(
     scores: dict[str, dict[str, float]],
 ) -> list[SweepRow]:
     """One repeat of the grid: prune with `seed`, train and score a student per cell."""
-    from data.prune import ToFraction, prune_splits
-    from trainers.scores import llm_entities
+    from distill_ner.data.prune import ToFraction, prune_splits
+    from distill_ner.trainers.scores import llm_entities
 
     rows = []
     for fraction in sorted(set(fractions), reverse=True):
@@ -163,7 +163,7 @@ def mean_over_seeds(per_seed: Sequence[Rows]) -> list[SweepRow]:
 
 
 def _check_grid(fractions: Sequence[float], methods: Sequence[str], kd_settings: Sequence[str]) -> None:
-    from trainers.scores import SCORERS
+    from distill_ner.trainers.scores import SCORERS
 
     if not fractions or not methods or not kd_settings:
         raise DistillError("sweep: give at least one fraction, one method and one KD setting")
@@ -183,7 +183,7 @@ def _write_removed(removed: list[Any], path: Path) -> None:
 
 
 def _teacher_row(teacher_dir: str | Path, gold: list[Example]) -> SweepRow:
-    from trainers.evaluate import evaluate
+    from distill_ner.trainers.evaluate import evaluate
 
     m = evaluate(teacher_dir, gold, out_dir=None, measure_speed=False)
     return _row(1.0, "teacher", "teacher", None, _meta(teacher_dir).n_train, m, str(teacher_dir))
@@ -191,8 +191,8 @@ def _teacher_row(teacher_dir: str | Path, gold: list[Example]) -> SweepRow:
 
 def _student_row(base: dict[str, list[Example]], train: list[Example], eval_name: str, teacher_dir: str | Path, model_dir: Path, args: Any, fraction: float, method: str,
                  transfer: list[Example], setting: str) -> SweepRow:
-    from trainers.evaluate import evaluate
-    from trainers.trainer import train_student
+    from distill_ner.trainers.evaluate import evaluate
+    from distill_ner.trainers.trainer import train_student
 
     key = hashlib.sha1(json.dumps([sorted(e.id for e in train), sorted(e.id for e in transfer), str(teacher_dir), args.model_dump(), fraction], default=str).encode()).hexdigest()[:16]
     saved = model_dir / "sweep_row.json"
@@ -208,7 +208,7 @@ def _student_row(base: dict[str, list[Example]], train: list[Example], eval_name
 
 
 def _meta(model_dir: str | Path) -> Any:
-    from trainers.modeling import read_meta
+    from distill_ner.trainers.modeling import read_meta
 
     return read_meta(model_dir)
 

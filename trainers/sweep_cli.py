@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from data.errors import DistillError
-from trainers.args import default
-from trainers.kd import kd_names, parse_kd_setting
+from distill_ner.data.errors import DistillError
+from distill_ner.trainers.args import default
+from distill_ner.trainers.kd import kd_names, parse_kd_setting
 
 app = typer.Typer()
 console = Console()
@@ -52,10 +52,10 @@ def sweep(
         except DistillError as err:
             raise DistillError(f"--kd {kd!r}: {err}") from None
 
-    from data.formats import load_splits
-    from trainers.modeling import read_meta
-    from trainers.kd.alpha import parse_alpha_schedule
-    from trainers.sweep import run_sweep, sweep_table
+    from distill_ner.data.formats import load_splits
+    from distill_ner.trainers.modeling import read_meta
+    from distill_ner.trainers.kd.alpha import parse_alpha_schedule
+    from distill_ner.trainers.sweep import run_sweep, sweep_table
 
     teacher_args = read_meta(teacher).args
     args = {**teacher_args, "student_layers": student_layers, "epochs": epochs, "batch_size": batch_size,

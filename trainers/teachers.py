@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from data.errors import DistillError
-from data.example import Example, usable
-from trainers.args import TrainingArgs
-from trainers.modeling import read_meta, write_meta
-from trainers.trainer import budget_epochs, train_teacher
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Example, usable
+from distill_ner.trainers.args import TrainingArgs
+from distill_ner.trainers.modeling import read_meta, write_meta
+from distill_ner.trainers.trainer import budget_epochs, train_teacher
 
 
 def search_grid(args: TrainingArgs, n_train: int) -> list[tuple[float, int]]:

@@ -32,23 +32,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 from transformers import get_linear_schedule_with_warmup, set_seed
 
-from data.errors import DistillError
-from data.dedup import normalize_text
-from data.example import Example, usable
-from data.formats import check_labels
-from trainers.args import TrainingArgs
-from trainers.kd import kd_method
-from trainers.kd.alpha import kd_alpha_for_fraction
-from trainers.kd.base import IGNORE, SOFT_ONLY, KDMethod, Phase
-from trainers.kd.ensemble import combine_teachers
-from trainers.kd.hidden import hidden_loss, matched_teacher_layers
-from trainers.kd.llm_teacher import llm_log_probs
-from trainers.encoders import layer_list, load_encoder, resolve_encoder, truncate_layers
-from trainers.evaluate import ner_scores, relation_scores
-from trainers.modeling import Loaded, ModelInfo, NerReModel, load_model, ner_batch, pair_batch, pick_device, predict_entities, read_meta, save_model, window_outputs
-from trainers.ner import N_SPECIAL, Encoded, NerFeature, content_positions, ner_features, tag_names, word_starts
-from trainers.relations import NO_RELATION, Pairs, allowed_pairs_from_examples, allowed_pairs_from_spec, relation_pairs
-from trainers.teacher_cache import cached_teacher_logits
+from distill_ner.data.errors import DistillError
+from distill_ner.data.dedup import normalize_text
+from distill_ner.data.example import Example, usable
+from distill_ner.data.formats import check_labels
+from distill_ner.trainers.args import TrainingArgs
+from distill_ner.trainers.kd import kd_method
+from distill_ner.trainers.kd.alpha import kd_alpha_for_fraction
+from distill_ner.trainers.kd.base import IGNORE, SOFT_ONLY, KDMethod, Phase
+from distill_ner.trainers.kd.ensemble import combine_teachers
+from distill_ner.trainers.kd.hidden import hidden_loss, matched_teacher_layers
+from distill_ner.trainers.kd.llm_teacher import llm_log_probs
+from distill_ner.trainers.encoders import layer_list, load_encoder, resolve_encoder, truncate_layers
+from distill_ner.trainers.evaluate import ner_scores, relation_scores
+from distill_ner.trainers.modeling import Loaded, ModelInfo, NerReModel, load_model, ner_batch, pair_batch, pick_device, predict_entities, read_meta, save_model, window_outputs
+from distill_ner.trainers.ner import N_SPECIAL, Encoded, NerFeature, content_positions, ner_features, tag_names, word_starts
+from distill_ner.trainers.relations import NO_RELATION, Pairs, allowed_pairs_from_examples, allowed_pairs_from_spec, relation_pairs
+from distill_ner.trainers.teacher_cache import cached_teacher_logits
 
 
 # --- data checks ------------------------------------------------------------------------------

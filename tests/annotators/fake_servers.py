@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from annotators.http_server import BackgroundServer
+from distill_ner.annotators.http_server import BackgroundServer
 
 HABITATS = ["dry forests", "cold mountain rivers", "coastal mangroves", "alpine meadows", "limestone caves", "peat swamps", "river deltas"]
 FOODS = ["small insects", "freshwater shrimp", "ripe figs", "river snails", "seeds of grasses", "aquatic worms", "young leaves"]

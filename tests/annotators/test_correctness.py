@@ -2,8 +2,8 @@
 
 import pytest
 
-from annotators.correctness import Judgement, agreement, correctness_report, report_markdown
-from data.example import Entity, Review
+from distill_ner.annotators.correctness import Judgement, agreement, correctness_report, report_markdown
+from distill_ner.data.example import Entity, Review
 from tests.fixtures.examples import make_example
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from annotators.cli import app
-from annotators.generate import generate, plan_requests
-from annotators.llm import LLMConfig
-from annotators.mock_llm import MockConfig, MockLLMServer
-from data.errors import DistillError
-from data.formats import read_jsonl
+from distill_ner.annotators.cli import app
+from distill_ner.annotators.generate import generate, plan_requests
+from distill_ner.annotators.llm import LLMConfig
+from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer
+from distill_ner.data.errors import DistillError
+from distill_ner.data.formats import read_jsonl
 
 runner = CliRunner()
 

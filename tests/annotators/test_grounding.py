@@ -1,6 +1,6 @@
 import pytest
 
-from annotators.grounding import GroundingError, find_mention, ground
+from distill_ner.annotators.grounding import GroundingError, find_mention, ground
 
 
 def item(text, entities, relations=()):
@@ -77,7 +77,7 @@ def test_what_cannot_be_grounded_is_rejected_with_a_reason(species_spec, answer,
 
 
 def test_an_example_without_entities_is_rejected_unless_the_rules_allow_it(species_spec):
-    from annotators.grounding import GroundingRules
+    from distill_ner.annotators.grounding import GroundingRules
 
     answer = item("The olm is listed as vulnerable.", [])
     with pytest.raises(GroundingError) as err:
@@ -87,7 +87,7 @@ def test_an_example_without_entities_is_rejected_unless_the_rules_allow_it(speci
 
 
 def test_a_whole_sentence_is_not_one_entity(species_spec):
-    from annotators.grounding import GroundingRules
+    from distill_ner.annotators.grounding import GroundingRules
 
     whole = item("The olm lives in flooded limestone caves.", [("The olm lives in flooded limestone caves", "HABITAT")])
     with pytest.raises(GroundingError) as err:
@@ -105,7 +105,7 @@ def test_a_whole_sentence_is_not_one_entity(species_spec):
 def test_a_label_wrong_only_in_its_case_is_fixed_and_counted_or_rejected(species_spec):
     from collections import Counter
 
-    from annotators.grounding import GroundingRules
+    from distill_ner.annotators.grounding import GroundingRules
 
     answer = item("The olm lives in caves.", [("olm", "species"), ("caves", "Habitat")], [("olm", "caves", "LIVE_IN")])
     repairs: Counter = Counter()

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from annotators import ls_server
-from annotators.label_studio import client, ensure_project, pull, push, review_status
-from annotators.ls_server import Connection
-from data.errors import DistillError
-from data.example import Entity, Example, Source
-from data.formats import read_jsonl, write_jsonl
+from distill_ner.annotators import ls_server
+from distill_ner.annotators.label_studio import client, ensure_project, pull, push, review_status
+from distill_ner.annotators.ls_server import Connection
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Entity, Example, Source
+from distill_ner.data.formats import read_jsonl, write_jsonl
 from tests.fixtures.examples import make_example
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def test_push_simulate_pull_report_through_the_cli(label_studio, species_example
     (run / "mock_truth.jsonl").write_text("\n".join(lines) + "\n")
     monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
-    from flows.cli import app
+    from distill_ner.flows.cli import app
 
     def distill(*args: str) -> str:
         result = CliRunner().invoke(app, list(args), catch_exceptions=False)
@@ -181,7 +181,7 @@ def test_faults_give_one_line_errors(ls, label_studio, species_spec, species_exa
 
 
 def test_label_studio_status_command(label_studio, monkeypatch):
-    from flows.cli import app
+    from distill_ner.flows.cli import app
 
     monkeypatch.setenv("DISTILL_LS_DATA_DIR", str(label_studio.data_dir))
     result = CliRunner().invoke(app, ["label-studio", "status"])
@@ -193,8 +193,8 @@ def test_label_studio_status_command(label_studio, monkeypatch):
 
 
 def test_review_watcher_wakes_on_webhooks_and_waits_for_every_task(ls, species_spec, species_examples, title):
-    from annotators.review_webhook import ReviewWatcher, parse_when
-    from annotators.simulate import simulate_review
+    from distill_ner.annotators.review_webhook import ReviewWatcher, parse_when
+    from distill_ner.annotators.simulate import simulate_review
 
     project = ensure_project(ls, species_spec, title=title)
     other_run = _many(1)  # another run's task in the same project, never reviewed here: it must not count

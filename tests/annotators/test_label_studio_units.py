@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from annotators import ls_server
-from annotators.correctness import Judgement
-from annotators.label_studio import (
+from distill_ner.annotators import ls_server
+from distill_ner.annotators.correctness import Judgement
+from distill_ner.annotators.label_studio import (
     REJECT_WRONG,
     TITLE_MAX,
     PullResult,
@@ -26,9 +26,9 @@ from annotators.label_studio import (
     verified_example,
     write_verified,
 )
-from data.errors import DistillError
-from data.example import Entity, Relation
-from data.formats import read_jsonl, write_jsonl
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Entity, Relation
+from distill_ner.data.formats import read_jsonl, write_jsonl
 from tests.fixtures.examples import make_example
 
 

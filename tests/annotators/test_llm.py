@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-from annotators.llm import LLMClient, LLMConfig, RequestFailed, ResponseCache, parse_json
-from data.errors import DistillError
+from distill_ner.annotators.llm import LLMClient, LLMConfig, RequestFailed, ResponseCache, parse_json
+from distill_ner.data.errors import DistillError
 
 SCHEMA = {"type": "object", "properties": {"examples": {"type": "array"}}, "required": ["examples"]}
 MESSAGES = [{"role": "system", "content": "sys"}, {"role": "user", "content": "Topic: Olm (Proteus anguinus)\nWrite 2 different sentences."}]

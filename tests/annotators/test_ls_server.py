@@ -1,6 +1,6 @@
 """Where the Label Studio virtual environment is looked for (no server is started)."""
 
-from annotators.ls_server import REPO, find_ls_venv, ls_venv
+from distill_ner.annotators.ls_server import REPO, find_ls_venv, ls_venv
 
 
 def test_venv_lookup_order(tmp_path):

@@ -3,11 +3,11 @@ import json
 import httpx
 import pytest
 
-from annotators.generate import generate_schema, item_schema
-from annotators.grounding import GroundingError, ground
-from annotators.mock_llm import ERROR_KINDS, TEXT_ERRORS, FactTable, MockConfig, MockLLM
-from annotators.mock_world import convention_problems
-from annotators.truth import load_truth, load_truth_records
+from distill_ner.annotators.generate import generate_schema, item_schema
+from distill_ner.annotators.grounding import GroundingError, ground
+from distill_ner.annotators.mock_llm import ERROR_KINDS, TEXT_ERRORS, FactTable, MockConfig, MockLLM
+from distill_ner.annotators.mock_world import convention_problems
+from distill_ner.annotators.truth import load_truth, load_truth_records
 
 
 def body(spec, topic="Olm (Proteus anguinus)", n=5, seed=0, fmt="json_schema"):

@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
-from annotators.generate import generate_schema
-from annotators.grounding import ground
-from annotators.mock_llm import MockConfig, MockLLM
-from annotators.mock_world import (
+from distill_ner.annotators.generate import generate_schema
+from distill_ner.annotators.grounding import ground
+from distill_ner.annotators.mock_llm import MockConfig, MockLLM
+from distill_ner.annotators.mock_world import (
     ERROR_KINDS,
     SHAPES,
     FactTable,
@@ -21,7 +21,7 @@ from annotators.mock_world import (
     with_errors,
     write_example,
 )
-from data.example import Source
+from distill_ner.data.example import Source
 
 LABELS = ["BREEDING", "FEEDING", "HABITAT", "SPECIES"]
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from annotators.cli import app
-from annotators.generate import generate
-from annotators.llm import LLMClient, LLMConfig
-from data.errors import DistillError
+from distill_ner.annotators.cli import app
+from distill_ner.annotators.generate import generate
+from distill_ner.annotators.llm import LLMClient, LLMConfig
+from distill_ner.data.errors import DistillError
 from tests.annotators.fake_servers import FakeLLM, error
 
 runner = CliRunner()
@@ -198,8 +198,8 @@ def test_a_malformed_answer_keeps_each_attempt_once(species_spec, tmp_path):
 
 
 def test_a_run_config_sets_every_llm_bound(tmp_path):
-    from flows.config import load_run_config
-    from flows.distill_flow import generate_batch
+    from distill_ner.flows.config import load_run_config
+    from distill_ner.flows.distill_flow import generate_batch
 
     overrides = [f"runs_dir={tmp_path}", "llm.max_tokens=321", "llm.temperature=0.1", "llm.structured=json_object", "llm.reasks=0", "llm.timeout=7", "llm.grounding.min_entities=4"]
     config = load_run_config("demo", overrides)
@@ -223,7 +223,7 @@ def test_a_client_hears_each_event_once_per_request(tmp_path):
 
 
 def test_the_run_config_defaults_are_the_clients():
-    from flows.config import LLMSection
+    from distill_ner.flows.config import LLMSection
 
     section, client = LLMSection(), LLMConfig()
     assert {k: v for k, v in section.client_settings().items() if k != "model"} == {k: getattr(client, k) for k in section.client_settings() if k != "model"}
@@ -239,8 +239,8 @@ def prefect():
 
 
 def test_a_flow_stops_at_a_failure_share_above_the_limit(prefect, tmp_path):
-    from flows.config import load_run_config
-    from flows.distill_flow import generate_stage
+    from distill_ner.flows.config import load_run_config
+    from distill_ner.flows.distill_flow import generate_stage
 
     config = load_run_config(None, [f"runs_dir={tmp_path}", "name=share", "llm.n=15", "llm.concurrency=1", "generation_batches=1", "llm.max_retries=0"])
     with FakeLLM(hook=lambda body, n: error(422, "unprocessable") if n < 3 else None) as server:

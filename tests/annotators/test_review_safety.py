@@ -13,13 +13,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from annotators import ls_server
-from annotators.label_studio import client, ensure_project, project_title, pull, push, to_result
-from annotators.truth import TruthRecord
-from annotators.review_webhook import ReviewWatcher
-from annotators.simulate import annotator_ids, simulate_review
-from data.errors import DistillError
-from data.formats import read_jsonl, write_jsonl
+from distill_ner.annotators import ls_server
+from distill_ner.annotators.label_studio import client, ensure_project, project_title, pull, push, to_result
+from distill_ner.annotators.truth import TruthRecord
+from distill_ner.annotators.review_webhook import ReviewWatcher
+from distill_ner.annotators.simulate import annotator_ids, simulate_review
+from distill_ner.data.errors import DistillError
+from distill_ner.data.formats import read_jsonl, write_jsonl
 from tests.fixtures.examples import make_example
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def distill(label_studio, monkeypatch):
     """Run `distill ...` in-process; returns (exit code, output, the DistillError or None)."""
     monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
-    from flows.cli import app
+    from distill_ner.flows.cli import app
 
     def run(*args: str) -> tuple[int, str, BaseException | None]:
         result = CliRunner().invoke(app, list(args))

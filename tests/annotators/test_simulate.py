@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from annotators.label_studio import client, ensure_project, pull, push
-from annotators.simulate import load_truth, simulate_review
-from annotators.truth import TruthRecord, drifted_example, review_example
-from data.errors import DistillError
+from distill_ner.annotators.label_studio import client, ensure_project, pull, push
+from distill_ner.annotators.simulate import load_truth, simulate_review
+from distill_ner.annotators.truth import TruthRecord, drifted_example, review_example
+from distill_ner.data.errors import DistillError
 from tests.fixtures.examples import make_example
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,9 +63,9 @@ def _mock_world(species_spec, n=40):
     """LLM examples and truth from the mock's harder world: many annotation errors, a third of the texts factually wrong."""
     import random
 
-    from annotators.generate import generate_schema
-    from annotators.grounding import GroundingError, ground
-    from annotators.mock_llm import MockConfig, MockLLM
+    from distill_ner.annotators.generate import generate_schema
+    from distill_ner.annotators.grounding import GroundingError, ground
+    from distill_ner.annotators.mock_llm import MockConfig, MockLLM
 
     mock = MockLLM(MockConfig(seed=11, error_rate=0.9, factual_error_rate=0.3))
     payload = {"model": "m", "messages": [{"role": "user", "content": ""}],
@@ -83,7 +83,7 @@ def _mock_world(species_spec, n=40):
 
 @pytest.mark.slow
 def test_a_careful_annotator_rejects_wrong_texts_and_fixes_convention_drift(label_studio, species_spec):
-    from annotators.mock_world import convention_problems
+    from distill_ner.annotators.mock_world import convention_problems
 
     ls = client(label_studio.connection)
     llm, truth = _mock_world(species_spec)
@@ -231,8 +231,8 @@ def test_each_reviewer_has_a_habit_of_their_own(mock_world):
 
 def test_the_bench_reviews_as_the_simulated_annotator_does(mock_world):
     """`bench/mock_difficulty.reviewed_gold` and `simulate._decide` submit the same thing for each text."""
-    from annotators.label_studio import to_result
-    from annotators.simulate import _decide, _spans
+    from distill_ner.annotators.label_studio import to_result
+    from distill_ner.annotators.simulate import _decide, _spans
 
     spec = importlib.util.spec_from_file_location("mock_difficulty", REPO / "bench" / "mock_difficulty.py")
     bench = importlib.util.module_from_spec(spec)

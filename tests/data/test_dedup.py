@@ -1,5 +1,5 @@
-from data.dedup import dedup, normalize_text
-from data.example import Example
+from distill_ner.data.dedup import dedup, normalize_text
+from distill_ner.data.example import Example
 
 
 def ex(text):

@@ -5,7 +5,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from data.example import DiffEntity, DiffRelation, Example, Review, ReviewDiff
+from distill_ner.data.example import DiffEntity, DiffRelation, Example, Review, ReviewDiff
 
 
 def test_old_review_diffs_read_into_the_typed_diff():

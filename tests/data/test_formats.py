@@ -2,9 +2,9 @@
 
 import pytest
 
-from data.errors import DistillError
-from data.example import DiffEntity, Entity, Example, ReviewDiff
-from data.formats import (
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import DiffEntity, Entity, Example, ReviewDiff
+from distill_ner.data.formats import (
     from_docbin,
     load_splits,
     read_conll,

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from data.errors import DistillError
-from data.example import Entity, Example, Review, Source
-from data.formats import load_splits
-from data.prune import (
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Entity, Example, Review, Source
+from distill_ner.data.formats import load_splits
+from distill_ner.data.prune import (
     ClassBalance,
     Dedup,
     DropRejected,
@@ -170,7 +170,7 @@ def test_prune_run_cleans_then_keeps_the_fraction(splits, tmp_path):
 
 
 def test_a_new_step_is_one_registration(splits, monkeypatch):
-    monkeypatch.setattr("data.prune.STEPS", dict(__import__("data.prune", fromlist=["STEPS"]).STEPS))
+    monkeypatch.setattr("distill_ner.data.prune.STEPS", dict(__import__("distill_ner.data.prune", fromlist=["STEPS"]).STEPS))
     register_step("short", lambda args, scores, seed: ShortTexts(int(args[0])))
     result = prune_splits(splits, [parse_step("short:30")])
     assert result.steps[-1]["step"] == "short" and all(len(e.text) <= 30 for e in result.splits["train"])
@@ -191,8 +191,8 @@ class ShortTexts:
 def test_prune_command_writes_pruned_splits_and_reasons(splits, tmp_path):
     from typer.testing import CliRunner
 
-    from data.formats import save_splits
-    from flows.cli import app
+    from distill_ner.data.formats import save_splits
+    from distill_ner.flows.cli import app
 
     save_splits(splits, tmp_path / "verified")
     scores = tmp_path / "scores.json"

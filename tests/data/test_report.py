@@ -1,7 +1,7 @@
 """The run report renders tables and the F1-vs-size plot."""
 
-from data.report import write_report
-from data.tables import markdown_table
+from distill_ner.data.report import write_report
+from distill_ner.data.tables import markdown_table
 
 
 def test_report_files(tmp_path):

@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from data.errors import DistillError
-from data.run_lock import LOCK_FILE, run_lock
+from distill_ner.data.errors import DistillError
+from distill_ner.data.run_lock import LOCK_FILE, run_lock
 
 HOLD = """
 import sys, time
-from data.run_lock import run_lock
+from distill_ner.data.run_lock import run_lock
 with run_lock(sys.argv[1], "distill generate --n 5"):
     print("locked", flush=True)
     time.sleep(60)

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from data.spec import SPECS_DIR, SpecError, load_spec
+from distill_ner.data.spec import SPECS_DIR, SpecError, load_spec
 
 
 def test_default_spec(species_spec):

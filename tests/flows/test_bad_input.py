@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from annotators.ls_server import free_port
-from data.formats import write_jsonl
-from flows.cli import main
+from distill_ner.annotators.ls_server import free_port
+from distill_ner.data.formats import write_jsonl
+from distill_ner.flows.cli import main
 from tests.fixtures.examples import make_example
 
 SPEC_OK = (Path(__file__).resolve().parents[2] / "data" / "specs" / "species.yaml").read_text()
@@ -159,8 +159,8 @@ def world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def unreviewed_project(label_studio, world) -> str:
     """A project holding the world's run, nobody has reviewed it: a pull has fewer verified examples."""
-    from annotators.label_studio import client, ensure_project, push, read_run
-    from data.spec import load_spec
+    from distill_ner.annotators.label_studio import client, ensure_project, push, read_run
+    from distill_ner.data.spec import load_spec
 
     spec, ls, title = load_spec("species"), client(label_studio.connection), "bad-input-unreviewed"
     push(ls, ensure_project(ls, spec, title), read_run(world / "run"), spec, run="run")

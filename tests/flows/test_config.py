@@ -2,10 +2,10 @@
 
 import pytest
 
-from data.errors import DistillError
-from flows.config import load_run_config
-from flows.stages import model_files, run_stage
-from trainers.kd import kd_names
+from distill_ner.data.errors import DistillError
+from distill_ner.flows.config import load_run_config
+from distill_ner.flows.stages import model_files, run_stage
+from distill_ner.trainers.kd import kd_names
 
 
 def test_demo_config_with_overrides():
@@ -90,7 +90,7 @@ def test_run_refuses_early_when_a_server_is_down(tmp_path):
                                ("llm.base_url=http://127.0.0.1:9/v1", "LLM server at http://127.0.0.1:9/v1 is not reachable")):
         extra = [] if override.startswith("review") else ["-s", "review.mode=none"]
         env = {**os.environ, "LABEL_STUDIO_API_KEY": "0" * 40}  # a token, so the server is what is missing
-        out = subprocess.run([sys.executable, "-m", "flows.cli", "run", "-s", override, "-s", f"runs_dir={tmp_path}", *extra],
+        out = subprocess.run([sys.executable, "-m", "distill_ner.flows.cli", "run", "-s", override, "-s", f"runs_dir={tmp_path}", *extra],
                              capture_output=True, text=True, timeout=120, env=env)
         assert out.returncode == 1 and expected in out.stderr and "Traceback" not in out.stderr
         assert not (tmp_path / "demo").exists()  # nothing started
@@ -118,7 +118,7 @@ def test_the_work_pool_is_named_in_one_place(monkeypatch):
 def test_flow_tasks_retry_server_hiccups_but_not_user_errors():
     from prefect.states import Failed
 
-    from flows.distill_flow import _worth_retrying
+    from distill_ner.flows.distill_flow import _worth_retrying
 
     assert not _worth_retrying(None, None, Failed(data=DistillError("Label Studio project 'x' not found")))
     assert _worth_retrying(None, None, Failed(data=ConnectionResetError("reset by peer")))

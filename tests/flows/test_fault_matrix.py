@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from annotators import ls_server
-from annotators.label_studio import client
-from annotators.mock_llm import MockConfig, MockLLMServer
-from data.formats import read_jsonl
+from distill_ner.annotators import ls_server
+from distill_ner.annotators.label_studio import client
+from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer
+from distill_ner.data.formats import read_jsonl
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def world(label_studio, tmp_path_factory):
 
 
 def distill(world, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", *args], cwd=REPO, env=world["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "distill_ner.flows.cli", *args], cwd=REPO, env=world["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:

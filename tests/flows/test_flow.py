@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from annotators.label_studio import client, existing_example_ids, project_title
-from data.formats import read_jsonl
-from data.spec import SPECS_DIR, load_spec
+from distill_ner.annotators.label_studio import client, existing_example_ids, project_title
+from distill_ner.data.formats import read_jsonl
+from distill_ner.data.spec import SPECS_DIR, load_spec
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def project_tasks(label_studio, spec_path: Path, run: str) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def finished_run(prefect, ls_env, tiny_bert, tmp_path_factory):
-    from flows.distill_flow import distill
+    from distill_ner.flows.distill_flow import distill
 
     tmp = tmp_path_factory.mktemp("flow")
     spec = tiny_spec(tmp, "flow-e2e")
@@ -127,7 +127,7 @@ def test_exported_student_loads_in_spacy(finished_run):
 
 
 def test_rerun_skips_every_finished_stage(finished_run, prefect, ls_env, tiny_bert):
-    from flows.distill_flow import distill
+    from distill_ner.flows.distill_flow import distill
 
     run_dir, spec, _ = finished_run
     before = {p.name: p.read_text() for p in (run_dir / "stages").iterdir()}
@@ -147,7 +147,7 @@ def test_rerun_skips_every_finished_stage(finished_run, prefect, ls_env, tiny_be
 
 def test_an_edited_spec_regenerates(finished_run, prefect, ls_env, tiny_bert):
     """The generate stage is keyed by the spec's text, not its name: a changed prompt asks the LLM again."""
-    from flows.distill_flow import distill
+    from distill_ner.flows.distill_flow import distill
 
     run_dir, spec, _ = finished_run
     raw = yaml.safe_load(spec.read_text())
@@ -168,7 +168,7 @@ def test_an_edited_spec_regenerates(finished_run, prefect, ls_env, tiny_bert):
 
 
 def _distill_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "-c", str(REPO / "flows/configs/demo.yaml"), *[a for o in args for a in ("-s", o)]],
+    return subprocess.Popen([sys.executable, "-m", "distill_ner.flows.cli", "run", "-c", str(REPO / "flows/configs/demo.yaml"), *[a for o in args for a in ("-s", o)]],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -197,9 +197,9 @@ def test_killed_run_repeats_no_llm_call_and_no_task(ls_env, tiny_bert, mock_llm_
 
 
 def test_human_review_pauses_and_resumes(prefect, ls_env, tiny_bert, tmp_path):
-    from annotators.simulate import simulate_review
-    from flows.distill_flow import distill
-    from flows.run_cli import resume_run
+    from distill_ner.annotators.simulate import simulate_review
+    from distill_ner.flows.distill_flow import distill
+    from distill_ner.flows.run_cli import resume_run
 
     spec = tiny_spec(tmp_path, "flow-human")
     args = overrides(tmp_path, spec, tiny_bert, "human", "review.mode=human", "llm.n=15")
@@ -230,8 +230,8 @@ def test_human_review_pauses_and_resumes(prefect, ls_env, tiny_bert, tmp_path):
 
 
 def test_generation_fans_out_the_same_on_dask(prefect, mock_llm_server, tmp_path):
-    from flows.config import load_run_config
-    from flows.distill_flow import generate_stage
+    from distill_ner.flows.config import load_run_config
+    from distill_ner.flows.distill_flow import generate_stage
 
     spec = tiny_spec(tmp_path, "flow-dask")
     outputs = {}

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from data.example import Example
-from data.spec import load_spec
+from distill_ner.data.example import Example
+from distill_ner.data.spec import load_spec
 from tests.trainers.synthetic import make_examples
-from trainers.trainer import train_teacher
+from distill_ner.trainers.trainer import train_teacher
 
 
 def tiny_args(tiny_bert: Path, **more) -> dict:

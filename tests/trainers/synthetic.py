@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from data.example import Entity, Example, Relation
+from distill_ner.data.example import Entity, Example, Relation
 
 SPECIES = ["Amur leopard", "hawksbill turtle", "axolotl", "snow leopard", "red panda", "vaquita", "kakapo", "saola"]
 HABITATS = ["temperate forests", "tropical beaches", "Lake Xochimilco", "mountain slopes", "bamboo forests", "the Gulf of California"]

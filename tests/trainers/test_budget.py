@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.trainers.conftest import tiny_args
-from trainers.trainer import MAX_EPOCHS, MIN_EPOCHS, budget_epochs, train_student, train_teacher
+from distill_ner.trainers.trainer import MAX_EPOCHS, MIN_EPOCHS, budget_epochs, train_student, train_teacher
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def test_patience_counts_dev_evaluations_inside_an_epoch(tiny_bert, data, teache
 
 
 def test_search_picks_the_setting_with_the_best_dev_score_and_the_student_follows(tiny_bert, data, tmp_path):
-    from trainers.teachers import train_teacher_searched
+    from distill_ner.trainers.teachers import train_teacher_searched
 
     # a learning rate of 1e-12 learns nothing: the search must choose 3e-3, on dev scores alone
     args = tiny_args(tiny_bert, search=True, search_learning_rates=[1e-12, 3e-3], search_epochs=[2], search_seeds=2, relations=False)
@@ -57,8 +57,8 @@ def test_search_picks_the_setting_with_the_best_dev_score_and_the_student_follow
 
 
 def test_search_without_a_dev_split_is_one_clear_error(tiny_bert, data, tmp_path):
-    from data.errors import DistillError
-    from trainers.teachers import train_teacher_searched
+    from distill_ner.data.errors import DistillError
+    from distill_ner.trainers.teachers import train_teacher_searched
 
     with pytest.raises(DistillError, match="dev split"):
         train_teacher_searched(data["train"], [], tmp_path / "t", tiny_args(tiny_bert, search=True))

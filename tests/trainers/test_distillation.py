@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data.errors import DistillError
-from trainers.args import TrainingArgs
-from trainers.kd import check_kd, kd_method, kd_names, register_kd
-from trainers.kd.annealing import annealing_factor, annealing_loss, annealing_temperature
-from trainers.kd.hinton import hinton_loss
-from trainers.teacher_cache import cached_teacher_logits
+from distill_ner.data.errors import DistillError
+from distill_ner.trainers.args import TrainingArgs
+from distill_ner.trainers.kd import check_kd, kd_method, kd_names, register_kd
+from distill_ner.trainers.kd.annealing import annealing_factor, annealing_loss, annealing_temperature
+from distill_ner.trainers.kd.hinton import hinton_loss
+from distill_ner.trainers.teacher_cache import cached_teacher_logits
 
 STUDENT = torch.tensor([[[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]])
 TEACHER = torch.tensor([[[2.0, 1.0, 0.0], [0.5, 0.5, 2.0]]])
@@ -89,7 +89,7 @@ def test_the_registry_lists_checks_and_extends_the_methods(tmp_path, monkeypatch
         "METHOD = Twice()\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("trainers.kd.KD_METHODS", {**__import__("trainers.kd", fromlist=["KD_METHODS"]).KD_METHODS})
+    monkeypatch.setattr("distill_ner.trainers.kd.KD_METHODS", {**__import__("distill_ner.trainers.kd", fromlist=["KD_METHODS"]).KD_METHODS})
     register_kd("twice", "my_kd")
     assert TrainingArgs(kd="twice").kd == "twice"
     (phase,) = kd_method("twice").phases(TrainingArgs(kd="twice"))

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from data.example import Example
+from distill_ner.data.example import Example
 from tests.trainers.conftest import tiny_args
-from trainers.kd.annealing import Annealing
-from trainers.modeling import load_model, ner_batch, predict_entities
-from trainers.ner import ner_features
-from trainers.trainer import train_student
+from distill_ner.trainers.kd.annealing import Annealing
+from distill_ner.trainers.modeling import load_model, ner_batch, predict_entities
+from distill_ner.trainers.ner import ner_features
+from distill_ner.trainers.trainer import train_student
 
 pytestmark = pytest.mark.slow
 
@@ -89,8 +89,8 @@ def test_a_transfer_set_teaches_the_student_what_the_teacher_knows(tiny_bert, da
 
 
 def test_soft_only_positions_get_the_teachers_loss_and_no_gold_loss():
-    from trainers.kd.base import SOFT_ONLY, cross_entropy
-    from trainers.kd.hinton import hinton_loss
+    from distill_ner.trainers.kd.base import SOFT_ONLY, cross_entropy
+    from distill_ner.trainers.kd.hinton import hinton_loss
 
     student, teacher = torch.randn(5, 3), torch.randn(5, 3)
     soft = torch.full((5,), SOFT_ONLY)
@@ -100,14 +100,14 @@ def test_soft_only_positions_get_the_teachers_loss_and_no_gold_loss():
 
 
 def test_a_transfer_set_needs_a_teacher(tiny_bert, data, teacher, tmp_path):
-    from data.errors import DistillError
+    from distill_ner.data.errors import DistillError
 
     with pytest.raises(DistillError, match="transfer set"):
         train_student(data["train"][:6], [], teacher, tmp_path / "s", tiny_args(tiny_bert, epochs=1), kd="none", transfer=data["train"][6:10])
 
 
 def test_teacher_weights_favour_the_teacher_that_gets_the_gold_right():
-    from trainers.kd.ensemble import combine_teachers, teacher_weights
+    from distill_ner.trainers.kd.ensemble import combine_teachers, teacher_weights
 
     right, wrong = torch.tensor([[5.0, 0.0], [0.0, 5.0]]), torch.tensor([[0.0, 5.0], [5.0, 0.0]])
     gold = [0, 1]
@@ -122,8 +122,8 @@ def test_teacher_weights_favour_the_teacher_that_gets_the_gold_right():
 def test_a_student_learns_from_every_teacher_and_trusts_the_one_that_gets_the_gold_right(tiny_bert, data, teacher, tmp_path):
     """Fails if the extra teachers are ignored (equal weights then change nothing), or if the
     per-example weights ignore the gold labels."""
-    from data.spec import load_spec
-    from trainers.trainer import train_teacher
+    from distill_ner.data.spec import load_spec
+    from distill_ner.trainers.trainer import train_teacher
 
     liar = train_teacher(lying(data["train"]), lying(data["dev"]), tmp_path / "liar", tiny_args(tiny_bert), spec=load_spec("species"))
     args = tiny_args(tiny_bert, student_layers=1, epochs=4, relations=False)
@@ -141,7 +141,7 @@ def test_a_student_learns_from_every_teacher_and_trusts_the_one_that_gets_the_go
 @torch.inference_mode()
 def hidden_distance(model_dir: Path, teacher: Path, examples: list[Example]) -> float:
     """Mean squared distance between each student layer's output and the teacher layer it stands for."""
-    from trainers.kd.hidden import matched_teacher_layers
+    from distill_ner.trainers.kd.hidden import matched_teacher_layers
 
     student, ref = load_model(model_dir), load_model(teacher)
     feats, _ = ner_features(ref.tokenizer, examples, ref.tags, ref.meta.max_length, ref.meta.stride, ref.meta.subword_labels)
@@ -162,7 +162,7 @@ def test_hidden_state_kd_pulls_the_students_layers_to_the_teachers(tiny_bert, da
 
 
 def test_hidden_state_kd_needs_a_student_made_of_teacher_layers(tiny_bert, data, teacher, tmp_path):
-    from data.errors import DistillError
+    from distill_ner.data.errors import DistillError
 
     with pytest.raises(DistillError, match="made of teacher layers"):
         train_student(data["train"][:8], [], teacher, tmp_path / "s", tiny_args(tiny_bert, student_encoder=str(tiny_bert), epochs=1), kd="hinton_hidden")
@@ -178,9 +178,9 @@ def test_the_llm_is_one_more_teacher_on_the_transfer_texts(tiny_bert, data, teac
 
 
 def test_llm_soft_targets_follow_the_k_sample_agreement():
-    from data.example import Entity
-    from trainers.kd.llm_teacher import llm_log_probs
-    from trainers.ner import tag_names
+    from distill_ner.data.example import Entity
+    from distill_ner.trainers.kd.llm_teacher import llm_log_probs
+    from distill_ner.trainers.ner import tag_names
 
     tags = tag_names(["HABITAT", "SPECIES"])
     offsets, starts = [(0, 3), (4, 9), (9, 11), (12, 17)], [True, True, False, True]  # "The snowy ##ab ridge"

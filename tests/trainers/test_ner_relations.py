@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from data.example import Entity, Example
-from trainers.encoders import load_encoder, resolve_encoder, student_layer_ids, truncate_layers
-from trainers.ner import decode_entities, merge_windows, ner_features, tag_names, window_bounds
-from trainers.relations import NO_RELATION, candidate_pairs, relation_pairs
-from data.errors import DistillError
+from distill_ner.data.example import Entity, Example
+from distill_ner.trainers.encoders import load_encoder, resolve_encoder, student_layer_ids, truncate_layers
+from distill_ner.trainers.ner import decode_entities, merge_windows, ner_features, tag_names, window_bounds
+from distill_ner.trainers.relations import NO_RELATION, candidate_pairs, relation_pairs
+from distill_ner.data.errors import DistillError
 
 TEXT = "The Amur leopard lives in the temperate forests of the Russian Far East and hunts roe deer."
 
@@ -108,14 +108,14 @@ def test_only_the_first_piece_of_a_word_carries_its_tag(tiny_bert):
     ex = Example(text=text, entities=[Entity(start=4, end=11, label="SPECIES"), Entity(start=21, end=36, label="HABITAT")])
     (first,), (enc,) = ner_features(tok, [ex], tags, max_length=128, stride=32)
     (every,), _ = ner_features(tok, [ex], tags, max_length=128, stride=32, subword_labels="all")
-    starts = [s for s, _ in __import__("data.words", fromlist=["tokenize"]).tokenize(ex.text)]
+    starts = [s for s, _ in __import__("distill_ner.data.words", fromlist=["tokenize"]).tokenize(ex.text)]
     tagged = [enc.offsets[i][0] for i, label in enumerate(first.labels[1:-1]) if label != -100]
     assert tagged == starts  # exactly one tagged piece per word, its first
     assert len(enc.ids) > len(starts) and all(label != -100 for label in every.labels[1:-1])
 
 
 def test_viterbi_never_starts_an_entity_in_its_middle():
-    from trainers.ner import viterbi_tags
+    from distill_ner.trainers.ner import viterbi_tags
 
     tags = tag_names(["SPECIES", "HABITAT"])  # O B-S I-S B-H I-H
     # greedy: O, I-S, I-H (two invalid starts); the best valid path keeps the words together as one species
@@ -126,7 +126,7 @@ def test_viterbi_never_starts_an_entity_in_its_middle():
 
 
 def test_overlap_f1_forgives_boundaries_strict_f1_does_not():
-    from trainers.evaluate import ner_scores
+    from distill_ner.trainers.evaluate import ner_scores
 
     gold = example()  # "Amur leopard", "temperate forests of the Russian Far East", "roe deer"
     shifted = [Entity(start=e.start, end=e.end, label=e.label) for e in gold.entities]

@@ -12,16 +12,16 @@ import spacy
 import torch
 from typer.testing import CliRunner
 
-from data.errors import DistillError
-from data.example import Example
-from data.spec import load_spec
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Example
+from distill_ner.data.spec import load_spec
 from tests.trainers.synthetic import make_examples
-from trainers.export.to_spacy import export_spacy
-from trainers.modeling import load_model, predict, window_outputs
-from trainers.onnx_runtime import load_runtime
-from trainers.ner import ner_features
-from trainers.relations import relation_pairs
-from trainers.spacy_pipeline import FACTORY
+from distill_ner.trainers.export.to_spacy import export_spacy
+from distill_ner.trainers.modeling import load_model, predict, window_outputs
+from distill_ner.trainers.onnx_runtime import load_runtime
+from distill_ner.trainers.ner import ner_features
+from distill_ner.trainers.relations import relation_pairs
+from distill_ner.trainers.spacy_pipeline import FACTORY
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ LONG = " ".join(e.text for e in make_examples(12, seed=7))  # several windows at
 
 @pytest.fixture(scope="module")
 def onnx_dirs(teacher, tmp_path_factory) -> dict[str, Path]:
-    from trainers.onnx_runtime import export_onnx
+    from distill_ner.trainers.onnx_runtime import export_onnx
 
     root = tmp_path_factory.mktemp("onnx")
     return {"fp32": export_onnx(teacher, root / "fp32"), "int8": export_onnx(teacher, root / "int8", quantize="int8")}
@@ -120,7 +120,7 @@ def test_onnx_spacy_pipeline_round_trips(teacher, texts, tmp_path):
 
 
 def test_cli_exports_an_int8_pipeline(teacher, tmp_path):
-    from flows.cli import app
+    from distill_ner.flows.cli import app
 
     result = CliRunner().invoke(app, ["export-spacy", str(teacher), str(tmp_path / "int8"), "--quantize", "int8"])
     assert result.exit_code == 0, result.output

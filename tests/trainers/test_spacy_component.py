@@ -17,10 +17,10 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example as SpacyExample
 from spacy.util import load_config
 
-from data.errors import DistillError
-from data.spec import load_spec
-from trainers.export.to_spacy import export_spacy
-from trainers.spacy_pipeline import FACTORY
+from distill_ner.data.errors import DistillError
+from distill_ner.data.spec import load_spec
+from distill_ner.trainers.export.to_spacy import export_spacy
+from distill_ner.trainers.spacy_pipeline import FACTORY
 
 pytestmark = pytest.mark.slow
 NEW_TEXT = "The kakapo lives in mountain slopes and eats worms."
@@ -114,6 +114,22 @@ def test_multiprocess_pipe_equals_single_process(pipeline, docs, texts):
     assert proc.returncode == 0, err[-2000:]
     got = json.loads(out.strip().splitlines()[-1])
     assert got == json.loads(json.dumps([summary(d) for d in docs]))
+
+
+def test_loads_in_a_folder_that_has_its_own_data_and_trainers_packages(pipeline, docs, texts, tmp_path):
+    """Many ML projects have a `data/` package; on sys.path before ours it must not shadow the component's code."""
+    for name in ("data", "trainers", "flows", "annotators"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('the user\'s own {name} package was imported')\n")
+    code = (
+        "import json, spacy, sys\n"
+        "doc = spacy.load(sys.argv[1])(sys.argv[2])\n"
+        "print(json.dumps([(e.start_char, e.end_char, e.label_, e.text) for e in doc.ents]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(pipeline), texts[0]], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(summary(docs[0])[0]))
 
 
 def _examples(nlp, references: list[Doc]) -> list[SpacyExample]:

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from data.errors import DistillError
-from data.example import Entity, Example, Review
-from trainers.scores import IGNORE, disagreement_scores, el2n, entity_f1, llm_entities, token_losses
-from trainers.kd.alpha import kd_alpha_for_fraction, parse_alpha_schedule
-from trainers.sweep import as_rows, pareto_front, write_sweep_outputs
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Entity, Example, Review
+from distill_ner.trainers.scores import IGNORE, disagreement_scores, el2n, entity_f1, llm_entities, token_losses
+from distill_ner.trainers.kd.alpha import kd_alpha_for_fraction, parse_alpha_schedule
+from distill_ner.trainers.sweep import as_rows, pareto_front, write_sweep_outputs
 
 
 def test_kd_alpha_rises_as_the_kept_fraction_falls():
@@ -79,9 +79,9 @@ def _splits():
 
 
 def test_sweep_on_a_tiny_encoder_writes_table_and_plots(tiny_bert, tmp_path):
-    from trainers.scores import compute_scores
-    from trainers.sweep import run_sweep
-    from trainers.trainer import train_teacher
+    from distill_ner.trainers.scores import compute_scores
+    from distill_ner.trainers.sweep import run_sweep
+    from distill_ner.trainers.trainer import train_teacher
 
     splits = _splits()
     args = {"encoder": str(tiny_bert), "epochs": 1, "batch_size": 8, "progress": False, "threads": 1, "relations": False, "student_layers": 1}
@@ -112,7 +112,7 @@ def test_sweep_on_a_tiny_encoder_writes_table_and_plots(tiny_bert, tmp_path):
 
 
 def test_mean_over_seeds_averages_each_cell_and_reports_the_spread():
-    from trainers.sweep import half_data_verdict, mean_over_seeds, sweep_table
+    from distill_ner.trainers.sweep import half_data_verdict, mean_over_seeds, sweep_table
 
     def row(f, m, kd, f1):
         return {"fraction": f, "method": m, "kd": kd, "alpha": None, "n_train": 10, "f1": f1, "precision": f1, "recall": f1,
@@ -129,8 +129,8 @@ def test_mean_over_seeds_averages_each_cell_and_reports_the_spread():
 
 
 def test_sweep_over_seeds_repeats_the_grid_per_seed(tiny_bert, tmp_path):
-    from trainers.sweep import run_sweep
-    from trainers.trainer import train_teacher
+    from distill_ner.trainers.sweep import run_sweep
+    from distill_ner.trainers.trainer import train_teacher
 
     splits = _splits()
     args = {"encoder": str(tiny_bert), "epochs": 1, "batch_size": 8, "progress": False, "threads": 1, "relations": False, "student_layers": 1}
@@ -149,9 +149,9 @@ def test_sweep_over_seeds_repeats_the_grid_per_seed(tiny_bert, tmp_path):
 
 
 def test_a_transfer_setting_gives_the_pruned_away_examples_to_the_student_as_soft_targets(tiny_bert, tmp_path):
-    from data.errors import DistillError
-    from trainers.sweep import run_sweep
-    from trainers.trainer import train_teacher
+    from distill_ner.data.errors import DistillError
+    from distill_ner.trainers.sweep import run_sweep
+    from distill_ner.trainers.trainer import train_teacher
 
     splits = _splits()
     args = {"encoder": str(tiny_bert), "epochs": 1, "batch_size": 8, "progress": False, "threads": 1, "relations": False, "student_layers": 1}

@@ -11,15 +11,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from data.errors import DistillError
-from data.example import Entity, Example
-from data.formats import write_conll, write_jsonl
-from data.spec import load_spec
+from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Entity, Example
+from distill_ner.data.formats import write_conll, write_jsonl
+from distill_ner.data.spec import load_spec
 from tests.trainers.conftest import tiny_args
-from trainers.evaluate import evaluate
-from trainers.export.to_spacy import export_spacy
-from trainers.scores import per_example_scores
-from trainers.trainer import equal_step_epochs, train_student, train_teacher
+from distill_ner.trainers.evaluate import evaluate
+from distill_ner.trainers.export.to_spacy import export_spacy
+from distill_ner.trainers.scores import per_example_scores
+from distill_ner.trainers.trainer import equal_step_epochs, train_student, train_teacher
 
 pytestmark = pytest.mark.slow
 NEW_TEXT = "The kakapo lives in mountain slopes and eats worms."
@@ -98,8 +98,8 @@ def test_spacy_pipeline_loads_in_a_new_process(student, data, tmp_path):
 def test_transformers_export_predicts_the_same_tags_as_the_model(student, data, tmp_path):
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from trainers.export import export
-    from trainers.modeling import load_model
+    from distill_ner.trainers.export import export
+    from distill_ner.trainers.modeling import load_model
 
     out = export("transformers", student, tmp_path / "hf", load_spec("species"))
     hf, tokenizer = AutoModelForTokenClassification.from_pretrained(out).eval(), AutoTokenizer.from_pretrained(out)
@@ -113,8 +113,8 @@ def test_transformers_export_predicts_the_same_tags_as_the_model(student, data, 
 
 
 def test_a_new_exporter_is_one_registration(student, tmp_path, monkeypatch):
-    import trainers.export as exporters
-    from flows.cli import main
+    import distill_ner.trainers.export as exporters
+    from distill_ner.flows.cli import main
 
     (tmp_path / "labels_export.py").write_text(
         "import json\nfrom pathlib import Path\nfrom trainers.modeling import read_meta\n"
@@ -146,7 +146,7 @@ def test_spacy_package_builds_an_installable_package_that_requires_the_project(s
 
 
 def test_conll_files_through_the_cli(tiny_bert, data, tmp_path):
-    from flows.cli import app
+    from distill_ner.flows.cli import app
 
     for name in ("train", "dev", "test"):
         write_conll(tmp_path / f"{name}.conll", data[name][:20], drop_relations=True)
@@ -164,7 +164,7 @@ def test_conll_files_through_the_cli(tiny_bert, data, tmp_path):
 
 
 def test_own_data_without_dev_gets_a_seeded_dev_split_and_loses_its_test_duplicates(tiny_bert, data, tmp_path):
-    from flows.cli import app
+    from distill_ner.flows.cli import app
 
     train, test = data["train"][:30], data["test"][:10]
     write_jsonl(tmp_path / "train.jsonl", [*train, test[0], test[1].model_copy(update={"text": test[1].text.upper()})])  # two test texts again
@@ -183,7 +183,7 @@ def test_own_data_without_dev_gets_a_seeded_dev_split_and_loses_its_test_duplica
 
 
 def test_a_transfer_file_through_the_cli_never_brings_in_a_test_text(tiny_bert, data, teacher, tmp_path):
-    from flows.cli import app
+    from distill_ner.flows.cli import app
 
     train, test, unlabelled = data["train"][:20], data["test"][:10], data["train"][20:40]
     write_jsonl(tmp_path / "train.jsonl", train)
@@ -217,7 +217,7 @@ def test_bad_input_is_a_one_line_error(tiny_bert, data, tmp_path):
     with pytest.raises(DistillError, match="directory not found"):
         train_teacher(data["train"], data["dev"], tmp_path / "m", {**args, "encoder": str(tmp_path / "missing")})
     write_jsonl(tmp_path / "t.jsonl", data["train"][:5])
-    from flows.cli import app
+    from distill_ner.flows.cli import app
 
     result = CliRunner().invoke(app, ["train", "--train", str(tmp_path / "t.jsonl"), "--dev", str(tmp_path / "t.jsonl"), "--test", str(tmp_path / "t.jsonl"), "--encoder", str(tiny_bert)])
     assert result.exit_code != 0 and isinstance(result.exception, DistillError) and "all 5 training examples also occur in the test split" in str(result.exception)
@@ -229,7 +229,7 @@ def test_long_text_is_windowed_not_truncated(tiny_bert, tmp_path, data):
     long = Example(text=text, entities=[Entity(start=start, end=start + 5, label="FEEDING")])
     path = train_teacher([long, *data["train"][:10]], data["dev"][:4], tmp_path / "long", tiny_args(tiny_bert, epochs=1, max_length=32, stride=8))
     assert json.loads((path / "model.json").read_text())["texts_in_windows"] >= 1
-    from trainers.modeling import load_model, predict_entities
+    from distill_ner.trainers.modeling import load_model, predict_entities
 
     (entities,) = predict_entities(load_model(path), [text])
     assert all(0 <= e.start < e.end <= len(text) for e in entities)  # offsets valid to the very end
@@ -239,7 +239,7 @@ def test_long_text_is_windowed_not_truncated(tiny_bert, tmp_path, data):
 def test_training_on_cuda_gives_a_model_that_predicts_the_same_on_cpu(tiny_bert, data, tmp_path):
     import torch
 
-    from trainers.modeling import load_model, predict
+    from distill_ner.trainers.modeling import load_model, predict
 
     args = tiny_args(tiny_bert, device="cuda")
     teacher = train_teacher(data["train"], data["dev"], tmp_path / "teacher", args, spec=load_spec("species"))
@@ -255,8 +255,8 @@ def test_training_on_cuda_gives_a_model_that_predicts_the_same_on_cpu(tiny_bert,
 
 
 def test_speed_is_measured_on_a_sample_not_the_whole_test_split(teacher, monkeypatch):
-    import trainers.evaluate as evaluation
-    from trainers.modeling import load_model
+    import distill_ner.trainers.evaluate as evaluation
+    from distill_ner.trainers.modeling import load_model
 
     predicted: list[int] = []
     monkeypatch.setattr(evaluation, "predict", lambda loaded, texts, batch_size=64: predicted.append(len(texts)) or [])

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 EXPORTERS: dict[str, str] = {  # format -> "module:function", the function `(model_dir, out_dir, spec=None) -> Path`
-    "spacy": "trainers.export.to_spacy:export_spacy",
-    "transformers": "trainers.export.to_transformers:export_transformers",
+    "spacy": "distill_ner.trainers.export.to_spacy:export_spacy",
+    "transformers": "distill_ner.trainers.export.to_transformers:export_transformers",
 }
 
 Exporter = Callable[..., Path]

@@ -15,8 +15,8 @@ from typing import Any
 
 from transformers import AutoConfig, AutoModelForTokenClassification
 
-from data.errors import DistillError
-from trainers.modeling import load_model
+from distill_ner.data.errors import DistillError
+from distill_ner.trainers.modeling import load_model
 
 
 def export_transformers(model_dir: str | Path, out_dir: str | Path, spec: Any = None) -> Path:

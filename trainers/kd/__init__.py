@@ -13,16 +13,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 if TYPE_CHECKING:
-    from trainers.kd.base import KDMethod
+    from distill_ner.trainers.kd.base import KDMethod
 
 KD_METHODS: dict[str, str] = {  # name -> module with a METHOD
-    "none": "trainers.kd.plain",
-    "hinton": "trainers.kd.hinton",
-    "annealing": "trainers.kd.annealing",
-    "hinton_hidden": "trainers.kd.hidden",
+    "none": "distill_ner.trainers.kd.plain",
+    "hinton": "distill_ner.trainers.kd.hinton",
+    "annealing": "distill_ner.trainers.kd.annealing",
+    "hinton_hidden": "distill_ner.trainers.kd.hidden",
 }
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data.errors import DistillError
+from distill_ner.data.errors import DistillError
 
 # (kept fraction, KD weight alpha) anchors, linearly interpolated and flat outside:
 # alpha = 1 - fraction / 2 between 10% (alpha 0.95) and all the data (alpha 0.5).

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainers.kd.base import Phase, cross_entropy, tagged
+from distill_ner.trainers.kd.base import Phase, cross_entropy, tagged
 
 
 def phase_one_epochs(t_max: float, share_of: int = 0, share: float = 0.0) -> int:

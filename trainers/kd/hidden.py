@@ -15,8 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainers.kd.base import Phase
-from trainers.kd.hinton import hinton_loss
+from distill_ner.trainers.kd.base import Phase
+from distill_ner.trainers.kd.hinton import hinton_loss
 
 
 def matched_teacher_layers(n_teacher: int, n_student: int) -> list[int]:

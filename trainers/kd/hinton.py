@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainers.kd.base import Phase, cross_entropy, tagged
+from distill_ner.trainers.kd.base import Phase, cross_entropy, tagged
 
 
 def hinton_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, alpha: float, temperature: float) -> torch.Tensor:

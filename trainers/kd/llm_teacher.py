@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from data.example import Entity
+from distill_ner.data.example import Entity
 
 FLOOR = 1e-3  # no tag gets less than this probability: the LLM is never certain
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainers.kd.base import Phase, cross_entropy
+from distill_ner.trainers.kd.base import Phase, cross_entropy
 
 
 class Plain:
