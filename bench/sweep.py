@@ -57,7 +57,7 @@ def demo_splits(n: int, out: Path, seed: int) -> dict[str, list]:
     return split_examples(verified, dev=0.15, test=0.15, seed=seed)
 
 
-def load_splits_any(data: Path, seed: int) -> dict[str, list]:
+def load_splits_any(data: Path, seed: int, holdout: float = 0.15) -> dict[str, list]:
     from distill_ner.data.example import usable
     from distill_ner.data.formats import load_splits, read_examples, split_examples
 
@@ -65,7 +65,7 @@ def load_splits_any(data: Path, seed: int) -> dict[str, list]:
         return load_splits(data / "verified")
     if (data / "dataset_dict.json").exists():
         return load_splits(data)
-    return split_examples(usable(read_examples(data)), dev=0.15, test=0.15, seed=seed)
+    return split_examples(usable(read_examples(data)), dev=holdout, test=holdout, seed=seed)
 
 
 @app.command()
@@ -80,11 +80,13 @@ def main(
     kds: str = typer.Option("none,hinton", help="KD settings."),
     alpha: Optional[float] = typer.Option(None, help="One KD weight for every fraction (default: the schedule, 0.5 at 100%)."),
     student_layers: int = typer.Option(3),
-    teacher_epochs: int = typer.Option(12, help="At most this many epochs (early stopping on dev)."),
-    epochs: int = typer.Option(12, help="At most this many epochs (early stopping on dev)."),
-    batch_size: int = typer.Option(16),
+    teacher_epochs: Optional[int] = typer.Option(None, help="At most this many epochs (default: the trainer's step budget; early stopping on dev)."),
+    epochs: Optional[int] = typer.Option(None, help="Students: at most this many epochs (default: the trainer's step budget)."),
+    batch_size: Optional[int] = typer.Option(None, help="Default: the trainer's."),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: all cores)."),
     seed: int = typer.Option(0, help="Seed of the demo data, the split and the teacher."),
     seeds: Optional[str] = typer.Option(None, help="Student seeds, comma-separated (default: --seed); several give mean and std of F1."),
+    holdout: float = typer.Option(0.15, help="Share of dev and of test when DATA is one file (0.1: the split of bench/train.py, whose teacher --teacher can then reuse)."),
 ) -> None:
     from distill_ner.trainers.sweep import half_data_verdict, run_sweep, sweep_table
     from distill_ner.trainers.trainer import train_teacher
@@ -93,11 +95,12 @@ def main(
     if demo:
         splits = demo_splits(demo, out, seed)
     elif data is not None:
-        splits = load_splits_any(data, seed)
+        splits = load_splits_any(data, seed, holdout)
     else:
         raise SystemExit("give DATA (run folder, DatasetDict or file) or --demo N")
     print(", ".join(f"{k}: {len(v)}" for k, v in splits.items()))
-    args = {"encoder": encoder, "epochs": teacher_epochs, "batch_size": batch_size, "seed": seed, "progress": False, "student_layers": student_layers}
+    given = {"encoder": encoder, "batch_size": batch_size, "threads": threads}
+    args = {**{k: v for k, v in given.items() if v is not None}, "epochs": teacher_epochs, "seed": seed, "progress": False, "student_layers": student_layers}
     if teacher is None:
         teacher = out / "teacher"
         if not (teacher / "model.json").exists():

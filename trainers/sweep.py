@@ -133,6 +133,8 @@ def _student_rows(
                 _write_removed(pruned.removed, out_dir / "pruned" / f"{method}-{fraction:g}.removed.jsonl")
             for setting in kd_settings:
                 kd, transfer = parse_kd_setting(setting)
+                if transfer and fraction >= 1:
+                    continue  # nothing was removed: the same student as without the transfer set
                 alpha = args.alpha if args.alpha is not None else kd_alpha_for_fraction(fraction, alpha_schedule)
                 run_args = args.model_copy(update={"kd": kd, "alpha": alpha if kd != "none" else 0.0})
                 rows.append(_student_row(base, train, eval_name, teacher_dir, out_dir / "models" / f"{method}-{fraction:g}-{setting}", run_args, fraction, method,

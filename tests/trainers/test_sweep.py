@@ -156,8 +156,8 @@ def test_a_transfer_setting_gives_the_pruned_away_examples_to_the_student_as_sof
     splits = _splits()
     args = {"encoder": str(tiny_bert), "epochs": 1, "batch_size": 8, "progress": False, "threads": 1, "relations": False, "student_layers": 1}
     teacher = train_teacher(splits["train"], splits["dev"], tmp_path / "teacher", args)
-    rows = run_sweep(splits, teacher, [0.5], ["random"], ["hinton+transfer"], args, tmp_path / "sweep")
-    (student,) = [r for r in rows if r.method != "teacher"]
+    rows = run_sweep(splits, teacher, [1.0, 0.5], ["random"], ["hinton+transfer"], args, tmp_path / "sweep")
+    (student,) = [r for r in rows if r.method != "teacher"]  # at 100% nothing was removed: no transfer student to train
     assert (student.kd, student.n_train) == ("hinton+transfer", 7)
     assert json.loads((Path(student.model_dir) / "model.json").read_text())["n_transfer"] == 7  # the 7 that pruning removed
     with pytest.raises(DistillError, match="transfer set is learned from the teacher"):
