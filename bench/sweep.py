@@ -86,6 +86,8 @@ def main(
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: all cores)."),
     seed: int = typer.Option(0, help="Seed of the demo data, the split and the teacher."),
     seeds: Optional[str] = typer.Option(None, help="Student seeds, comma-separated (default: --seed); several give mean and std of F1."),
+    extra_teachers: str = typer.Option("", help="More trained teachers, comma-separated (e.g. other seeds' bench/train.py teachers): KD students learn their combination."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Any training argument as key=value (trainers/args.py), e.g. -s llm_teacher=true -s teacher_weighting=gold_loss."),
     holdout: float = typer.Option(0.15, help="Share of dev and of test when DATA is one file (0.1: the split of bench/train.py, whose teacher --teacher can then reuse)."),
 ) -> None:
     from distill_ner.trainers.sweep import half_data_verdict, run_sweep, sweep_table
@@ -105,8 +107,11 @@ def main(
         teacher = out / "teacher"
         if not (teacher / "model.json").exists():
             train_teacher(splits["train"], splits["dev"], teacher, args)
-    rows = run_sweep(splits, teacher, [float(f) for f in fractions.split(",")], methods.split(","), kds.split(","), {**args, "epochs": epochs, "alpha": alpha}, out,
-                     seeds=[int(s) for s in (seeds or str(seed)).split(",")])
+    import yaml
+
+    settings = {k.strip(): yaml.safe_load(v) for k, _, v in (item.partition("=") for item in set_)}
+    rows = run_sweep(splits, teacher, [float(f) for f in fractions.split(",")], methods.split(","), kds.split(","), {**args, **settings, "epochs": epochs, "alpha": alpha}, out,
+                     seeds=[int(s) for s in (seeds or str(seed)).split(",")], extra_teachers=[t for t in extra_teachers.split(",") if t])
     print(sweep_table(rows))
     print(half_data_verdict(rows) or "(no 50% KD row and 100% no-KD row to compare)")
     print(f"total {time.perf_counter() - start:.0f} s -> {out}/sweep.md")

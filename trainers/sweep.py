@@ -19,7 +19,7 @@ import numpy as np
 from distill_ner.data.errors import DistillError
 from distill_ner.data.example import Example
 from distill_ner.data.tables import markdown_table
-from distill_ner.trainers.kd import parse_kd_setting
+from distill_ner.trainers.kd import TRANSFER, parse_kd_setting
 from distill_ner.trainers.kd.alpha import kd_alpha_for_fraction
 
 matplotlib.use("Agg")
@@ -72,6 +72,7 @@ def run_sweep(
     seeds: Sequence[int] = (0,),
     alpha_schedule: Sequence[tuple[float, float]] | None = None,
     scores: dict[str, dict[str, float]] | None = None,
+    extra_teachers: Sequence[str | Path] = (),
 ) -> list[SweepRow]:
     """Train one student per (fraction, method, KD setting), evaluate it, and write the outputs.
 
@@ -82,7 +83,9 @@ def run_sweep(
     training; with several seeds each repeat goes to `out_dir/seed-<s>/` and the table holds the
     mean over seeds with `f1_std` (see `mean_over_seeds`). Models go to `models/<name>/`, removed
     examples to `pruned/<name>.removed.jsonl`; a finished model is reused when rerun with the
-    same inputs. Returns the table rows (also in `out_dir/sweep.json`).
+    same inputs. `extra_teachers`: more trained teachers whose logits KD combines with the teacher's
+    (`args.teacher_weighting`); the rows' KD column then says how many. Returns the table rows
+    (also in `out_dir/sweep.json`).
     """
     from distill_ner.data.prune import DropRejected, prune_splits
     from distill_ner.trainers.args import TrainingArgs
@@ -105,7 +108,8 @@ def run_sweep(
     for seed in seeds:
         seed_dir = out_dir if len(seeds) == 1 else out_dir / f"seed-{seed}"
         seed_args = args.model_copy(update={"seed": seed})
-        per_seed.append([teacher, *_student_rows(base, eval_name, teacher_dir, fractions, methods, kd_settings, seed_args, seed_dir, seed, alpha_schedule, scores)])
+        per_seed.append([teacher, *_student_rows(base, eval_name, teacher_dir, fractions, methods, kd_settings, seed_args, seed_dir, seed, alpha_schedule, scores,
+                                                   [str(t) for t in extra_teachers])])
         if len(seeds) > 1:
             write_sweep_outputs(per_seed[-1], seed_dir)
     rows = per_seed[0] if len(seeds) == 1 else mean_over_seeds(per_seed)
@@ -116,7 +120,7 @@ def run_sweep(
 def _student_rows(
     base: dict[str, list[Example]], eval_name: str, teacher_dir: str | Path, fractions: Sequence[float], methods: Sequence[str],
     kd_settings: Sequence[str], args: Any, out_dir: Path, seed: int, alpha_schedule: Sequence[tuple[float, float]] | None,
-    scores: dict[str, dict[str, float]],
+    scores: dict[str, dict[str, float]], extra_teachers: list[str],
 ) -> list[SweepRow]:
     """One repeat of the grid: prune with `seed`, train and score a student per cell."""
     from distill_ner.data.prune import ToFraction, prune_splits
@@ -137,8 +141,10 @@ def _student_rows(
                     continue  # nothing was removed: the same student as without the transfer set
                 alpha = args.alpha if args.alpha is not None else kd_alpha_for_fraction(fraction, alpha_schedule)
                 run_args = args.model_copy(update={"kd": kd, "alpha": alpha if kd != "none" else 0.0})
+                uses_teacher = kd != "none"
                 rows.append(_student_row(base, train, eval_name, teacher_dir, out_dir / "models" / f"{method}-{fraction:g}-{setting}", run_args, fraction, method,
-                                         transfer=removed if transfer else [], setting=setting))
+                                         transfer=removed if transfer else [], setting=setting_label(setting, run_args, extra_teachers if uses_teacher else []),
+                                         extra_teachers=extra_teachers if uses_teacher else []))
     return rows
 
 
@@ -191,18 +197,29 @@ def _teacher_row(teacher_dir: str | Path, gold: list[Example]) -> SweepRow:
     return _row(1.0, "teacher", "teacher", None, _meta(teacher_dir).n_train, m, str(teacher_dir))
 
 
+def setting_label(setting: str, args: Any, extra_teachers: Sequence[str]) -> str:
+    """The KD column of a row: the setting, with the number of teachers and the LLM teacher when used."""
+    label = setting
+    if extra_teachers:
+        label += f" ({1 + len(extra_teachers)} teachers, {args.teacher_weighting})"
+    if args.llm_teacher and setting.endswith(TRANSFER):
+        label += " + LLM teacher"
+    return label
+
+
 def _student_row(base: dict[str, list[Example]], train: list[Example], eval_name: str, teacher_dir: str | Path, model_dir: Path, args: Any, fraction: float, method: str,
-                 transfer: list[Example], setting: str) -> SweepRow:
+                 transfer: list[Example], setting: str, extra_teachers: Sequence[str] = ()) -> SweepRow:
     from distill_ner.trainers.evaluate import evaluate
     from distill_ner.trainers.trainer import train_student
 
-    key = hashlib.sha1(json.dumps([sorted(e.id for e in train), sorted(e.id for e in transfer), str(teacher_dir), args.model_dump(), fraction], default=str).encode()).hexdigest()[:16]
+    key = hashlib.sha1(json.dumps([sorted(e.id for e in train), sorted(e.id for e in transfer), str(teacher_dir), list(extra_teachers), args.model_dump(), fraction],
+                                  default=str).encode()).hexdigest()[:16]
     saved = model_dir / "sweep_row.json"
     if saved.exists():
         row = json.loads(saved.read_text(encoding="utf-8"))
         if row.get("key") == key:
             return SweepRow.model_validate(row["row"])
-    train_student(train, base["dev"], teacher_dir, model_dir, args, fraction=fraction, transfer=transfer)
+    train_student(train, base["dev"], teacher_dir, model_dir, args, fraction=fraction, transfer=transfer, extra_teachers=extra_teachers)
     m = evaluate(model_dir, base[eval_name], measure_speed=False)
     row = _row(fraction, method, setting, _meta(model_dir).alpha if args.kd == "hinton" else None, len(train), m, str(model_dir))
     saved.write_text(json.dumps({"key": key, "row": row.model_dump(mode="json")}) + "\n", encoding="utf-8")

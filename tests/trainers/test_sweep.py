@@ -162,3 +162,18 @@ def test_a_transfer_setting_gives_the_pruned_away_examples_to_the_student_as_sof
     assert json.loads((Path(student.model_dir) / "model.json").read_text())["n_transfer"] == 7  # the 7 that pruning removed
     with pytest.raises(DistillError, match="transfer set is learned from the teacher"):
         run_sweep(splits, teacher, [0.5], ["random"], ["none+transfer"], args, tmp_path / "bad")
+
+
+def test_extra_teachers_reach_the_kd_students_of_a_sweep(tiny_bert, tmp_path):
+    from distill_ner.trainers.sweep import run_sweep
+    from distill_ner.trainers.trainer import train_teacher
+
+    splits = _splits()
+    args = {"encoder": str(tiny_bert), "epochs": 1, "batch_size": 8, "progress": False, "threads": 1, "relations": False, "student_layers": 1}
+    first = train_teacher(splits["train"], splits["dev"], tmp_path / "t0", args)
+    second = train_teacher(splits["train"], splits["dev"], tmp_path / "t1", {**args, "seed": 1})
+    rows = run_sweep(splits, first, [0.5], ["random"], ["none", "hinton"], {**args, "teacher_weighting": "gold_loss"}, tmp_path / "sweep", extra_teachers=[second])
+    by_kd = {r.kd: r for r in rows if r.method != "teacher"}
+    assert set(by_kd) == {"none", "hinton (2 teachers, gold_loss)"}
+    taught = json.loads((Path(by_kd["hinton (2 teachers, gold_loss)"].model_dir) / "model.json").read_text())["teachers"]
+    assert [Path(t).name for t in taught] == ["t0", "t1"]
