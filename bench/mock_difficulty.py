@@ -37,10 +37,12 @@ def reviewed_gold(
     """(gold examples, LLM example by text): what the simulated reviewers submit, decided exactly
     as the simulated Label Studio annotator decides it (`annotators.truth.review_example`, the same
     seeded draw per annotator and text, annotators taking examples in turn): rejected texts are
-    dropped, missed ones keep the LLM's answer, the rest get the truth as that reviewer draws it."""
+    dropped, missed ones keep the LLM's answer, the rest get the truth as that reviewer draws it,
+    with `review.diff` recording what changed (so `trainers.scores.llm_entities` recovers the LLM's)."""
     import hashlib
     import random
 
+    from distill_ner.annotators.label_studio import review_diff
     from distill_ner.annotators.truth import review_example
     from distill_ner.data.example import Review
 
@@ -55,9 +57,10 @@ def reviewed_gold(
         if decision == "rejected":
             continue
         llm[example.text] = example
+        diff = review_diff(example, submitted.entities, submitted.relations)  # as the Label Studio review records it
         gold.append(example.model_copy(update={
             "entities": submitted.entities, "relations": submitted.relations,
-            "review": Review(status="accepted" if decision == "missed" else "corrected", annotator=name),
+            "review": Review(status="accepted" if decision == "missed" else "corrected", annotator=name, diff=diff if diff.changed else None),
         }))
     return gold, llm
 
