@@ -6,6 +6,15 @@
     .venv/bin/python bench/sweep.py --demo 400                # mock LLM data, reviewed offline from its truth
     .venv/bin/python bench/sweep.py --demo 1000 --seeds 0,1,2 # each cell: mean and std of F1 over 3 seeds
 
+The KD comparison of issue 16, one run per seed s (same split and teacher; pooled afterwards by
+bench/sweep_merge.py), with the teachers of bench/train.py --split-seed 0 --seeds 0,1,2:
+
+    sweep.py data.jsonl --holdout 0.1 --teacher T0 --seeds s --fractions 1.0 --kds none --out f1/seed-s
+    sweep.py data.jsonl --holdout 0.1 --teacher T0 --seeds s --fractions 0.5 --kds none,hinton,hinton+transfer,hinton_hidden --out f05/seed-s
+    sweep.py data.jsonl --holdout 0.1 --teacher T0 --seeds s --fractions 0.5 --kds hinton+transfer --extra-teachers T1,T2 --out teachers/seed-s
+    sweep.py data.jsonl --holdout 0.1 --teacher T0 --seeds s --fractions 0.5 --kds hinton+transfer -s llm_teacher=true --out llm/seed-s
+    sweep_merge.py merged f1 f05 teachers llm
+
 Trains a teacher on all the training data (or takes --teacher), then students over the given
 fractions x methods x KD settings, prints the sweep table and checks the target: the student on
 50% of the data with KD reaches at least the F1 of the student on 100% without KD. Everything
