@@ -99,6 +99,7 @@ def main(
     set_: list[str] = typer.Option([], "--set", "-s", help="Any training argument as key=value (trainers/args.py), e.g. -s llm_teacher=true -s teacher_weighting=gold_loss."),
     holdout: float = typer.Option(0.15, help="Share of dev and of test when DATA is one file (0.1: the split of bench/train.py, whose teacher --teacher can then reuse)."),
 ) -> None:
+    from distill_ner.trainers.args import parse_settings
     from distill_ner.trainers.sweep import half_data_verdict, run_sweep, sweep_table
     from distill_ner.trainers.trainer import train_teacher
 
@@ -116,9 +117,7 @@ def main(
         teacher = out / "teacher"
         if not (teacher / "model.json").exists():
             train_teacher(splits["train"], splits["dev"], teacher, args)
-    import yaml
-
-    settings = {k.strip(): yaml.safe_load(v) for k, _, v in (item.partition("=") for item in set_)}
+    settings = parse_settings(set_)
     rows = run_sweep(splits, teacher, [float(f) for f in fractions.split(",")], methods.split(","), kds.split(","), {**args, **settings, "epochs": epochs, "alpha": alpha}, out,
                      seeds=[int(s) for s in (seeds or str(seed)).split(",")], extra_teachers=[t for t in extra_teachers.split(",") if t])
     print(sweep_table(rows))

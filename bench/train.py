@@ -152,17 +152,16 @@ def main(
     set_: list[str] = typer.Option([], "--set", "-s", help="Any training argument as key=value (trainers/args.py), e.g. -s head_learning_rate=1e-4."),
 ) -> None:
     """Train the teacher and students, evaluate on the gold test split, print one table per seed and the mean over seeds."""
-    from distill_ner.trainers.args import TrainingArgs
+    from distill_ner.trainers.args import TrainingArgs, parse_settings
 
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     splits = load_data(data, train, dev, test, seed_list[0] if split_seed is None else split_seed)
     if max_train:
         splits["train"] = splits["train"][:max_train]
     print(f"data: train {len(splits['train'])}, dev {len(splits['dev'])}, test {len(splits['test'])}")
-    import yaml
 
     given = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
-    given.update({k.strip(): yaml.safe_load(v) for k, _, v in (item.partition("=") for item in set_)})
+    given.update(parse_settings(set_))
     kd_list = [k.strip() for k in kds.split(",") if k.strip()]
     per_seed, reports = [], []
     for seed in seed_list:

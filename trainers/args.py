@@ -81,3 +81,17 @@ class TrainingArgs(BaseModel):
             values = dict(vars(obj))
         values.update(overrides)
         return cls.model_validate({k: v for k, v in values.items() if k in cls.model_fields})
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """`-s key=value` items as training arguments, values read as YAML (`-s lr_schedule=linear`,
+    `-s llm_teacher=true`); a one-line error names an item that is not `key=value` with a known key."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in TrainingArgs.model_fields:
+            raise DistillError(f"-s {item}: use key=value with a training argument ({', '.join(TrainingArgs.model_fields)})")
+        out[key.strip()] = yaml.safe_load(value)
+    return out

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -88,7 +87,7 @@ def train(
 
     from distill_ner.data.run_lock import run_lock
     from distill_ner.data.spec import load_spec
-    from distill_ner.trainers.args import TrainingArgs
+    from distill_ner.trainers.args import TrainingArgs, parse_settings
 
     if kd not in kd_names():  # cheap checks first: torch takes seconds to import
         raise DistillError(f"--kd {kd!r}: use {', '.join(kd_names())}")
@@ -98,10 +97,8 @@ def train(
     )
     names = {"learning_rate": "--lr"} | {f: "--" + f.replace("_", "-") for f in given if f != "learning_rate"}
     for item in set_:
-        key, sep, value = item.partition("=")
-        if not sep or key.strip() not in TrainingArgs.model_fields:
-            raise DistillError(f"-s {item}: use key=value with a training argument ({', '.join(TrainingArgs.model_fields)})")
-        given[key.strip()], names[key.strip()] = yaml.safe_load(value), f"-s {item}"
+        ((key, value),) = parse_settings([item]).items()
+        given[key], names[key] = value, f"-s {item}"
     try:
         args = TrainingArgs(**given)
     except ValidationError as err:

@@ -141,10 +141,9 @@ def _student_rows(
                     continue  # nothing was removed: the same student as without the transfer set
                 alpha = args.alpha if args.alpha is not None else kd_alpha_for_fraction(fraction, alpha_schedule)
                 run_args = args.model_copy(update={"kd": kd, "alpha": alpha if kd != "none" else 0.0})
-                uses_teacher = kd != "none"
+                teachers = extra_teachers if kd != "none" else []
                 rows.append(_student_row(base, train, eval_name, teacher_dir, out_dir / "models" / f"{method}-{fraction:g}-{setting}", run_args, fraction, method,
-                                         transfer=removed if transfer else [], setting=setting_label(setting, run_args, extra_teachers if uses_teacher else []),
-                                         extra_teachers=extra_teachers if uses_teacher else []))
+                                         transfer=removed if transfer else [], setting=setting_label(setting, run_args, teachers), extra_teachers=teachers))
     return rows
 
 
