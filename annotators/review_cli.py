@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from distill_ner.annotators.truth import CONVENTION_DRIFT
 from distill_ner.data.errors import DistillError
 from distill_ner.data.run_lock import run_lock
 
@@ -167,7 +168,11 @@ def status_cmd(
 def simulate_cmd(
     truth: Path = typer.Option(None, help="Mock LLM truth JSONL (default: RUN/mock_truth.jsonl)."),
     run: Path = typer.Option(None, "--run", help="Run folder (its own project, and the default truth file)."),
-    accuracy: float = typer.Option(0.9, min=0.0, max=1.0, help="Probability that an error is corrected (else the prediction is accepted as is)."),
+    accuracy: float = typer.Option(0.95, min=0.0, max=1.0, help="Probability that an error is corrected (else the prediction is accepted as is)."),
+    convention_drift: float = typer.Option(
+        CONVENTION_DRIFT, min=0.0, max=1.0,
+        help="Chance per entity that a reviewer leaves an LLM span convention or draws a boundary its own way (0: exactly the truth).",
+    ),
     annotators: str = typer.Option("annotator-1", help="Comma-separated simulated annotator names (Label Studio users)."),
     per_task: int = typer.Option(1, min=1, help="Annotations per task (at most the number of annotators)."),
     seconds_per_task: float = typer.Option(0.0, min=0.0, help="Pace: seconds each annotation takes."),
@@ -188,7 +193,7 @@ def simulate_cmd(
     _, project_id = _project(ls, spec, project, run)
     names = [n.strip() for n in annotators.split(",") if n.strip()]
     with run_lock(run, "distill review simulate") if run else nullcontext(), console.status("simulated annotators at work"):
-        result = simulate_review(ls, project_id, records, accuracy=accuracy, annotators=names, per_task=per_task, seconds_per_task=seconds_per_task, seed=seed, limit=limit)
+        result = simulate_review(ls, project_id, records, accuracy=accuracy, convention_drift=convention_drift, annotators=names, per_task=per_task, seconds_per_task=seconds_per_task, seed=seed, limit=limit)
     decisions = ", ".join(f"{k} {v}" for k, v in sorted(result.decisions.items()))
     console.print(f"{result.annotations} annotations on {result.tasks} tasks ({decisions or 'nothing to do'})")
 

@@ -73,7 +73,8 @@ def test_push_simulate_pull_report_through_the_cli(label_studio, species_example
 
     out = distill("review", "push", "--run", str(run), "--project", title)
     assert "4 tasks created, 0 already there" in out
-    out = distill("review", "simulate", "--run", str(run), "--project", title, "--annotators", "ann-a,ann-b", "--per-task", "2", "--accuracy", "1")
+    out = distill("review", "simulate", "--run", str(run), "--project", title, "--annotators", "ann-a,ann-b", "--per-task", "2", "--accuracy", "1",
+                  "--convention-drift", "0")
     assert "8 annotations on 4 tasks" in out
     distill("review", "pull", "--run", str(run), "--project", title)
     verified = {e.id: e for e in read_jsonl(run / "verified.jsonl")}
