@@ -8,7 +8,8 @@
 
 Prints one Markdown table per seed: F1 per label, entity micro F1 (seqeval, strict spans), overlap
 span F1, token-level macro F1 over the entity types, relation weighted F1, parameters, training
-seconds, CPU sentences per second; the checks (the KD student keeps >= 97% of the teacher's strict
+seconds, CPU sentences per second, and the LLM's own pre-annotation scored the same way when
+the data records the review; the checks (the KD student keeps >= 97% of the teacher's strict
 F1 at >= 1.8x its speed; >= 200 sentences/s in spaCy on CPU); then mean ± std over the seeds. The
 plain fine-tune of bench/plain_finetune.py is the reference the teacher must match. Training uses
 the trainer's defaults unless given. Results also go to OUT/bench.json and OUT/bench.md.
