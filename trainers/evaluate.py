@@ -6,6 +6,8 @@
   weighted F1, "no_relation" left out); parameters, size on disk, CPU sentences per second.
   Writes `metrics.json` and `metrics.md` into `out_dir` (default: the model directory).
 - `ner_scores(gold, predicted)`, `relation_scores(loaded, examples)`, `speed(loaded, texts)`.
+- `f1_interval(y_true, y_pred)`: the 95% bootstrap interval of strict span F1 over the test
+  texts (`f1_low`, `f1_high` in the scores): how far the test split's sampling alone moves it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from seqeval.metrics import classification_report
-from seqeval.scheme import IOB2
+from seqeval.scheme import IOB2, Entities
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from distill_ner.data.errors import DistillError
@@ -45,10 +48,13 @@ def ner_scores(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -
     flat_pred = [t.split("-", 1)[-1] for seq in y_pred for t in seq]
     types = sorted({t for t in flat_true if t != "O"})
     micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+    low, high = f1_interval(y_true, y_pred)
     return {
         "precision": round(float(micro["precision"]), 4),
         "recall": round(float(micro["recall"]), 4),
         "f1": round(float(micro["f1-score"]), 4),
+        "f1_low": low,
+        "f1_high": high,
         "overlap_f1": overlap_f1(gold, predicted),
         "macro_f1": round(float(report.get("macro avg", {}).get("f1-score", 0.0)), 4),
         "token_macro_f1": round(float(f1_score(flat_true, flat_pred, labels=types, average="macro", zero_division=0)), 4) if types else 0.0,
@@ -57,6 +63,18 @@ def ner_scores(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -
             for k in labels
         },
     }
+
+
+def f1_interval(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of strict span micro F1 (seqeval's IOB2 spans), resampling whole texts."""
+    gold, pred = Entities(list(y_true), IOB2).entities, Entities(list(y_pred), IOB2).entities
+    counts = np.array([(len(set(g) & set(p)), len(p), len(g)) for g, p in zip(gold, pred, strict=True)], dtype=float).reshape(-1, 3)
+    if not len(counts):
+        return 0.0, 0.0
+    picks = np.random.default_rng(seed).integers(0, len(counts), size=(resamples, len(counts)))
+    tp, n_pred, n_gold = counts[picks].sum(axis=1).T
+    f1 = 2 * tp / np.maximum(n_pred + n_gold, 1)
+    return round(float(np.percentile(f1, 2.5)), 4), round(float(np.percentile(f1, 97.5)), 4)
 
 
 def overlap_f1(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> float:

@@ -108,6 +108,8 @@ def test_flow_writes_every_artifact(finished_run, ls_env):
     assert (run_dir / "f1_vs_params.png").stat().st_size > 1000 and (run_dir / "report.html").exists()
     per_label = next(line for line in text.splitlines() if line.startswith("| model |") and line.endswith("| all |"))
     assert "SPECIES" in per_label and text.count("| LLM pre-annotation |") == 2  # the students against the LLM, overall and per label
+    models = next(line for line in text.splitlines() if line.startswith("| model | layers |"))
+    assert "| f1 | f1_low | f1_high |" in models and "95% bootstrap interval over the" in text  # how much the test split alone moves F1
     sweep = json.loads((run_dir / "sweep" / "sweep.json").read_text())
     assert sorted((r["fraction"], r["method"], r["kd"]) for r in sweep) == [(0.5, "random", "hinton"), (0.5, "random", "none"), (1.0, "all", "hinton"), (1.0, "all", "none"), (1.0, "teacher", "teacher")]
     assert (run_dir / "sweep" / "sweep_f1_vs_fraction.png").stat().st_size > 1000

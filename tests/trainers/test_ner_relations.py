@@ -134,3 +134,16 @@ def test_overlap_f1_forgives_boundaries_strict_f1_does_not():
     shifted[2] = Entity(start=shifted[2].start, end=shifted[2].end, label="SPECIES")  # wrong label: no credit either way
     scores = ner_scores([gold], [shifted])
     assert scores["f1"] == round(1 / 3, 4) and scores["overlap_f1"] == round(2 / 3, 4)
+
+
+def test_the_f1_interval_brackets_the_score_and_narrows_with_more_texts():
+    from distill_ner.trainers.evaluate import ner_scores
+
+    gold = example()
+    right = [Entity(start=e.start, end=e.end, label=e.label) for e in gold.entities]
+    wrong = right[:1]  # two of three entities missed
+    texts, predicted = [gold] * 20, [right] * 10 + [wrong] * 10
+    few, many = ner_scores(texts, predicted), ner_scores(texts * 9, predicted * 9)
+    assert few["f1_low"] < few["f1"] < few["f1_high"] and many["f1"] == few["f1"]
+    assert many["f1_high"] - many["f1_low"] < 0.5 * (few["f1_high"] - few["f1_low"])  # 9x the texts: a third of the width
+    assert ner_scores(texts, [right] * 20)["f1_low"] == 1.0  # no sampling moves a perfect score
