@@ -108,6 +108,24 @@ def llm_row(splits: dict[str, list]) -> dict | None:
             "parameters": 0, "train_seconds": 0.0, "sentences_per_second": 0.0}
 
 
+def versus_llm(rows: list[dict], splits: dict[str, list]) -> list[str]:
+    """Each trained model's strict span F1 minus the LLM's on the same test texts, with the paired
+    95% bootstrap interval (`trainers.evaluate.f1_difference`): is the lead more than the test
+    split's sampling?"""
+    from distill_ner.trainers.evaluate import f1_difference
+    from distill_ner.trainers.modeling import load_model, predict_entities
+    from distill_ner.trainers.scores import llm_entities
+
+    test = splits["test"]
+    llm = [llm_entities(e) for e in test]
+    lines = []
+    for r in rows:
+        if r.get("path"):
+            diff, low, high = f1_difference(test, predict_entities(load_model(r["path"]), [e.text for e in test]), llm)
+            lines.append(f"{r['name']} minus the LLM: {diff * 100:+.1f} strict span F1 (paired 95% interval {low * 100:+.1f} to {high * 100:+.1f})")
+    return lines
+
+
 def seed_summary(per_seed: list[list[dict]]) -> str:
     """Mean and standard deviation over seeds of each model's strict span, overlap and token F1 (percent)."""
     import statistics
@@ -185,7 +203,8 @@ def main(
         rows = train_and_score(splits, out / f"seed{seed}", args, kd_list, plain, plain_epochs, with_teacher=teacher)
         per_seed.append(rows)
         labels = sorted({l for r in rows for l in r["per_label"]})
-        reports.append(f"### seed {seed}\n\n" + table(rows, labels) + "\n\n" + "\n".join(f"- {c}" for c in checks(rows, out / f"seed{seed}", splits, spacy_check)))
+        reports.append(f"### seed {seed}\n\n" + table(rows, labels) + "\n\n" + "\n".join(f"- {c}" for c in checks(rows, out / f"seed{seed}", splits, spacy_check)
+                                                                                     + (versus_llm(rows, splits) if rows[-1]["name"] == "LLM pre-annotation" else [])))
         print(reports[-1], flush=True)
     summary = f"### mean ± std over seeds {seeds}\n\n" + seed_summary(per_seed)
     report = "\n\n".join([*reports, summary]) + "\n"

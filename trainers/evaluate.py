@@ -8,6 +8,7 @@
 - `ner_scores(gold, predicted)`, `relation_scores(loaded, examples)`, `speed(loaded, texts)`.
 - `f1_interval(y_true, y_pred)`: the 95% bootstrap interval of strict span F1 over the test
   texts (`f1_low`, `f1_high` in the scores): how far the test split's sampling alone moves it.
+  `f1_difference(gold, a, b)`: two predictions on the same texts, with a paired interval.
 """
 
 from __future__ import annotations
@@ -65,16 +66,44 @@ def ner_scores(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -
     }
 
 
-def f1_interval(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of strict span micro F1 (seqeval's IOB2 spans), resampling whole texts."""
+def span_counts(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]) -> np.ndarray:
+    """Per text: (strict spans right, spans predicted, gold spans), seqeval's IOB2 spans; [n_texts, 3]."""
     gold, pred = Entities(list(y_true), IOB2).entities, Entities(list(y_pred), IOB2).entities
-    counts = np.array([(len(set(g) & set(p)), len(p), len(g)) for g, p in zip(gold, pred, strict=True)], dtype=float).reshape(-1, 3)
+    return np.array([(len(set(g) & set(p)), len(p), len(g)) for g, p in zip(gold, pred, strict=True)], dtype=float).reshape(-1, 3)
+
+
+def _resampled_f1(counts: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    tp, n_pred, n_gold = counts[picks].sum(axis=1).T
+    return 2 * tp / np.maximum(n_pred + n_gold, 1)
+
+
+def _picks(n: int, resamples: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def f1_interval(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of strict span micro F1, resampling whole texts."""
+    counts = span_counts(y_true, y_pred)
     if not len(counts):
         return 0.0, 0.0
-    picks = np.random.default_rng(seed).integers(0, len(counts), size=(resamples, len(counts)))
-    tp, n_pred, n_gold = counts[picks].sum(axis=1).T
-    f1 = 2 * tp / np.maximum(n_pred + n_gold, 1)
+    f1 = _resampled_f1(counts, _picks(len(counts), resamples, seed))
     return round(float(np.percentile(f1, 2.5)), 4), round(float(np.percentile(f1, 97.5)), 4)
+
+
+def f1_difference(gold: Sequence[Example], a: Sequence[Sequence[Entity]], b: Sequence[Sequence[Entity]], resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Strict span F1 of predictions `a` minus that of `b` on the same gold texts, with its paired
+    95% bootstrap interval (both resampled on the same texts): (difference, low, high)."""
+    y_true = [word_tags(g) for g in gold]
+
+    def counts(predicted: Sequence[Sequence[Entity]]) -> np.ndarray:
+        return span_counts(y_true, [word_tags(Example(id=g.id, text=g.text, entities=list(p))) for g, p in zip(gold, predicted, strict=True)])
+
+    ca, cb = counts(a), counts(b)
+    whole = np.arange(len(gold))[None, :]
+    picks = _picks(len(gold), resamples, seed)
+    diff = _resampled_f1(ca, picks) - _resampled_f1(cb, picks)
+    point = float(_resampled_f1(ca, whole)[0] - _resampled_f1(cb, whole)[0])
+    return round(point, 4), round(float(np.percentile(diff, 2.5)), 4), round(float(np.percentile(diff, 97.5)), 4)
 
 
 def overlap_f1(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> float:

@@ -147,3 +147,18 @@ def test_the_f1_interval_brackets_the_score_and_narrows_with_more_texts():
     assert few["f1_low"] < few["f1"] < few["f1_high"] and many["f1"] == few["f1"]
     assert many["f1_high"] - many["f1_low"] < 0.5 * (few["f1_high"] - few["f1_low"])  # 9x the texts: a third of the width
     assert ner_scores(texts, [right] * 20)["f1_low"] == 1.0  # no sampling moves a perfect score
+
+
+def test_a_paired_difference_sees_a_small_lead_that_two_intervals_would_hide():
+    from distill_ner.trainers.evaluate import f1_difference, ner_scores
+
+    gold = example()
+    right = [Entity(start=e.start, end=e.end, label=e.label) for e in gold.entities]
+    texts = [gold] * 30
+    varied = [right if i % 2 else right[:1] for i in range(30)]  # half the texts mostly missed
+    better = [right if i % 2 or i < 10 else right[:1] for i in range(30)]  # the same, five texts fixed
+    diff, low, high = f1_difference(texts, better, varied)
+    assert diff == round(ner_scores(texts, better)["f1"] - ner_scores(texts, varied)["f1"], 4) and 0 < low <= diff <= high
+    a, b = ner_scores(texts, better), ner_scores(texts, varied)
+    assert a["f1_low"] < b["f1_high"]  # each on its own: the intervals overlap
+    assert f1_difference(texts, varied, varied) == (0.0, 0.0, 0.0)
