@@ -93,6 +93,8 @@ def f1_interval(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]
 def f1_difference(gold: Sequence[Example], a: Sequence[Sequence[Entity]], b: Sequence[Sequence[Entity]], resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """Strict span F1 of predictions `a` minus that of `b` on the same gold texts, with its paired
     95% bootstrap interval (both resampled on the same texts): (difference, low, high)."""
+    if not gold:
+        return 0.0, 0.0, 0.0
     y_true = [word_tags(g) for g in gold]
 
     def counts(predicted: Sequence[Sequence[Entity]]) -> np.ndarray:
