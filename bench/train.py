@@ -116,6 +116,8 @@ def versus_llm(rows: list[dict], splits: dict[str, list]) -> list[str]:
     from distill_ner.trainers.modeling import load_model, predict_entities
     from distill_ner.trainers.scores import llm_entities
 
+    if not any(r["name"] == "LLM pre-annotation" for r in rows):  # the data does not say what the LLM annotated
+        return []
     test = splits["test"]
     llm = [llm_entities(e) for e in test]
     lines = []
@@ -203,8 +205,7 @@ def main(
         rows = train_and_score(splits, out / f"seed{seed}", args, kd_list, plain, plain_epochs, with_teacher=teacher)
         per_seed.append(rows)
         labels = sorted({l for r in rows for l in r["per_label"]})
-        reports.append(f"### seed {seed}\n\n" + table(rows, labels) + "\n\n" + "\n".join(f"- {c}" for c in checks(rows, out / f"seed{seed}", splits, spacy_check)
-                                                                                     + (versus_llm(rows, splits) if rows[-1]["name"] == "LLM pre-annotation" else [])))
+        reports.append(f"### seed {seed}\n\n" + table(rows, labels) + "\n\n" + "\n".join(f"- {c}" for c in checks(rows, out / f"seed{seed}", splits, spacy_check) + versus_llm(rows, splits)))
         print(reports[-1], flush=True)
     summary = f"### mean ± std over seeds {seeds}\n\n" + seed_summary(per_seed)
     report = "\n\n".join([*reports, summary]) + "\n"

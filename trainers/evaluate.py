@@ -39,10 +39,15 @@ def word_tags(example: Example) -> list[str]:
     return [tag for _, tag, _, _ in bio_tokens(example)]
 
 
+def predicted_tags(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> list[list[str]]:
+    """BIO tag per word of each gold text, from the entities predicted for it."""
+    return [word_tags(Example(id=g.id, text=g.text, entities=list(p))) for g, p in zip(gold, predicted, strict=True)]
+
+
 def ner_scores(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> dict[str, Any]:
     """Entity-level strict seqeval scores (micro, macro, per label) and token-level macro F1."""
     y_true = [word_tags(g) for g in gold]
-    y_pred = [word_tags(Example(id=g.id, text=g.text, entities=list(p))) for g, p in zip(gold, predicted, strict=True)]
+    y_pred = predicted_tags(gold, predicted)
     report = classification_report(y_true, y_pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
     labels = sorted(k for k in report if k not in ("micro avg", "macro avg", "weighted avg"))
     flat_true = [t.split("-", 1)[-1] for seq in y_true for t in seq]
@@ -96,11 +101,7 @@ def f1_difference(gold: Sequence[Example], a: Sequence[Sequence[Entity]], b: Seq
     if not gold:
         return 0.0, 0.0, 0.0
     y_true = [word_tags(g) for g in gold]
-
-    def counts(predicted: Sequence[Sequence[Entity]]) -> np.ndarray:
-        return span_counts(y_true, [word_tags(Example(id=g.id, text=g.text, entities=list(p))) for g, p in zip(gold, predicted, strict=True)])
-
-    ca, cb = counts(a), counts(b)
+    ca, cb = span_counts(y_true, predicted_tags(gold, a)), span_counts(y_true, predicted_tags(gold, b))
     whole = np.arange(len(gold))[None, :]
     picks = _picks(len(gold), resamples, seed)
     diff = _resampled_f1(ca, picks) - _resampled_f1(cb, picks)
