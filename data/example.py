@@ -46,7 +46,8 @@ class Relation(BaseModel):
 
 
 class Source(BaseModel):
-    """Where an example came from (LLM, prompt, topic, sample) and how sure the LLM was."""
+    """Where an example came from (LLM, prompt, topic, sample, or the user's file, document and
+    offset) and how sure the LLM was."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -55,7 +56,10 @@ class Source(BaseModel):
     topic: str | None = None
     sample: int | None = None
     confidence: float | None = None
-    origin: str | None = None  # e.g. "llm", "conll:train.conll", "jsonl:file"
+    origin: str | None = None  # "llm" (text the LLM wrote), "corpus" (the user's text), "conll:train.conll", ...
+    file: str | None = None  # origin "corpus": the input file
+    document: str | None = None  # origin "corpus": the document's id in that file
+    offset: int | None = None  # origin "corpus": where the text starts in the document (entity start + offset)
 
 
 class DiffEntity(BaseModel):

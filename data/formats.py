@@ -26,20 +26,36 @@ SPLITS = ("train", "dev", "test")
 CONLL_SUFFIXES = {".conll", ".bio", ".tsv", ".iob"}
 
 
+# --- text files --------------------------------------------------------------------------
+def read_text(path: str | Path) -> str:
+    """The file's text: UTF-8 (a byte-order mark is dropped); a binary file or another encoding is
+    one error naming the line."""
+    path = Path(path)
+    if not path.exists():
+        raise DistillError(f"{path}: file not found")
+    if path.is_dir():
+        raise DistillError(f"{path}: is a folder; give a file")
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise DistillError(f"{path}: is a binary file, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DistillError(f"{path}:{line}: is not UTF-8 (byte 0x{data[err.start]:02x}); convert the file to UTF-8 first") from None
+
+
 # --- JSONL ------------------------------------------------------------------------------
 def iter_jsonl(path: str | Path) -> Iterator[Example]:
     """Yield examples from a JSONL file; a bad line raises an error naming the file and line."""
     path = Path(path)
-    if not path.exists():
-        raise DistillError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield Example.model_validate_json(line)
-            except ValidationError as err:
-                raise DistillError(f"{path}:{number}: {validation_message(err)}") from None
+    for number, line in enumerate(read_text(path).split("\n"), 1):  # not splitlines(): JSON strings may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            yield Example.model_validate_json(line)
+        except ValidationError as err:
+            raise DistillError(f"{path}:{number}: {validation_message(err)}") from None
 
 
 def read_jsonl(path: str | Path) -> list[Example]:
@@ -248,10 +264,8 @@ def read_conll(path: str | Path) -> list[Example]:
     so are BIOES/BILOU tags (`S-`/`U-` one-token entity, `E-`/`L-` its last token).
     """
     path = Path(path)
-    if not path.exists():
-        raise DistillError(f"{path}: file not found")
     examples, block, meta, first_line = [], [], {}, 1
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines() + [""], 1):
+    for number, raw in enumerate(read_text(path).splitlines() + [""], 1):
         line = raw.rstrip("\n")
         if line.startswith("# ") and " = " in line and not block:
             key, _, value = line[2:].partition(" = ")
