@@ -57,8 +57,7 @@ def generate(
 ) -> None:
     """Generate annotated examples with an LLM: ground, validate and dedup them, and count every rejection."""
     from distill_ner.annotators.generate import generate as run_generate
-    from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer
-    from distill_ner.data.run_lock import run_lock
+    from distill_ner.annotators.mock_llm import MockConfig
     from distill_ner.data.spec import load_spec
 
     task = load_spec(spec)
@@ -78,12 +77,94 @@ def generate(
     rules = grounding_rules(min_entities=min_entities, max_entity_share=max_entity_share, max_entity_words=max_entity_words, label_case=label_case, few_shot_similarity=few_shot_similarity)
     if not mock and not checked.base_url and not checked.api_key:
         raise DistillError("no LLM to ask: give --base-url (or set OPENAI_BASE_URL; the key goes in OPENAI_API_KEY), or --mock")
-    with run_lock(out, "distill generate"):
-        server = MockLLMServer(MockConfig(truth_file=out / "mock_truth.jsonl", seed=seed)) if mock else None
+    mock_config = MockConfig(truth_file=out / "mock_truth.jsonl", seed=seed) if mock else None
+
+    def run(config: LLMConfig, on_done: Callable[[Any], None], on_event: LiveCounts) -> Any:
+        return run_generate(
+            task, n, out, config, seed=seed, k_samples=k_samples, cache_dir=cache_dir, dedup_threshold=dedup_threshold,
+            on_done=on_done, rules=rules, max_failure_share=max_failure_share, examples_per_call=examples_per_call, on_event=on_event,
+        )
+
+    summary = run_with_llm(out, "generate", n, mock_config, base_url, model, settings, run)
+    print_summary(summary, out, "generate")
+
+
+@app.command()
+def annotate(
+    input: Path = typer.Option(..., "--input", help="Your texts: .txt (one a line; --paragraphs), .jsonl (--field), .csv (--column), .conll/.bio/.iob/.tsv or .spacy."),
+    out: Path = typer.Option(..., help="Run folder: generated.jsonl, rejected.jsonl, generate_summary.json, llm_cache/ (what review push, split and train read)."),
+    spec: str = typer.Option("species", help="Task spec: a name in data/specs/ or a YAML path."),
+    field: str = typer.Option("text", help=".jsonl: the field that holds the text."),
+    column: str = typer.Option("text", help=".csv: the column that holds the text."),
+    paragraphs: bool = typer.Option(False, "--paragraphs", help=".txt: blank-line-separated paragraphs are the texts (default: one text a line)."),
+    window_chars: int = typer.Option(1000, min=20, help="Longest window of whole sentences sent in one request; longer documents are split, never truncated."),
+    base_url: str = typer.Option(None, help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL). The key comes from $OPENAI_API_KEY."),
+    model: str = typer.Option(None, help="Model name (default: $DISTILL_LLM_MODEL, else gpt-4o-mini; mock-species with --mock)."),
+    concurrency: int = typer.Option(8, min=1, help="Requests in flight at once."),
+    k_samples: int = typer.Option(1, min=1, help="Annotations per window; k > 1 gives entity and example confidence from agreement."),
+    seed: int = typer.Option(0, help="LLM seed."),
+    temperature: float = typer.Option(None, help="Sampling temperature (default 0.7)."),
+    timeout: float = typer.Option(None, min=0.001, help="Seconds for one request (default 60)."),
+    max_retries: int = typer.Option(None, min=0, help="Retries of one request on 429, 5xx and timeouts (default 4)."),
+    max_tokens: int = typer.Option(None, min=1, help="Tokens one answer may take (default 600)."),
+    reasks: int = typer.Option(None, min=0, help="Re-asks after a malformed or cut-off answer (default 2)."),
+    structured: str = typer.Option(None, help="How to ask for JSON: json_schema (default), json_object_schema, json_object or none; steps down by itself if refused."),
+    max_failure_share: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of rejected windows above which the run fails (exit 1, earlier outputs kept)."),
+    min_entities: int = typer.Option(None, min=0, help="Windows with fewer entities are rejected as no_entities (default 0: text that names nothing is kept)."),
+    max_entity_words: int = typer.Option(None, min=1, help="An entity of more words is dropped as entity_too_long (default 32)."),
+    label_case: str = typer.Option(None, help="fix (default: a label right but for its case is fixed and counted) or reject."),
+    cache_dir: Path = typer.Option(None, help="LLM answer cache (default: OUT/llm_cache)."),
+    dedup_threshold: float = typer.Option(1.0, min=0.0, max=1.0, help="Near-duplicate similarity above which a text is dropped; 1 (default) = exact duplicates only."),
+    mock: bool = typer.Option(False, "--mock", help="Start the mock LLM in-process (it annotates any text from its gazetteer) and use it."),
+    replay: Path = typer.Option(None, help="Start the mock LLM in-process replaying this gold file (JSONL, CoNLL, DocBin) through its error model; its truth goes to OUT/mock_truth.jsonl for `review simulate`."),
+) -> None:
+    """Annotate your own texts with an LLM: windows of sentences, mentions grounded in the text, provenance kept."""
+    from distill_ner.annotators.generate import annotate as run_annotate
+    from distill_ner.annotators.mock_llm import MockConfig
+    from distill_ner.data.corpus import WindowStats, read_documents, windows
+    from distill_ner.data.spec import load_spec
+
+    task = load_spec(spec)
+    if structured not in (None, "json_schema", "json_object_schema", "json_object", "none"):
+        raise DistillError(f"--structured must be json_schema, json_object_schema, json_object or none (got {structured!r})")
+    settings = dict(concurrency=concurrency, temperature=temperature, timeout=timeout, max_retries=max_retries, max_tokens=max_tokens, reasks=reasks, structured=structured)
+    checked = llm_config(base_url=base_url, **settings)  # bad values fail here, before anything starts
+    rules = grounding_rules(min_entities=min_entities, max_entity_words=max_entity_words, label_case=label_case)
+    if not (mock or replay) and not checked.base_url and not checked.api_key:
+        raise DistillError("no LLM to ask: give --base-url (or set OPENAI_BASE_URL; the key goes in OPENAI_API_KEY), --mock or --replay GOLD")
+    if replay is not None and not replay.exists():
+        raise DistillError(f"{replay}: gold file not found (--replay)")
+    stats = WindowStats()
+    chunks = windows(read_documents(input, field=field, column=column, paragraphs=paragraphs), window_chars, stats)
+    mock_config = None
+    if mock or replay:
+        mock_config = MockConfig(truth_file=out / "mock_truth.jsonl", seed=seed, **({"replay": replay} if replay else {}))
+
+    def run(config: LLMConfig, on_done: Callable[[Any], None], on_event: LiveCounts) -> Any:
+        return run_annotate(
+            task, chunks, out, config, seed=seed, k_samples=k_samples, cache_dir=cache_dir, dedup_threshold=dedup_threshold, on_done=on_done,
+            rules=rules, max_failure_share=max_failure_share, on_event=on_event, documents=stats.documents, split_sentences=stats.split_sentences,
+        )
+
+    summary = run_with_llm(out, "annotate", len(chunks), mock_config, base_url, model, settings, run)
+    print_summary(summary, out, "annotate")
+
+
+def run_with_llm(
+    out: Path, command: str, total: int, mock_config: Any, base_url: str | None, model: str | None, settings: dict[str, Any],
+    run: Callable[[LLMConfig, Callable[[Any], None], LiveCounts], T],
+) -> T:
+    """Hold the run folder's lock, start the in-process mock when `mock_config` is given, show a
+    progress bar of `total` examples and call `run(config, on_done, on_event)`."""
+    from distill_ner.annotators.mock_llm import MockLLMServer
+    from distill_ner.data.run_lock import run_lock
+
+    with run_lock(out, f"distill {command}"):
+        server = MockLLMServer(mock_config) if mock_config is not None else None
         with server or nullcontext():
-            config = llm_config(base_url=server.base_url if server else base_url, model=model or ("mock-species" if server else None), **settings)
+            config = llm_config(base_url=server.base_url if server else base_url, model=model or (mock_config.model if server else None), **settings)
             columns = (
-                TextColumn("[bold]generating"),
+                TextColumn(f"[bold]{command}"),
                 BarColumn(bar_width=24),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
@@ -91,25 +172,19 @@ def generate(
                 TextColumn("{task.fields[llm]}"),
             )
             with Progress(*columns, console=console, transient=False) as progress:
-                bar = progress.add_task("generate", total=n, llm="")
-                live = LiveCounts(progress, bar)
-                summary = run_generate(
-                    task,
-                    n,
-                    out,
-                    config,
-                    seed=seed,
-                    k_samples=k_samples,
-                    cache_dir=cache_dir,
-                    dedup_threshold=dedup_threshold,
-                    on_done=lambda outcome: progress.advance(bar, outcome.request.n),
-                    rules=rules,
-                    max_failure_share=max_failure_share,
-                    examples_per_call=examples_per_call,
-                    on_event=live,
-                )
-    table = Table(title=f"distill generate -> {out}", show_header=False)
-    table.add_row("requested", str(summary.requested))
+                bar = progress.add_task(command, total=total, llm="")
+                return run(config, lambda outcome: progress.advance(bar, outcome.request.n), LiveCounts(progress, bar))
+
+
+def print_summary(summary: Any, out: Path, command: str) -> None:
+    """The closing table of a `generate` or `annotate` run: kept, rejected by reason, calls, tokens."""
+    table = Table(title=f"distill {command} -> {out}", show_header=False)
+    if summary.origin == "corpus":
+        table.add_row("documents / windows", f"{summary.documents} / {summary.requested}")
+        if summary.split_sentences:
+            table.add_row("sentences cut at a space (longer than a window)", str(summary.split_sentences))
+    else:
+        table.add_row("requested", str(summary.requested))
     table.add_row("kept", f"[green]{summary.kept}[/green]")
     for reason, count in summary.rejected.items():
         table.add_row(f"rejected: {reason}", str(count))
@@ -188,6 +263,11 @@ def mock_llm(
     latency_s: float = typer.Option(0.0, help="Seconds added to every answer (simulated generation time)."),
     require_key: bool = typer.Option(False, help="Require the API key in $DISTILL_MOCK_API_KEY (401 otherwise)."),
     no_json_schema: bool = typer.Option(False, "--no-json-schema", help="Answer 400 to json_schema response formats."),
+    replay: Path = typer.Option(None, help="Gold file (JSONL, CoNLL or DocBin): annotate requests for its texts get its gold, with the --replay-* errors, and the gold goes to the truth file."),
+    replay_drift: float = typer.Option(None, help="Per mention: a boundary moved by one word (default 0.08; answers to texts the mock did not write)."),
+    replay_missed: float = typer.Option(None, help="Per mention: left out with its relations (default 0.07)."),
+    replay_mislabelled: float = typer.Option(None, help="Per mention: another label of the request's schema (default 0.04)."),
+    replay_invented: float = typer.Option(None, help="Per text: a new mention on words that are no entity (default 0.15)."),
 ) -> None:
     """Serve the mock LLM (OpenAI chat API) until Ctrl-C."""
     from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer
@@ -196,8 +276,9 @@ def mock_llm(
     if require_key and not key:
         raise DistillError("--require-key: set DISTILL_MOCK_API_KEY to the key the mock should accept")
     overrides = {"rate_limit": rate_limit, "server_error": server_error, "delay": delay, "malformed": malformed, "truncated": truncated}
-    config = MockConfig.with_fault_rate(
-        fault_rate,
+    overrides |= {"replay_drift": replay_drift, "replay_missed": replay_missed, "replay_mislabelled": replay_mislabelled, "replay_invented": replay_invented}
+    config = validated(
+        lambda **values: MockConfig.with_fault_rate(fault_rate, **values),
         seed=seed,
         model=model,
         truth_file=truth_file,
@@ -208,7 +289,9 @@ def mock_llm(
         latency_s=latency_s,
         api_key=key,
         json_schema=not no_json_schema,
+        replay=replay,
         **{k: v for k, v in overrides.items() if v is not None},
     )
     server = MockLLMServer(config, host=host, port=port)
-    server.serve(announce=lambda url: console.print(f"mock LLM ({model}, seed {seed}) on {url} (truth -> {truth_file}); Ctrl-C stops it"))
+    replaying = f", replaying {len(server.mock.replay)} gold texts of {replay}" if server.mock.replay else ""
+    server.serve(announce=lambda url: console.print(f"mock LLM ({model}, seed {seed}{replaying}) on {url} (truth -> {truth_file}); Ctrl-C stops it"))

@@ -1,4 +1,4 @@
-"""Synthetic data generation: plan LLM requests from a task spec, run them, ground and dedup.
+"""LLM data: generate annotated texts from a task spec, or annotate the user's own texts; ground and dedup.
 
 The unit of work is a `GenerationRequest` (one topic, n examples, one sample), so a Prefect
 flow can fan requests out: `plan_requests` -> `run_requests` (any subset, anywhere; the LLM
@@ -7,6 +7,12 @@ three for the CLI. A run folder holds `generated.jsonl` (kept examples), `reject
 rejection and duplicate with its reason and the raw LLM item) and `generate_summary.json`.
 Rerunning the same command repeats no LLM call: answers come from the cache. A run whose share
 of rejected examples is above `max_failure_share` (or that keeps nothing) is a failed run.
+
+`annotate` is the same machinery for given text: one request per window of a document
+(`data.corpus.windows`), the spec's `annotate` prompt, mentions grounded in the given text (a
+mention that cannot be found is dropped and counted, not the whole window), and each example's
+provenance (`origin: corpus`, file, document, offset) kept, so every entity maps back to its
+document. Its run folder has the same files, so `review push`, `split`, `prune` and `train` take it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pydantic import BaseModel, Field
 from distill_ner.annotators.grounding import GroundingError, GroundingRules, ground
 from distill_ner.annotators.llm import STRUCTURED_MODES as STRUCTURED_ORDER
 from distill_ner.annotators.llm import JSONAnswer, LLMClient, LLMConfig, RequestFailed
+from distill_ner.data.corpus import Window
 from distill_ner.data.dedup import dedup
 from distill_ner.data.errors import DistillError
 from distill_ner.data.example import Example, Source
@@ -41,13 +48,15 @@ MAX_TEXT_CHARS = 1000
 
 
 class GenerationRequest(BaseModel):
-    """One LLM call to plan: write `n` examples about `topic` (sample `sample`, with `seed`)."""
+    """One LLM call to plan: write `n` examples about `topic` (sample `sample`, with `seed`), or,
+    with a `window`, annotate that given text (`topic` is then its document)."""
 
     index: int
     topic: str
     n: int = Field(ge=1)
     sample: int = 0
     seed: int = 0
+    window: Window | None = None
 
 
 class Rejection(BaseModel):
@@ -122,6 +131,9 @@ class GenerateSummary(BaseModel):
     max_failure_share: float = 0.5
     structured_mode: str = "json_schema"
     fallbacks: list[str] = Field(default_factory=list)
+    origin: str = "llm"  # "llm": texts the LLM wrote; "corpus": the user's texts, annotated (then `requested` counts windows)
+    documents: int | None = None  # corpus: documents read
+    split_sentences: int | None = None  # corpus: sentences longer than a window, cut at a space
 
 
 # --- prompts and schema -------------------------------------------------------------------------
@@ -150,6 +162,13 @@ def item_schema(spec: TaskSpec) -> dict[str, Any]:
             "relations": {"type": "array", "items": relation, "maxItems": MAX_RELATIONS},
         }
     )
+
+
+def annotate_schema(spec: TaskSpec) -> dict[str, Any]:
+    """JSON schema of an `annotate` answer: the item schema without the text (it is given)."""
+    schema = item_schema(spec)
+    props = {k: v for k, v in schema["properties"].items() if k != "text"}
+    return {**schema, "properties": props, "required": list(props)}
 
 
 def generate_schema(spec: TaskSpec, n: int | None = None) -> dict[str, Any]:
@@ -211,6 +230,11 @@ def plan_requests(spec: TaskSpec, n: int, seed: int = 0, per_call: int | None = 
     ]
 
 
+def plan_annotations(windows: list[Window], seed: int = 0) -> list[GenerationRequest]:
+    """One request per window of the user's documents (the same windows give the same plan)."""
+    return [GenerationRequest(index=i, topic=w.document, n=1, seed=seed, window=w) for i, w in enumerate(windows)]
+
+
 # --- running ------------------------------------------------------------------------------------
 async def run_request(
     request: GenerationRequest, spec: TaskSpec, llm: LLMClient, k_samples: int = 1, rules: GroundingRules | None = None
@@ -218,6 +242,8 @@ async def run_request(
     """Ask for one request's examples, ground each under `rules`, and (k_samples > 1) score agreement.
 
     Raises `DistillError` for problems that stop the run (server down, key refused)."""
+    if request.window is not None:
+        return await annotate_request(request, spec, llm, k_samples, rules)
     outcome = RequestOutcome(request=request)
     rules = rules or GroundingRules()
 
@@ -252,6 +278,55 @@ async def run_request(
     return outcome
 
 
+ANNOTATE_RULES = {"min_entities": 0, "bad_mentions": "drop"}  # given text may name nothing; one bad mention costs only itself
+
+
+def annotate_rules(rules: GroundingRules | None = None) -> GroundingRules:
+    """The grounding rules for given text: `rules` (default ones) with `ANNOTATE_RULES` unless set."""
+    rules = rules or GroundingRules()
+    return rules.model_copy(update={k: v for k, v in ANNOTATE_RULES.items() if k not in rules.model_fields_set})
+
+
+async def annotate_request(
+    request: GenerationRequest, spec: TaskSpec, llm: LLMClient, k_samples: int = 1, rules: GroundingRules | None = None
+) -> RequestOutcome:
+    """Annotate one window of a document with the spec's `annotate` prompt and ground the mentions
+    in it; the example keeps the window's provenance (file, document, offset)."""
+    window = request.window
+    assert window is not None
+    outcome = RequestOutcome(request=request)
+    rules = annotate_rules(rules)
+
+    def reject(reason: str, detail: str, raw: Any = None) -> None:
+        outcome.rejected.append(Rejection(request=request.index, topic=request.topic, reason=reason, detail=detail, raw=raw))
+
+    messages = chat_messages(spec, "annotate", text=window.text)
+    budget = llm.config.max_tokens or default_max_tokens(1)
+    try:
+        answer = await llm.complete_json(messages, annotate_schema(spec), seed=request.seed, check=_check_item, max_tokens=budget)
+    except RequestFailed as err:
+        reject(err.reason, err.detail, raw={"window": window.model_dump()})
+        return outcome
+    if answer.value is None:
+        reject(answer.reason or "malformed_output", answer.error or "", raw={"window": window.model_dump(), **_attempts(answer)})
+        return outcome
+    source = Source(
+        model=llm.config.model, prompt_id=prompt_id(spec, "annotate"), sample=request.sample, origin="corpus",
+        file=window.file, document=window.document, offset=window.offset,
+    )
+    repairs: Counter[str] = Counter()
+    try:
+        example = ground({**answer.value, "text": window.text}, spec, source=source, rules=rules, repairs=repairs, written=False)
+    except GroundingError as err:
+        reject(err.reason, err.detail, raw={"window": window.model_dump(), "answer": answer.value})
+        return outcome
+    outcome.repaired = dict(repairs)
+    outcome.examples = [example]
+    if k_samples > 1:
+        outcome.examples = [await score_agreement(example, spec, llm, k_samples, request.seed, rules)]
+    return outcome
+
+
 def _attempts(answer: JSONAnswer) -> dict[str, Any]:
     """Each attempt of a failed answer once (its problem and the first 2,000 characters)."""
     return {"attempts": [{"problem": a["problem"], "content": a["content"][:2000]} for a in answer.attempts]}
@@ -271,11 +346,11 @@ async def score_agreement(example: Example, spec: TaskSpec, llm: LLMClient, k: i
     messages = chat_messages(spec, "annotate", text=example.text)
     budget = llm.config.max_tokens or default_max_tokens(1)
     # a sample that finds nothing is a vote for nothing, and the text is the example's own
-    sample_rules = (rules or GroundingRules()).model_copy(update={"min_entities": 0, "few_shot_similarity": 1.0})
+    sample_rules = (rules or GroundingRules()).model_copy(update={"min_entities": 0, "bad_mentions": "drop"})
 
     async def sample(s: int) -> JSONAnswer | None:
         try:
-            return await llm.complete_json(messages, item_schema(spec), seed=seed * 1000 + s, check=_check_item, max_tokens=budget)
+            return await llm.complete_json(messages, annotate_schema(spec), seed=seed * 1000 + s, check=_check_item, max_tokens=budget)
         except RequestFailed:
             return None
 
@@ -284,7 +359,7 @@ async def score_agreement(example: Example, spec: TaskSpec, llm: LLMClient, k: i
         if answer is None or answer.value is None:
             continue
         try:
-            samples.append(ground({**answer.value, "text": example.text}, spec, rules=sample_rules))
+            samples.append(ground({**answer.value, "text": example.text}, spec, rules=sample_rules, written=False))
         except GroundingError:
             continue
     votes = [_votes(s) for s in samples]
@@ -379,6 +454,7 @@ def finish_run(
     k_samples: int = 1,
     dedup_threshold: float = 0.9,
     max_failure_share: float = 0.5,
+    corpus: dict[str, Any] | None = None,
 ) -> GenerateSummary:
     """Dedup the kept examples and write `generated.jsonl`, `rejected.jsonl` and the summary.
 
@@ -429,6 +505,7 @@ def finish_run(
         max_failure_share=max_failure_share,
         structured_mode=min(modes, key=STRUCTURED_ORDER.index),
         fallbacks=list(dict.fromkeys(stats.get("fallback_notes", []))),
+        **(corpus or {}),
     )
     too_many = summary.failure_share > max_failure_share
     if batch.error or not kept or too_many:
@@ -492,12 +569,48 @@ def generate(
     return finish_run(out, requests, batch, config, time.perf_counter() - started, k_samples, dedup_threshold, max_failure_share)
 
 
+def annotate(
+    spec: TaskSpec,
+    windows: list[Window],
+    out_dir: str | Path,
+    config: LLMConfig,
+    seed: int = 0,
+    k_samples: int = 1,
+    cache_dir: str | Path | None = None,
+    dedup_threshold: float = 1.0,
+    on_done: Callable[[RequestOutcome], None] | None = None,
+    rules: GroundingRules | None = None,
+    max_failure_share: float = 0.5,
+    on_event: Callable[[str], None] | None = None,
+    documents: int | None = None,
+    split_sentences: int | None = None,
+) -> GenerateSummary:
+    """Annotate the user's text, one request per window, into `out_dir` (the same files as
+    `generate`; exact duplicate texts dropped unless `dedup_threshold` < 1 asks for near ones too).
+    Failures behave as in `generate`: earlier outputs stay, and the rerun continues from the cache."""
+    if k_samples < 1:
+        raise DistillError(f"--k-samples must be at least 1 (got {k_samples})")
+    if not 0 <= max_failure_share <= 1:
+        raise DistillError(f"--max-failure-share must be between 0 and 1 (got {max_failure_share})")
+    if not windows:
+        raise DistillError("no text to annotate")
+    out = Path(out_dir)
+    requests = plan_annotations(windows, seed)
+    started = time.perf_counter()
+    batch = run_requests(requests, spec, config, cache_dir or out / "llm_cache", k_samples, on_done, rules, on_event)
+    corpus = {"origin": "corpus", "documents": documents, "split_sentences": split_sentences}
+    return finish_run(out, requests, batch, config, time.perf_counter() - started, k_samples, dedup_threshold, max_failure_share, corpus)
+
+
 __all__ = [
     "BatchResult",
     "GenerateSummary",
     "GenerationRequest",
     "Rejection",
     "RequestOutcome",
+    "annotate",
+    "annotate_request",
+    "annotate_schema",
     "arun_requests",
     "as_examples",
     "default_max_tokens",
@@ -505,6 +618,7 @@ __all__ = [
     "generate",
     "generate_schema",
     "item_schema",
+    "plan_annotations",
     "plan_requests",
     "run_request",
     "run_requests",

@@ -43,6 +43,10 @@ class GroundingRules(BaseModel):
     max_entity_words: int = Field(default=32, ge=1, description="an entity of more words: rejected as entity_too_long (breeding facts run to 30 words)")
     label_case: Literal["fix", "reject"] = Field(default="fix", description="a label right but for its case: fixed (counted) or rejected")
     few_shot_similarity: float = Field(default=0.85, gt=0, le=1, description="a text this similar to a few-shot text: rejected as copied_few_shot")
+    bad_mentions: Literal["reject", "drop"] = Field(
+        default="reject",
+        description="a mention or relation that cannot be grounded: the whole answer rejected (text the LLM wrote), or that one dropped and counted as `dropped_<reason>` (text the user gave)",
+    )
 
 
 @dataclass(frozen=True)
@@ -133,13 +137,16 @@ def ground(
     source: Source | None = None,
     rules: GroundingRules | None = None,
     repairs: Counter[str] | None = None,
+    written: bool = True,
 ) -> Example:
     """Ground one LLM item `{"text", "entities": [{"text", "label"}], "relations": [{"head", "tail", "label"}]}`.
 
     Raises `GroundingError` for: `invalid_item`, `empty_text`, `copied_few_shot`,
     `unknown_label`, `conflicting_labels`, `mention_not_found`, `entity_too_long`,
     `no_entities`, `unknown_relation`, `relation_mention_missing`, `relation_not_allowed`.
-    Repairs made under `rules` (a label's case) are added to `repairs`.
+    Repairs made under `rules` (a label's case) are added to `repairs`, and so are the mentions
+    and relations dropped under `rules.bad_mentions == "drop"` (as `dropped_<reason>`). `written`:
+    the LLM wrote the text (checked for copies of the few-shot texts); False for a given text.
     """
     rules = rules or GroundingRules()
     if not isinstance(item, dict):
@@ -149,7 +156,7 @@ def ground(
         raise GroundingError("invalid_item", "the item has no string 'text'")
     if not text.strip():
         raise GroundingError("empty_text", "the text is empty")
-    if spec.few_shot:
+    if written and spec.few_shot:
         copied = copies_few_shot(text, spec, rules.few_shot_similarity)
         if copied is not None:
             raise GroundingError("copied_few_shot", f"the text copies the prompt's example {copied[:80]!r}")
@@ -161,30 +168,53 @@ def ground(
     by_text: dict[str, str] = {}
     spans: list[_Span] = []
     for order, mention in enumerate(mentions):
-        if not isinstance(mention, dict) or not isinstance(mention.get("text"), str) or not isinstance(mention.get("label"), str):
-            raise GroundingError("invalid_item", f"entity {order} needs string 'text' and 'label'")
-        surface, label = mention["text"], _label(mention["label"], spec.entity_labels, rules, repairs)
-        if label is None:
-            raise GroundingError("unknown_label", f"entity {surface!r} has label {mention['label']!r} (known: {', '.join(spec.entity_labels)})")
-        key = surface.strip(_STRIP).casefold()
-        if key in by_text:
-            if by_text[key] != label:
-                raise GroundingError("conflicting_labels", f"{surface!r} is labelled both {by_text[key]} and {label}")
-            continue  # the same mention listed twice: its occurrences are already in
-        by_text[key] = label
-        hits = find_mention(text, surface)
-        if not hits:
-            raise GroundingError("mention_not_found", f"{surface!r} ({label}) does not occur in the text")
-        spans += [_Span(s, e, label, order) for s, e in hits]
+        try:
+            spans += _mention_spans(text, mention, order, spec, rules, repairs, by_text)
+        except GroundingError as err:
+            if rules.bad_mentions == "reject" or err.reason == "invalid_item":
+                raise
+            _count(repairs, f"dropped_{err.reason}")
 
-    kept = _resolve_overlaps(spans)
-    for span in kept:
-        _check_size(text, span, rules)
+    kept = []
+    for span in _resolve_overlaps(spans):
+        try:
+            _check_size(text, span, rules)
+            kept.append(span)
+        except GroundingError as err:
+            if rules.bad_mentions == "reject":
+                raise
+            _count(repairs, f"dropped_{err.reason}")
     if len(kept) < rules.min_entities:
         raise GroundingError("no_entities", f"{len(kept)} entities (at least {rules.min_entities} required)")
     entities = [Entity(start=s.start, end=s.end, label=s.label) for s in kept]
     example_relations = _ground_relations(text, relations, kept, spec, rules, repairs)
     return Example(text=text, entities=entities, relations=example_relations, source=source or Source(origin="llm"))
+
+
+def _count(repairs: Counter[str] | None, reason: str) -> None:
+    if repairs is not None:
+        repairs[reason] += 1
+
+
+def _mention_spans(
+    text: str, mention: Any, order: int, spec: TaskSpec, rules: GroundingRules, repairs: Counter[str] | None, by_text: dict[str, str]
+) -> list[_Span]:
+    """Every occurrence of one listed mention, as spans (none for a mention listed twice)."""
+    if not isinstance(mention, dict) or not isinstance(mention.get("text"), str) or not isinstance(mention.get("label"), str):
+        raise GroundingError("invalid_item", f"entity {order} needs string 'text' and 'label'")
+    surface, label = mention["text"], _label(mention["label"], spec.entity_labels, rules, repairs)
+    if label is None:
+        raise GroundingError("unknown_label", f"entity {surface!r} has label {mention['label']!r} (known: {', '.join(spec.entity_labels)})")
+    key = surface.strip(_STRIP).casefold()
+    if key in by_text:
+        if by_text[key] != label:
+            raise GroundingError("conflicting_labels", f"{surface!r} is labelled both {by_text[key]} and {label}")
+        return []  # the same mention listed twice: its occurrences are already in
+    hits = find_mention(text, surface)
+    if not hits:
+        raise GroundingError("mention_not_found", f"{surface!r} ({label}) does not occur in the text")
+    by_text[key] = label
+    return [_Span(s, e, label, order) for s, e in hits]
 
 
 def _check_size(text: str, span: _Span, rules: GroundingRules) -> None:
@@ -203,25 +233,39 @@ def _ground_relations(
 ) -> list[Relation]:
     out: dict[tuple[int, int, str], Relation] = {}
     for i, rel in enumerate(relations):
-        if not isinstance(rel, dict) or not all(isinstance(rel.get(k), str) for k in ("head", "tail", "label")):
-            raise GroundingError("invalid_item", f"relation {i} needs string 'head', 'tail' and 'label'")
-        label = _label(rel["label"], spec.relation_labels, rules, repairs)
-        if label is None:
-            raise GroundingError("unknown_relation", f"relation label {rel['label']!r} (known: {', '.join(spec.relation_labels)})")
-        heads = _occurrences(text, rel["head"], kept)
-        tails = _occurrences(text, rel["tail"], kept)
-        if not heads or not tails:
-            missing = rel["head"] if not heads else rel["tail"]
-            raise GroundingError("relation_mention_missing", f"{label}: {missing!r} is not one of the entities")
-        pairs = [(h, t) for h in heads for t in tails if h != t and spec.allows(label, kept[h].label, kept[t].label)]
-        if not pairs:
-            raise GroundingError(
-                "relation_not_allowed",
-                f"{label} from {rel['head']!r} ({kept[heads[0]].label}) to {rel['tail']!r} ({kept[tails[0]].label})",
-            )
-        h, t = min(pairs, key=lambda p: (abs(kept[p[0]].start - kept[p[1]].start), p))
+        try:
+            h, t, label = _ground_relation(text, i, rel, kept, spec, rules, repairs)
+        except GroundingError as err:
+            if rules.bad_mentions == "reject" or err.reason == "invalid_item":
+                raise
+            _count(repairs, f"dropped_{err.reason}")
+            continue
         out[(h, t, label)] = Relation(head=h, tail=t, label=label)
     return list(out.values())
+
+
+def _ground_relation(
+    text: str, i: int, rel: Any, kept: list[_Span], spec: TaskSpec, rules: GroundingRules, repairs: Counter[str] | None
+) -> tuple[int, int, str]:
+    """(head index, tail index, label) of one listed relation: the closest allowed pair of occurrences."""
+    if not isinstance(rel, dict) or not all(isinstance(rel.get(k), str) for k in ("head", "tail", "label")):
+        raise GroundingError("invalid_item", f"relation {i} needs string 'head', 'tail' and 'label'")
+    label = _label(rel["label"], spec.relation_labels, rules, repairs)
+    if label is None:
+        raise GroundingError("unknown_relation", f"relation label {rel['label']!r} (known: {', '.join(spec.relation_labels)})")
+    heads = _occurrences(text, rel["head"], kept)
+    tails = _occurrences(text, rel["tail"], kept)
+    if not heads or not tails:
+        missing = rel["head"] if not heads else rel["tail"]
+        raise GroundingError("relation_mention_missing", f"{label}: {missing!r} is not one of the entities")
+    pairs = [(h, t) for h in heads for t in tails if h != t and spec.allows(label, kept[h].label, kept[t].label)]
+    if not pairs:
+        raise GroundingError(
+            "relation_not_allowed",
+            f"{label} from {rel['head']!r} ({kept[heads[0]].label}) to {rel['tail']!r} ({kept[tails[0]].label})",
+        )
+    h, t = min(pairs, key=lambda p: (abs(kept[p[0]].start - kept[p[1]].start), p))
+    return h, t, label
 
 
 def _occurrences(text: str, mention: str, kept: list[_Span]) -> list[int]:

@@ -1,6 +1,8 @@
+from collections import Counter
+
 import pytest
 
-from distill_ner.annotators.grounding import GroundingError, find_mention, ground
+from distill_ner.annotators.grounding import GroundingError, GroundingRules, find_mention, ground
 
 
 def item(text, entities, relations=()):
@@ -128,3 +130,27 @@ def test_a_copy_of_the_prompts_few_shot_text_is_rejected(species_spec):
         ground(nearly, species_spec)
     own = item("The Amur leopard is one of the rarest big cats; fewer than a hundred live in the wild.", [("Amur leopard", "SPECIES")])
     assert len(ground(own, species_spec).entities) == 1
+
+
+def test_given_text_drops_only_the_bad_mention_and_counts_it(species_spec):
+    text = "The Amur leopard lives in temperate forests and hunts roe deer."
+    item = {
+        "text": text,
+        "entities": [
+            {"text": "Amur leopard", "label": "SPECIES"},
+            {"text": "temperate forests", "label": "HABITAT"},
+            {"text": "snow leopard", "label": "SPECIES"},  # not in the text
+            {"text": "roe deer", "label": "PREY"},  # not a label of the spec
+        ],
+        "relations": [
+            {"head": "Amur leopard", "tail": "temperate forests", "label": "live_in"},
+            {"head": "Amur leopard", "tail": "roe deer", "label": "feed_on"},  # its tail was dropped
+        ],
+    }
+    with pytest.raises(GroundingError, match="mention_not_found"):
+        ground(item, species_spec)  # text the LLM wrote: the whole answer is rejected
+    repairs = Counter()
+    example = ground(item, species_spec, rules=GroundingRules(bad_mentions="drop"), repairs=repairs, written=False)
+    assert [(example.span(e), e.label) for e in example.entities] == [("Amur leopard", "SPECIES"), ("temperate forests", "HABITAT")]
+    assert [(r.head, r.tail, r.label) for r in example.relations] == [(0, 1, "live_in")]
+    assert repairs == {"dropped_mention_not_found": 1, "dropped_unknown_label": 1, "dropped_relation_mention_missing": 1}

@@ -61,6 +61,18 @@ CASES = [
     Case("llm-key-refused", "generate --n 10 --seed 7 --max-retries 0 --out {run} --base-url {mock}", "refused the API key", env={"OPENAI_API_KEY": "sk-wrong"}, needs=("mock",)),
     Case("llm-none-given", "generate --n 10 --out {run}", "no LLM to ask", env={"OPENAI_BASE_URL": "", "OPENAI_API_KEY": ""}),
     Case("mock-key-missing", "mock-llm --port 0 --require-key", "DISTILL_MOCK_API_KEY", env={"DISTILL_MOCK_API_KEY": ""}),
+    # your own texts (distill annotate), checked before any call
+    Case("annotate-empty-input", "annotate --mock --out {run} --input {w}/empty.txt", "holds no text to annotate"),
+    Case("annotate-missing-input", "annotate --mock --out {run} --input {w}/nope.txt", "nope.txt: file not found"),
+    Case("annotate-missing-field", "annotate --mock --out {run} --input {w}/rows.jsonl", "has no field 'text' (it has: body)"),
+    Case("annotate-missing-column", "annotate --mock --out {run} --input {w}/rows.csv --column text", "has no column 'text' (it has: id, body)"),
+    Case("annotate-binary", "annotate --mock --out {run} --input {w}/binary.txt", "is a binary file"),
+    Case("annotate-not-utf8", "annotate --mock --out {run} --input {w}/latin1.txt", "latin1.txt:2: is not UTF-8"),
+    Case("annotate-unsplittable", "annotate --mock --out {run} --input {w}/long.txt --window-chars 100", "cannot fit a window of 100"),
+    Case("annotate-conll-no-text", "annotate --mock --out {run} --input {w}/notext.conll", "holds no text to annotate"),
+    Case("annotate-unknown-format", "annotate --mock --out {run} --input {w}/table.xlsx", "unknown input format '.xlsx'"),
+    Case("annotate-replay-missing", "annotate --out {run} --input {w}/texts.txt --replay {w}/nogold.jsonl", "nogold.jsonl: gold file not found"),
+    Case("annotate-no-llm", "annotate --out {run} --input {w}/texts.txt", "no LLM to ask", env={"OPENAI_BASE_URL": "", "OPENAI_API_KEY": ""}),
     # run configs and overrides
     Case("override-unknown-key", "run -s llm.nn=5", "override -s llm.nn=5"),
     Case("override-bad-value", "run -s train.kd=magic", "override -s train.kd=magic"),
@@ -145,6 +157,15 @@ def world(tmp_path_factory) -> Path:
     (w / "bad.conll").write_text("The\tO\nleopard\tB-SPECIES\nlonely-token\n")
     (w / "badtag.conll").write_text("The\tO\nleopard\tX-SPECIES\n")
     (w / "file").write_text("not a folder\n")
+    (w / "empty.txt").write_text("\n  \n")
+    (w / "texts.txt").write_text("The Amur leopard lives in forests.\n")
+    (w / "rows.jsonl").write_text('{"body": "The Amur leopard lives in forests."}\n')
+    (w / "rows.csv").write_text("id,body\n1,The Amur leopard lives in forests.\n")
+    (w / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    (w / "latin1.txt").write_bytes("The Amur leopard\ncaf\xe9 au lait\n".encode("latin-1"))
+    (w / "long.txt").write_text("A" * 300 + "\n")
+    (w / "notext.conll").write_text("-DOCSTART-\tO\n\n")
+    (w / "table.xlsx").write_bytes(b"PK")
     (w / "folder.jsonl").mkdir()
     (w / "broken.yaml").write_text("name: [unclosed\n")
     (w / "list.yaml").write_text("- a\n- b\n")
@@ -232,4 +253,4 @@ def test_bad_input_is_one_line_and_loses_nothing(case: Case, world, request, mon
 
 def test_the_table_covers_every_command_family():
     families = {c.argv.split()[0] for c in CASES}
-    assert len(CASES) >= 40 and {"generate", "mock-llm", "run", "convert", "split", "train", "prune", "evaluate", "review"} <= families
+    assert len(CASES) >= 40 and {"generate", "annotate", "mock-llm", "run", "convert", "split", "train", "prune", "evaluate", "review"} <= families
