@@ -99,11 +99,13 @@ def check_writable(path: str | Path, folder: bool = False) -> Path:
 
 
 # --- splits and HF datasets ----------------------------------------------------------------
-def split_examples(examples: list[Example], dev: float = 0.1, test: float = 0.1, seed: int = 0) -> dict[str, list[Example]]:
+def split_examples(examples: list[Example], dev: float = 0.1, test: float = 0.1, seed: int = 0, gold_from: str | None = None) -> dict[str, list[Example]]:
     """Seeded train/dev/test split; examples with the same text always land in the same split.
 
     A fraction of 0 leaves that split empty on purpose; a split asked for gets at least one
     text, and one that cannot (too few texts) is an error, never an empty split by accident.
+    `gold_from` (e.g. "corpus"): dev and test texts are drawn only from examples of that
+    `source.origin` (their sizes are still the fractions of all texts); the rest is train.
     """
     if not examples:
         raise DistillError("cannot split an empty set of examples")
@@ -124,8 +126,17 @@ def split_examples(examples: list[Example], dev: float = 0.1, test: float = 0.1,
             n_dev -= 1
         else:
             n_test -= 1
-    split_of = {t: "test" for t in texts[:n_test]}
-    split_of.update({t: "dev" for t in texts[n_test : n_test + n_dev]})
+    gold = texts
+    if gold_from is not None:
+        eligible = {e.text for e in examples if e.source.origin == gold_from}
+        gold = [t for t in texts if t in eligible]
+        if len(gold) < n_test + n_dev:
+            raise DistillError(
+                f"dev and test need {n_test + n_dev} texts of origin {gold_from!r} (split.gold_from), and there are {len(gold)}: "
+                "annotate more of your texts, lower the fractions, or take gold from any text"
+            )
+    split_of = {t: "test" for t in gold[:n_test]}
+    split_of.update({t: "dev" for t in gold[n_test : n_test + n_dev]})
     out: dict[str, list[Example]] = {s: [] for s in SPLITS}
     for e in examples:
         out[split_of.get(e.text, "train")].append(e)

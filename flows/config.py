@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distill_ner.annotators.grounding import GroundingRules
 from distill_ner.annotators.truth import CONVENTION_DRIFT
@@ -33,6 +33,7 @@ class LLMSection(_Section):
     error_rate: float = Field(0.25, ge=0, le=1, description="mock only: share of answers with annotation errors")
     factual_error_rate: float = Field(0.25, ge=0, le=1, description="mock only: share of texts with a factual error (a careful reviewer rejects them)")
     truth_file: str | None = Field(None, description="an external mock's truth file, for the simulated annotator")
+    replay: str | None = Field(None, description="mock only: a gold file (JSONL, CoNLL, DocBin) whose annotations the mock replays, through its error model, for the texts it is asked to annotate; the simulated reviewer takes the gold as truth")
     # the client's settings, with LLMConfig's defaults (not imported here: the openai package takes seconds to import)
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, description="tokens one answer may take; null: 200 + 400 per example in the call")
@@ -53,6 +54,17 @@ class LLMSection(_Section):
         return {name: getattr(self, name) for name in names}
 
 
+class AnnotateSection(_Section):
+    """The user's own texts, annotated by the LLM (`source: annotate` or `both`; `distill annotate`)."""
+
+    input: str | None = Field(None, description="the texts: .txt, .jsonl, .csv, CoNLL or DocBin")
+    field: str = Field("text", description=".jsonl: the field that holds the text")
+    column: str = Field("text", description=".csv: the column that holds the text")
+    paragraphs: bool = Field(False, description=".txt: blank-line-separated paragraphs are the texts (default: one a line)")
+    window_chars: int = Field(1000, ge=20, description="longest window of whole sentences in one request")
+    dedup_threshold: float = Field(1.0, ge=0, le=1, description="1: exact duplicate texts only")
+
+
 class ReviewSection(_Section):
     mode: Literal["simulated", "human", "none"] = "simulated"
     label_studio_url: str | None = Field(None, description="null: the local server of `distill label-studio up`")
@@ -69,6 +81,7 @@ class SplitSection(_Section):
     dev: float = Field(0.15, ge=0, lt=1)
     test: float = Field(0.15, gt=0, lt=1, description="the gold test split the models are scored on")
     seed: int = 0
+    gold_from: Literal["any", "corpus"] = Field("any", description="corpus: dev and test texts come only from the user's texts (the student will meet real text)")
 
 
 class PruneSection(PruneSettings):
@@ -127,7 +140,9 @@ class RunConfig(_Section):
     task_runner: Literal["thread", "dask"] = "thread"
     dask_address: str | None = Field(None, description="dask scheduler; null starts a local cluster")
     generation_batches: int = Field(4, ge=1, description="mapped generation tasks")
+    source: Literal["generate", "annotate", "both"] = Field("generate", description="the texts: written by the LLM, yours annotated by it (annotate.input), or both")
     llm: LLMSection = LLMSection()
+    annotate: AnnotateSection = AnnotateSection()
     review: ReviewSection = ReviewSection()
     split: SplitSection = SplitSection()
     prune: PruneSection = PruneSection()
@@ -135,14 +150,26 @@ class RunConfig(_Section):
     sweep: SweepSection = SweepSection()
 
 
+    @model_validator(mode="after")
+    def _source_has_input(self) -> RunConfig:
+        if self.source != "generate" and not self.annotate.input:
+            raise ValueError(f"annotate.input: source {self.source!r} needs the file of texts to annotate")
+        return self
+
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
 
+    def part(self, source: str) -> RunConfig:
+        """With `source: both`, the LLM's texts (`generate`, in RUN/llm/) or yours (`annotate`, in
+        RUN/corpus/), each written like a run of its own and combined into RUN/generated.jsonl."""
+        name = "llm" if source == "generate" else "corpus"
+        return self.model_copy(update={"runs_dir": str(self.run_dir), "name": name, "source": source})
+
     def unlabeled_config(self) -> RunConfig:
         """The generation of `llm.n_unlabeled` transfer-set texts: other seeds, in RUN/unlabeled/."""
         llm = self.llm.model_copy(update={"n": self.llm.n_unlabeled, "seed": self.llm.seed + UNLABELED_SEED_OFFSET})
-        return self.model_copy(update={"runs_dir": str(self.run_dir), "name": "unlabeled", "llm": llm})
+        return self.model_copy(update={"runs_dir": str(self.run_dir), "name": "unlabeled", "llm": llm, "source": "generate"})
 
 
 UNLABELED_SEED_OFFSET = 1000  # the unlabeled generation plans its requests with seed + 1000: other texts

@@ -1,4 +1,4 @@
-"""The `distill` flow: generate -> review -> split -> prune -> teacher -> student -> evaluate ->
+"""The `distill` flow: generate (or annotate your texts, or both) -> review -> split -> prune -> teacher -> student -> evaluate ->
 export -> (pruning sweep, when `sweep.enabled`) -> report. Orchestration only: every step calls a plain function of `annotators/`,
 `data/` or `trainers/`, and records itself in `runs/<run>/stages/` so that a rerun skips it.
 """
@@ -9,6 +9,7 @@ import contextlib
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ def llm_endpoint(config: RunConfig) -> Iterator[tuple[str | None, Path | None]]:
     from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer
 
     truth = config.run_dir / "mock_truth.jsonl"
-    mock = MockConfig(seed=config.llm.seed, model=config.llm.model, error_rate=config.llm.error_rate, factual_error_rate=config.llm.factual_error_rate, truth_file=truth)
+    replay = {"replay": Path(config.llm.replay)} if config.llm.replay else {}
+    mock = MockConfig(seed=config.llm.seed, model=config.llm.model, error_rate=config.llm.error_rate, factual_error_rate=config.llm.factual_error_rate, truth_file=truth, **replay)
     with MockLLMServer(mock) as server:
         yield server.base_url, truth
 
@@ -103,13 +105,22 @@ def task_runner(config: RunConfig):
 
 @flow(name="generate-examples")
 def generate_examples(config_json: dict[str, Any], base_url: str) -> dict[str, Any]:
-    """Plan the requests, fan them out as mapped tasks, merge, dedup and write the run folder."""
-    from distill_ner.annotators.generate import BatchResult, finish_run, plan_requests
+    """Plan the requests (texts to write, or windows of your texts to annotate with `source:
+    annotate`), fan them out as mapped tasks, merge, dedup and write the run folder."""
+    from distill_ner.annotators.generate import BatchResult, finish_run, plan_annotations, plan_requests
     from distill_ner.annotators.llm import LLMConfig
+    from distill_ner.data.corpus import WindowStats, read_documents, windows
     from distill_ner.data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
-    requests = plan_requests(load_spec(config.spec), config.llm.n, config.llm.seed, config.llm.examples_per_call)
+    corpus, dedup_threshold = None, 0.9
+    if config.source == "annotate":
+        a, stats = config.annotate, WindowStats()
+        docs = read_documents(a.input, field=a.field, column=a.column, paragraphs=a.paragraphs)
+        requests = plan_annotations(windows(docs, a.window_chars, stats), config.llm.seed)
+        corpus, dedup_threshold = {"origin": "corpus", "documents": stats.documents, "split_sentences": stats.split_sentences}, a.dedup_threshold
+    else:
+        requests = plan_requests(load_spec(config.spec), config.llm.n, config.llm.seed, config.llm.examples_per_call)
     size = -(-len(requests) // config.generation_batches)
     batches = [[r.model_dump(mode="json") for r in requests[i : i + size]] for i in range(0, len(requests), size)]
     started = time.perf_counter()
@@ -119,9 +130,24 @@ def generate_examples(config_json: dict[str, Any], base_url: str) -> dict[str, A
     merged = BatchResult.merge(results)
     llm = LLMConfig(base_url=base_url, **config.llm.client_settings())
     summary = finish_run(
-        config.run_dir, requests, merged, llm, time.perf_counter() - started, config.llm.k_samples, max_failure_share=config.llm.max_failure_share
+        config.run_dir, requests, merged, llm, time.perf_counter() - started, config.llm.k_samples, dedup_threshold,
+        max_failure_share=config.llm.max_failure_share, corpus=corpus,
     )
     return summary.model_dump(mode="json")
+
+
+@task(name="combine-sources")
+def combine_task(config_json: dict[str, Any], parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`source: both`: the LLM's texts and yours in one generated.jsonl (a text in both kept once)."""
+    from distill_ner.data.formats import read_jsonl, write_jsonl
+
+    config = RunConfig.model_validate(config_json)
+    examples = {}
+    for source in ("generate", "annotate"):
+        for example in read_jsonl(config.part(source).run_dir / "generated.jsonl"):
+            examples.setdefault(example.id, example)
+    write_jsonl(config.run_dir / "generated.jsonl", examples.values())
+    return {"parts": parts, "kept": len(examples)}
 
 
 def generate_stage(config: RunConfig, base_url: str) -> dict[str, Any]:
@@ -249,9 +275,16 @@ def split_task(config_json: dict[str, Any]) -> dict[str, Any]:
     from distill_ner.data.formats import read_jsonl, save_splits, split_examples
 
     config = RunConfig.model_validate(config_json)
-    splits = split_examples(usable(read_jsonl(config.run_dir / "verified.jsonl")), dev=config.split.dev, test=config.split.test, seed=config.split.seed)
+    s = config.split
+    splits = split_examples(usable(read_jsonl(config.run_dir / "verified.jsonl")), dev=s.dev, test=s.test, seed=s.seed, gold_from=None if s.gold_from == "any" else s.gold_from)
     save_splits(splits, config.run_dir / "verified")
-    return {name: len(items) for name, items in splits.items()}
+    counts: dict[str, Any] = {name: len(items) for name, items in splits.items()}
+    if config.source != "generate":  # how many of each split are the LLM's texts and how many yours
+        counts["by origin"] = "; ".join(
+            f"{name}: " + ", ".join(f"{origin} {n}" for origin, n in sorted(Counter(e.source.origin or "unknown" for e in items).items()))
+            for name, items in splits.items()
+        )
+    return counts
 
 
 @task(name="prune")
@@ -420,15 +453,24 @@ def per_label_rows(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def dataset_rows(data: dict[str, Any]) -> list[dict[str, str]]:
     """One line per stage: what was generated, reviewed, split and pruned."""
     gen, review, split, prune = data["generated"], data["review"], data["split"], data["prune"]
-    rejected = ", ".join(f"{k} {v}" for k, v in gen["rejected"].items()) or "none"
     removed = ", ".join(f"{k} {v}" for k, v in prune["removed_by_reason"].items()) or "none"
     return [
-        {"stage": "generated", "numbers": f"{gen['kept']} kept of {gen['requested']} asked; rejected: {rejected}; duplicates {gen['duplicates']}; "
-                                          f"{gen['calls']} LLM calls, {gen['cache_hits']} from cache, {gen['prompt_tokens'] + gen['completion_tokens']} tokens, {gen['seconds']} s"},
+        *(source_row(part) for part in (gen["parts"].values() if "parts" in gen else [gen])),
         {"stage": "reviewed", "numbers": ", ".join(f"{k} {v}" for k, v in review.items() if isinstance(v, int) and k != "project_id")},
         {"stage": "split", "numbers": ", ".join(f"{k} {v}" for k, v in split.items())},
         {"stage": "pruned", "numbers": f"train kept {prune['splits']['train']} ({prune['fraction_kept']:.0%}); removed: {removed}"},
     ]
+
+
+def source_row(gen: dict[str, Any]) -> dict[str, str]:
+    """What the LLM wrote (`generated`), or what it annotated of your texts (`annotated`)."""
+    rejected = ", ".join(f"{k} {v}" for k, v in gen["rejected"].items()) or "none"
+    calls = f"{gen['calls']} LLM calls, {gen['cache_hits']} from cache, {gen['prompt_tokens'] + gen['completion_tokens']} tokens, {gen['seconds']} s"
+    if gen.get("origin") == "corpus":
+        dropped = ", ".join(f"{k.removeprefix('dropped_')} {v}" for k, v in gen.get("repaired", {}).items() if k.startswith("dropped_")) or "none"
+        return {"stage": "annotated (your texts)", "numbers": f"{gen['kept']} kept of {gen['requested']} windows of {gen['documents']} documents; rejected: {rejected}; "
+                                                              f"mentions dropped: {dropped}; duplicates {gen['duplicates']}; {calls}"}
+    return {"stage": "generated (LLM texts)", "numbers": f"{gen['kept']} kept of {gen['requested']} asked; rejected: {rejected}; duplicates {gen['duplicates']}; {calls}"}
 
 
 def _read(path: Path) -> str:
@@ -444,6 +486,26 @@ def distill(config: str = "demo", overrides: list[str] | None = None) -> str:
     cfg = load_run_config(config, overrides)
     with run_lock(cfg.run_dir, f"distill run {config}", warn=_log):
         return run_loop(cfg)
+
+
+def sources_stage(cfg: RunConfig, base_url: str, stage: Any) -> dict[str, Any]:
+    """RUN/generated.jsonl from the configured source: texts the LLM writes (`generate`), your texts
+    it annotates (`annotate`), or both (each in its own folder, then combined). Each is a stage,
+    skipped when done and rerun when its settings, the spec or the input file change."""
+    spec = spec_path(cfg.spec)
+    generation = {k: v for k, v in _dump(cfg.llm).items() if k not in ("n_unlabeled", "replay")}  # more transfer texts do not redo the reviewed ones
+    annotation = [{k: v for k, v in _dump(cfg.llm).items() if k not in ("n", "n_unlabeled", "examples_per_call")}, _dump(cfg.annotate)]
+    if cfg.source == "generate":
+        return stage("generate", generation, lambda: generate_stage(cfg, base_url), [spec], [cfg.run_dir / "generated.jsonl"])
+    if cfg.source == "annotate":
+        return stage("annotate", annotation, lambda: generate_stage(cfg, base_url), [spec, cfg.annotate.input], [cfg.run_dir / "generated.jsonl"])
+    llm, corpus = cfg.part("generate"), cfg.part("annotate")
+    parts = {
+        "generate": stage("generate", {**generation, "into": "llm"}, lambda: generate_stage(llm, base_url), [spec], [llm.run_dir / "generated.jsonl"]),
+        "annotate": stage("annotate", annotation, lambda: generate_stage(corpus, base_url), [spec, cfg.annotate.input], [corpus.run_dir / "generated.jsonl"]),
+    }
+    reads = [llm.run_dir / "generated.jsonl", corpus.run_dir / "generated.jsonl"]
+    return stage("combine", None, lambda: combine_task(_dump(cfg), parts), reads, [cfg.run_dir / "generated.jsonl"])
 
 
 def run_loop(cfg: RunConfig) -> str:
@@ -462,8 +524,7 @@ def run_loop(cfg: RunConfig) -> str:
 
     unlabeled = cfg.unlabeled_config()
     with llm_endpoint(cfg) as (base_url, truth):
-        generation = {k: v for k, v in _dump(cfg.llm).items() if k != "n_unlabeled"}  # more transfer texts do not redo the reviewed ones
-        generated = stage("generate", generation, lambda: generate_stage(cfg, base_url), [spec], [run_dir / "generated.jsonl"])
+        generated = sources_stage(cfg, base_url, stage)
         reviewed = stage("review", _dump(cfg.review), lambda: review_stage(cfg, truth), [spec, run_dir / "generated.jsonl"], [run_dir / "verified.jsonl"])
         if cfg.llm.n_unlabeled:
             stage("generate-unlabeled", _dump(unlabeled.llm), lambda: generate_stage(unlabeled, base_url), [spec], [unlabeled.run_dir / "generated.jsonl"])

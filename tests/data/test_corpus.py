@@ -91,3 +91,20 @@ def test_a_sentence_longer_than_a_window_is_cut_at_a_space_and_counted():
     assert " ".join(w.text for w in chunks) == long
     with pytest.raises(DistillError, match="without a space from offset 0 cannot fit a window of 50"):
         windows([Document(id="y", text="x" * 80, file="f")], max_chars=50)
+
+
+def test_gold_from_corpus_takes_dev_and_test_from_your_texts_only():
+    from distill_ner.data.example import Source
+    from distill_ner.data.formats import split_examples
+
+    llm = [make_example(f"The species number {i} lives in forests.", [("forests", "HABITAT")]) for i in range(40)]
+    corpus = [make_example(f"A real sentence {i} about wetlands.", [("wetlands", "HABITAT")]) for i in range(20)]
+    corpus = [e.model_copy(update={"source": Source(origin="corpus", file="f.txt", document=f"line {i}", offset=0)}) for i, e in enumerate(corpus)]
+    anywhere = split_examples(llm + corpus, dev=0.15, test=0.15, seed=1)
+    assert any(e.source.origin != "corpus" for e in anywhere["test"] + anywhere["dev"])
+    splits = split_examples(llm + corpus, dev=0.15, test=0.15, seed=1, gold_from="corpus")
+    assert len(splits["test"]) == len(anywhere["test"]) == 9 and len(splits["dev"]) == 9
+    assert all(e.source.origin == "corpus" for e in splits["test"] + splits["dev"])
+    assert len(splits["train"]) == 42 and all(e in splits["train"] for e in llm)
+    with pytest.raises(DistillError, match="need 16 texts of origin 'corpus'"):
+        split_examples(llm + corpus[:10], dev=0.15, test=0.15, seed=1, gold_from="corpus")
