@@ -16,8 +16,21 @@ delay, malformed or truncated JSON, an unknown label). The true annotation of ev
 writes, under one span convention, goes to a truth JSONL file (an `Example` per line plus
 `"errors"`, the injected text and annotation errors, see `annotators.truth`), so that a
 simulated annotator can correct the errors and reject the wrong texts. It also answers the
-spec's `annotate` prompt ("Text: ...") from that truth, with annotation errors at the same rate
-(this is what k-sample confidence asks).
+spec's `annotate` prompt ("Text: " and the text, to the end of the first user message, newlines
+and all) from that truth, with annotation errors at the same rate (this is what k-sample
+confidence asks); an annotate request is one whose schema is an item (`{"text", "entities",
+"relations"}`) or an annotation (`{"entities", "relations"}`).
+
+Texts it did not write (a user's own documents, `distill annotate`) are annotated by a gazetteer
+of its fact table (`annotators.gazetteer`), only with the labels the request's schema names.
+With `replay` (`distill mock-llm --replay GOLD`), a gold file in JSONL, CoNLL or DocBin: a text
+the gold holds (itself, a piece of one gold text, or several gold texts) is answered with its
+gold through the replay error model (`annotators.replay.ReplayErrors`: `replay_drift`,
+`replay_missed`, `replay_mislabelled`, `replay_invented`), and its gold goes to the truth file
+(origin "replay"), so the simulated reviewer corrects the answers to the gold; other texts get a
+gazetteer of the gold's entity surfaces. Answers to texts the mock did not write carry the
+replay error model's errors (the mock world's `with_errors` needs each mention to occur once,
+which a user's text does not promise), one draw per request: k samples disagree where they fall.
 
 Start it with `distill mock-llm --port N`, or in-process with `MockLLMServer(MockConfig()).start()`.
 """
@@ -36,12 +49,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from distill_ner.annotators.gazetteer import Gazetteer
 from distill_ner.annotators.http_server import BackgroundServer
 from distill_ner.annotators.mock_world import (  # noqa: F401  (re-exported: the mock's world)
     ERROR_KINDS,
@@ -59,12 +73,15 @@ from distill_ner.annotators.mock_world import (  # noqa: F401  (re-exported: the
     with_errors,
     write_example,
 )
+from distill_ner.annotators.replay import ReplayErrors, ReplayGold, replay_answer
 from distill_ner.annotators.truth import TruthRecord, write_truth_record
 from distill_ner.data.errors import DistillError
-from distill_ner.data.example import Source
+from distill_ner.data.example import Example, Source
 
 FAULT_KINDS = ("rate_limit", "server_error", "delay", "malformed", "truncated")
 _ALL_LABELS = ["BREEDING", "FEEDING", "HABITAT", "SPECIES"]
+_SCHEMA_HINT = "\nAnswer with one JSON object that matches this JSON schema:\n"  # what the client appends without json_schema
+_REPLAY = ReplayErrors()
 
 
 class MockConfig(BaseModel):
@@ -90,6 +107,21 @@ class MockConfig(BaseModel):
     api_key: str | None = Field(default=None, repr=False, description="if set, requests must carry it")
     json_schema: bool = Field(default=True, description="False: answer 400 to json_schema response formats")
     truth_file: Path | None = None
+    replay: Path | None = Field(default=None, description="gold file (JSONL, CoNLL, DocBin): annotate requests for its texts are answered from it")
+    replay_drift: float = Field(default=_REPLAY.drift, ge=0, le=1, description="per mention: a boundary moved by one word (texts the mock did not write)")
+    replay_missed: float = Field(default=_REPLAY.missed, ge=0, le=1, description="per mention: left out, with its relations")
+    replay_mislabelled: float = Field(default=_REPLAY.mislabelled, ge=0, le=1, description="per mention: another label of the request's schema")
+    replay_invented: float = Field(default=_REPLAY.invented, ge=0, le=1, description="per text: a new mention on words that are no entity")
+
+    @model_validator(mode="after")
+    def _replay_rates(self) -> MockConfig:
+        self.replay_errors  # noqa: B018  (drift + missed + mislabelled <= 1)
+        return self
+
+    @property
+    def replay_errors(self) -> ReplayErrors:
+        """The error model of answers to texts the mock did not write."""
+        return ReplayErrors(drift=self.replay_drift, missed=self.replay_missed, mislabelled=self.replay_mislabelled, invented=self.replay_invented)
 
     @classmethod
     def with_fault_rate(cls, rate: float, **values: Any) -> MockConfig:
@@ -109,6 +141,7 @@ class MockStats:
     faults: Counter = field(default_factory=Counter)
     examples: int = 0
     errors: Counter = field(default_factory=Counter)
+    annotated: Counter = field(default_factory=Counter)  # annotate answers by source: own / replay / gazetteer
 
 
 def _labels_from(body: dict[str, Any]) -> tuple[list[str] | None, list[str] | None, bool | None]:
@@ -121,7 +154,7 @@ def _labels_from(body: dict[str, Any]) -> tuple[list[str] | None, list[str] | No
     else:
         users = [str(m.get("content", "")) for m in body["messages"] if m.get("role") == "user"]
         content = users[0] if users else ""
-        idx = content.find("JSON schema:")
+        idx = content.rfind("JSON schema:")
         if idx >= 0:
             try:
                 schema = json.loads(content[idx + len("JSON schema:") :].strip())
@@ -130,7 +163,7 @@ def _labels_from(body: dict[str, Any]) -> tuple[list[str] | None, list[str] | No
     if not isinstance(schema, dict):
         return None, None, None
     props = schema.get("properties") or {}
-    is_generate = "examples" in props
+    is_generate = True if "examples" in props else False if "entities" in props else None
     item = _dig(props, "examples", "items") if is_generate else schema
     ent = _dig(item, "properties", "entities", "items", "properties", "label", "enum")
     rel = _dig(item, "properties", "relations", "items", "properties", "label", "enum")
@@ -154,6 +187,8 @@ class MockLLM:
         self._drafts: dict[str, Draft] = {}
         self._seen: Counter = Counter()
         self._truth_handle = None
+        self.replay = ReplayGold.load(config.replay) if config.replay else None
+        self._gazetteer: Gazetteer | None = None
         if config.truth_file:
             try:
                 config.truth_file.parent.mkdir(parents=True, exist_ok=True)
@@ -241,10 +276,13 @@ class MockLLM:
         ent_labels, rel_labels, is_generate = _labels_from(body)
         users = [str(m.get("content", "")) for m in body["messages"] if m.get("role") == "user"]
         prompt = users[0] if users else ""  # the task; later user turns are re-asks
-        text_match = re.search(r"^Text: (.*)$", prompt, re.MULTILINE)
+        text_match = re.search(r"^Text: ", prompt, re.MULTILINE)
         if is_generate is False or (is_generate is None and text_match and "Topic:" not in prompt):
-            text = text_match.group(1).strip() if text_match else ""
-            return json.dumps(self._annotate(text, ent_labels, rel_labels, rng), ensure_ascii=False)
+            text = annotate_text(prompt)
+            answer = self._annotate(text, ent_labels, rel_labels, rng)
+            if not _asks_for_text(body):
+                answer.pop("text", None)
+            return json.dumps(answer, ensure_ascii=False)
         topic_match = re.search(r"^Topic: (.*)$", prompt, re.MULTILINE)
         n_match = re.search(r"\bWrite (\d+)\b", prompt) or re.search(r"\b(\d+) (?:different )?(?:sentences|examples|texts)\b", prompt)
         n = max(1, min(int(n_match.group(1)) if n_match else 5, 50))
@@ -276,13 +314,66 @@ class MockLLM:
         return item
 
     def _annotate(self, text: str, ent_labels, rel_labels, rng: random.Random) -> dict[str, Any]:
-        record = self.truth.get(text)
-        if record is None:
-            return {"text": text, "entities": [], "relations": []}
-        draft = self._drafts.get(text) or example_to_draft(record.example)
-        truth = restrict(draft, ent_labels, rel_labels)
-        shown, _ = self._with_errors(truth, ent_labels or _ALL_LABELS, rng)
-        return answer_item(shown)
+        """The answer to an annotate request: from the truth of a text the mock wrote, from the
+        replay gold, or from a gazetteer (the gold's surfaces in replay mode, else the fact table)."""
+        own = text if text in self._drafts else text.strip()
+        if own in self._drafts:
+            self.stats.annotated["own"] += 1
+            truth = restrict(self._drafts[own], ent_labels, rel_labels)
+            shown, _ = self._with_errors(truth, ent_labels or _ALL_LABELS, rng)
+            return answer_item(shown)
+        errors = self.config.replay_errors
+        gold = self.replay.lookup(text) if self.replay else None
+        if gold is not None:
+            self.stats.annotated["replay"] += 1
+            gold = _restricted(gold, ent_labels, rel_labels)
+            answer, kinds = replay_answer(gold, ent_labels, rel_labels, errors, rng)
+            if text not in self.truth:
+                record = TruthRecord(example=gold, errors=kinds)
+                self.truth[text] = record
+                if self._truth_handle:
+                    write_truth_record(self._truth_handle, record)
+            return answer
+        self.stats.annotated["gazetteer"] += 1
+        found = self.gazetteer.annotate(text, ent_labels, rel_labels)
+        return replay_answer(found, ent_labels, rel_labels, errors, rng)[0]
+
+    @property
+    def gazetteer(self) -> Gazetteer:
+        """The gazetteer for texts the mock does not know: the replay gold's entity surfaces, or the fact table."""
+        if self._gazetteer is None:
+            self._gazetteer = self.replay.gazetteer if self.replay else Gazetteer.from_table(self.table)
+        return self._gazetteer
+
+
+def annotate_text(prompt: str) -> str:
+    """The text of an annotate prompt: everything after the first line-start "Text: " to the end
+    of the message (newlines included), less the schema hint a client appends when the server
+    takes no json_schema."""
+    match = re.search(r"^Text: ", prompt, re.MULTILINE)
+    if match is None:
+        return ""
+    text = prompt[match.end() :]
+    hint = text.rfind(_SCHEMA_HINT)
+    return text[:hint] if hint >= 0 else text
+
+
+def _asks_for_text(body: dict[str, Any]) -> bool:
+    """Whether the answer should echo the text: the request's schema has a "text" property, or it names no schema."""
+    fmt = body.get("response_format") or {}
+    schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+    return not isinstance(schema, dict) or "text" in (schema.get("properties") or {})
+
+
+def _restricted(example: Example, ent_labels: list[str] | None, rel_labels: list[str] | None) -> Example:
+    """The example with only the entity and relation labels a request names (all, for None)."""
+    keep = [i for i, e in enumerate(example.entities) if ent_labels is None or e.label in ent_labels]
+    index = {old: new for new, old in enumerate(keep)}
+    relations = [
+        r.model_copy(update={"head": index[r.head], "tail": index[r.tail]}) for r in example.relations
+        if r.head in index and r.tail in index and (rel_labels is None or r.label in rel_labels)
+    ]
+    return example.model_copy(update={"entities": [example.entities[i] for i in keep], "relations": relations})
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

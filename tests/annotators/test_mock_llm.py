@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from distill_ner.annotators.generate import generate_schema, item_schema
-from distill_ner.annotators.grounding import GroundingError, ground
+from distill_ner.annotators.grounding import GroundingError, GroundingRules, ground
 from distill_ner.annotators.mock_llm import ERROR_KINDS, TEXT_ERRORS, FactTable, MockConfig, MockLLM
 from distill_ner.annotators.mock_world import convention_problems
 from distill_ner.annotators.truth import load_truth, load_truth_records
@@ -120,3 +120,76 @@ def test_labels_outside_the_schema_are_not_written(species_spec):
     labels = {e["label"] for ex in examples for e in ex["entities"]}
     assert labels <= {"SPECIES", "HABITAT"} and "SPECIES" in labels
     assert all(r["label"] == "live_in" for ex in examples for r in ex["relations"])
+
+
+def annotate_payload(spec, text, schema, seed=0, fmt="json_schema"):
+    messages = [{"role": "system", "content": spec.render("system")}, {"role": "user", "content": spec.render("annotate", text=text)}]
+    payload = {"model": "mock-species", "messages": messages, "seed": seed, "temperature": 0.7}
+    if fmt == "json_schema":
+        payload["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+    else:  # what the client sends to a server without json_schema: the schema after the text
+        messages[-1]["content"] += "\nAnswer with one JSON object that matches this JSON schema:\n" + json.dumps(schema)
+        payload["response_format"] = {"type": "json_object"}
+    return payload
+
+
+def annotation_schema(spec, labels=None):
+    """The annotate schema without "text" (what `distill annotate` sends)."""
+    schema = json.loads(json.dumps(item_schema(spec)))
+    del schema["properties"]["text"]
+    schema["required"].remove("text")
+    if labels is not None:
+        schema["properties"]["entities"]["items"]["properties"]["label"]["enum"] = labels
+    return schema
+
+
+NO_REPLAY_ERRORS = {"replay_drift": 0.0, "replay_missed": 0.0, "replay_mislabelled": 0.0, "replay_invented": 0.0}
+FIELD_NOTES = "Field notes, day 3.\nThe snow leopard lives in the Himalayas.\n\nText: it hunts blue sheep and marmots."
+
+
+def content(server, payload):
+    response = post(server, payload)
+    assert response.status_code == 200, response.text
+    return json.loads(response.json()["choices"][0]["message"]["content"])
+
+
+def test_both_annotate_schemas_are_annotate_requests(species_spec):
+    from distill_ner.annotators.mock_llm import _labels_from
+
+    for schema in (item_schema(species_spec), annotation_schema(species_spec)):
+        ents, rels, is_generate = _labels_from(annotate_payload(species_spec, "x", schema))
+        assert (ents, rels, is_generate) == (species_spec.entity_labels, species_spec.relation_labels, False)
+    assert _labels_from(body(species_spec))[2] is True
+
+
+def test_annotates_any_text_to_the_end_of_the_message(mock_llm_factory, species_spec):
+    server = mock_llm_factory(**NO_REPLAY_ERRORS)
+    answer = content(server, annotate_payload(species_spec, FIELD_NOTES, annotation_schema(species_spec)))
+    assert "text" not in answer  # the annotate schema has none
+    # the whole text, past its newlines and a line that itself starts with "Text: "
+    assert answer["entities"] == [
+        {"text": "snow leopard", "label": "SPECIES"}, {"text": "Himalayas", "label": "HABITAT"},
+        {"text": "blue sheep", "label": "FEEDING"}, {"text": "marmots", "label": "FEEDING"},
+    ]
+    assert answer["relations"] == [{"head": "snow leopard", "tail": "Himalayas", "label": "live_in"}]
+    example = ground({**answer, "text": FIELD_NOTES}, species_spec, rules=GroundingRules(min_entities=0))
+    assert [example.span(e) for e in example.entities] == ["snow leopard", "Himalayas", "blue sheep", "marmots"]
+    # with the item schema the answer keeps the text; without json_schema the client's schema hint is not text
+    assert content(server, annotate_payload(species_spec, FIELD_NOTES, item_schema(species_spec)))["text"] == FIELD_NOTES
+    assert content(server, annotate_payload(species_spec, FIELD_NOTES, item_schema(species_spec), fmt="json_object"))["text"] == FIELD_NOTES
+    assert server.stats.annotated["gazetteer"] == 3 and not server.truth
+
+
+def test_any_text_gets_the_request_labels_and_errors_that_differ_per_sample(mock_llm_factory, species_spec):
+    server = mock_llm_factory(seed=4)
+    payload = annotate_payload(species_spec, FIELD_NOTES, annotation_schema(species_spec, ["SPECIES", "FEEDING"]))
+    answer = content(server, payload)
+    assert {e["label"] for e in answer["entities"]} <= {"SPECIES", "FEEDING"} and answer["entities"]
+    unknown = annotate_payload(species_spec, FIELD_NOTES, annotation_schema(species_spec, ["Chemical", "Disease"]))
+    assert content(server, unknown)["entities"] == []
+    texts = [FIELD_NOTES, "Giant pandas eat bamboo shoots in the mountains of Sichuan.", "The vaquita lives in the northern Gulf of California and eats squid."]
+    samples = [[content(server, annotate_payload(species_spec, t, annotation_schema(species_spec), seed=s)) for s in range(8)] for t in texts]
+    assert all(a == content(server, annotate_payload(species_spec, t, annotation_schema(species_spec), seed=0)) for t, (a, *_) in zip(texts, samples))
+    assert sum(len({json.dumps(a, sort_keys=True) for a in answers}) > 1 for answers in samples) >= 2  # k samples disagree
+    clean = mock_llm_factory(seed=4, **NO_REPLAY_ERRORS)
+    assert all(len({json.dumps(content(clean, annotate_payload(species_spec, t, annotation_schema(species_spec), seed=s))) for s in range(4)}) == 1 for t in texts)
