@@ -282,9 +282,11 @@ ANNOTATE_RULES = {"min_entities": 0, "bad_mentions": "drop"}  # given text may n
 
 
 def annotate_rules(rules: GroundingRules | None = None) -> GroundingRules:
-    """The grounding rules for given text: `rules` (default ones) with `ANNOTATE_RULES` unless set."""
+    """The grounding rules for given text: `rules` (default ones) with `ANNOTATE_RULES` where
+    `rules` keeps the default of text the LLM writes (a value the user chose stays)."""
     rules = rules or GroundingRules()
-    return rules.model_copy(update={k: v for k, v in ANNOTATE_RULES.items() if k not in rules.model_fields_set})
+    defaults = GroundingRules()
+    return rules.model_copy(update={k: v for k, v in ANNOTATE_RULES.items() if getattr(rules, k) == getattr(defaults, k)})
 
 
 async def annotate_request(

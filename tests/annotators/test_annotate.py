@@ -71,3 +71,34 @@ def test_k_samples_give_each_entity_a_confidence(mock_llm_factory, species_spec,
     confidences = [ent.confidence for e in kept for ent in e.entities]
     assert confidences and all(c is not None for c in confidences) and min(confidences) < 1.0  # samples disagree where errors fall
     assert all(e.source.confidence is not None for e in kept)
+
+
+def test_a_long_document_is_split_into_windows_whose_entities_map_back_to_it(mock_llm_factory, tmp_path):
+    """Replay mode with no errors answers each window with the gold of the sentences it holds:
+    every entity found in a window, moved by the window's offset, is a gold entity of the document."""
+    from distill_ner.data.formats import write_jsonl
+    from tests.fixtures.examples import make_example
+
+    facts = [
+        ("the snow leopard", "high mountains"), ("the red panda", "bamboo forests"), ("the kakapo", "mossy valleys"),
+        ("the axolotl", "cold canals"), ("the hawksbill turtle", "coral reefs"), ("the Bengal tiger", "mangrove swamps"),
+    ]
+    sentences = [f"In year {i} {animal} was counted in {place} by the survey team." for i, (animal, place) in enumerate(facts * 3)]
+    sentences.insert(4, "🐆 Note 𝑥: the giant panda fed in bamboo forests.")  # characters outside the BMP before an entity
+    gold_sentences = [make_example(s, [(a.removeprefix("the "), "SPECIES"), (p, "HABITAT")]) for s, (a, p) in zip(sentences, [*facts[:4], ("giant panda", "bamboo forests"), *(facts * 3)[4:]])]
+    document = " ".join(sentences)
+    write_jsonl(tmp_path / "gold.jsonl", gold_sentences)
+    expected = {(document.index(s) + e.start, document.index(s) + e.end, e.label) for s, g in zip(sentences, gold_sentences) for e in g.entities}
+    (tmp_path / "doc.jsonl").write_text(json.dumps({"id": "report-7", "text": document}, ensure_ascii=False) + "\n", encoding="utf-8")
+    server = mock_llm_factory(replay=tmp_path / "gold.jsonl", replay_drift=0, replay_missed=0, replay_mislabelled=0, replay_invented=0)
+    out = tmp_path / "run"
+    result = annotate_cli("--input", str(tmp_path / "doc.jsonl"), "--out", str(out), "--base-url", server.base_url, "--model", "mock-species", "--window-chars", "300")
+    assert result.exit_code == 0, result.output
+    kept = read_jsonl(out / "generated.jsonl")
+    assert len(kept) > 3 and all(len(e.text) <= 300 and e.source.document == "report-7" for e in kept)
+    assert all(document[e.source.offset : e.source.offset + len(e.text)] == e.text for e in kept)
+    found = {(e.source.offset + x.start, e.source.offset + x.end, x.label) for e in kept for x in e.entities}
+    assert found == expected  # every entity, in its place in the document, none lost at a window edge
+    emoji = next(e for e in kept if "🐆" in e.text)
+    panda = next(x for x in emoji.entities if emoji.span(x) == "giant panda")
+    assert document[emoji.source.offset + panda.start : emoji.source.offset + panda.end] == "giant panda"

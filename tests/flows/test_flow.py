@@ -243,3 +243,68 @@ def test_generation_fans_out_the_same_on_dask(prefect, mock_llm_server, tmp_path
         assert summary["requests"] == 4 and summary["complete"]
         outputs[runner] = [(e.id, e.text) for e in read_jsonl(tmp_path / runner / "generated.jsonl")]
     assert outputs["dask"] == outputs["thread"] and len(outputs["dask"]) >= 15
+
+
+def corpus_and_gold(directory: Path) -> tuple[Path, Path, dict[str, list[tuple[str, str]]]]:
+    """A user's corpus (one text a line: species facts, an emoji before an entity, off-topic lines)
+    and its gold annotation for the mock's replay mode."""
+    from distill_ner.data.formats import write_jsonl
+    from tests.fixtures.examples import make_example
+
+    animals = ["snow leopard", "Amur leopard", "red panda", "giant panda", "hawksbill turtle", "Bengal tiger", "kakapo", "axolotl"]
+    places = ["high mountains", "temperate forests", "bamboo forests", "coral reefs", "mangrove swamps", "mossy valleys"]
+    gold: dict[str, list[tuple[str, str]]] = {}
+    for i, animal in enumerate(animals * 2):
+        place = places[i % len(places)]
+        text = f"Field note {i}: the {animal} was seen in {place} again." if i % 2 else f"In survey {i} the {animal} lived in {place}."
+        gold[text] = [(animal, "SPECIES"), (place, "HABITAT")]
+    gold["🐆🐆 Camera trap: a snow leopard crossed rocky slopes at dawn."] = [("snow leopard", "SPECIES"), ("rocky slopes", "HABITAT")]
+    for text in ("The committee meets on Tuesday to discuss the budget.", "Prices rose by four percent in March."):
+        gold[text] = []
+    corpus = directory / "corpus.txt"
+    corpus.write_text("\n".join(gold) + "\n", encoding="utf-8")
+    gold_file = write_jsonl(directory / "gold.jsonl", [make_example(t, m) for t, m in gold.items()])
+    return corpus, gold_file, gold
+
+
+def test_a_flow_on_both_sources_keeps_them_apart_and_reruns_only_what_an_edited_input_changes(prefect, ls_env, tiny_bert, tmp_path):
+    """`source: both`: the LLM's texts and the user's (replayed by the mock from their gold), one
+    Label Studio project, gold test texts from the user's texts only; editing the input file
+    reruns the annotation, never the generation."""
+    from distill_ner.data.formats import load_splits
+    from distill_ner.flows.distill_flow import distill
+
+    spec = tiny_spec(tmp_path, "flow-both")
+    corpus, gold_file, gold = corpus_and_gold(tmp_path)
+    args = overrides(tmp_path, spec, tiny_bert, "both", "source=both", f"annotate.input={corpus}", f"llm.replay={gold_file}", "split.gold_from=corpus", "llm.n=20")
+    report = Path(distill(str(REPO / "flows/configs/demo.yaml"), args))
+    run_dir = tmp_path / "both"
+    generated = read_jsonl(run_dir / "generated.jsonl")
+    origins = {e.source.origin for e in generated}
+    assert origins == {"llm", "corpus"}
+    mine = [e for e in generated if e.source.origin == "corpus"]
+    lines = corpus.read_text(encoding="utf-8").split("\n")
+    assert len(mine) == len(gold) and all(lines[int(e.source.document.split()[1]) - 1] == e.text and e.source.offset == 0 for e in mine)
+    assert sorted(project_tasks(ls_env, spec, "both")) == sorted(e.id for e in generated)  # every text of both sources, once
+    splits = load_splits(run_dir / "verified")
+    assert splits["test"] and splits["dev"] and all(e.source.origin == "corpus" for e in splits["test"] + splits["dev"])
+    verified = {e.text: e for e in read_jsonl(run_dir / "verified.jsonl")}
+    for text, mentions in gold.items():  # the reviewer takes the same gold as its truth (accuracy 1, no drift)
+        assert [(verified[text].span(x), x.label) for x in verified[text].entities] == mentions, text
+    emoji = verified[next(t for t in gold if t.startswith("🐆"))]
+    assert emoji.text[emoji.entities[0].start : emoji.entities[0].end] == "snow leopard"  # code points, after two astral characters
+    text = report.read_text()
+    assert "| annotated (your texts) |" in text and "| generated (LLM texts) |" in text and "corpus" in text
+    # one more line in the input: the annotation and what follows rerun, the generation does not
+    corpus.write_text(corpus.read_text(encoding="utf-8") + "Near the lake the axolotl lived in cold canals.\n", encoding="utf-8")
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("prefect.flow_runs").addHandler(handler)
+    try:
+        distill(str(REPO / "flows/configs/demo.yaml"), args)
+    finally:
+        logging.getLogger("prefect.flow_runs").removeHandler(handler)
+    skipped = {m.split(":")[0].removeprefix("skipping ") for m in messages if m.startswith("skipping ")}
+    assert "generate" in skipped and not {"annotate", "combine", "review"} & skipped
+    assert "Near the lake the axolotl lived in cold canals." in {e.text for e in read_jsonl(run_dir / "generated.jsonl")}
