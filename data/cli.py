@@ -9,6 +9,18 @@ from distill_ner.data.errors import DistillError
 
 app = typer.Typer()
 console = Console()
+err_console = Console(stderr=True)
+
+
+def read_checked(source: Path) -> list:
+    """The examples of `source`, with a warning line when entity offsets cut words in half."""
+    from distill_ner.data.formats import read_examples, word_cut_warning
+
+    examples = read_examples(source)
+    warning = word_cut_warning(examples, source)
+    if warning:
+        err_console.print(warning, highlight=False, soft_wrap=True, markup=False)
+    return examples
 
 
 @app.command()
@@ -18,10 +30,10 @@ def convert(
     drop_relations: bool = typer.Option(False, help="Allow writing to CoNLL, which cannot hold relations."),
 ) -> None:
     """Convert examples between formats (bring your own verified data this way)."""
-    from distill_ner.data.formats import check_writable, read_examples, write_examples
+    from distill_ner.data.formats import check_writable, write_examples
 
     check_writable(target, folder=not target.suffix)
-    examples = read_examples(source)
+    examples = read_checked(source)
     if not examples:
         raise DistillError(f"{source}: holds no examples; {target} left as it was")
     write_examples(target, examples, drop_relations=drop_relations)
@@ -37,9 +49,9 @@ def split(
     seed: int = typer.Option(0),
 ) -> None:
     """Split examples into train/dev/test (same text, same split) and save a DatasetDict."""
-    from distill_ner.data.formats import check_writable, read_examples, save_splits, split_examples
+    from distill_ner.data.formats import check_writable, save_splits, split_examples
 
     check_writable(out, folder=True)
-    splits = split_examples(read_examples(source), dev=dev, test=test, seed=seed)
+    splits = split_examples(read_checked(source), dev=dev, test=test, seed=seed)
     save_splits(splits, out)
     console.print(", ".join(f"{name}: {len(items)}" for name, items in splits.items()) + f" -> {out}")

@@ -410,6 +410,30 @@ def write_examples(path: str | Path, examples: list[Example], drop_relations: bo
     raise DistillError(f"{path}: unknown format (use .jsonl, .conll/.bio/.iob/.tsv, .spacy or a folder)")
 
 
+def word_cuts(examples: Iterable[Example]) -> tuple[int, str | None]:
+    """(entities whose start or end falls inside a word, the first such example's id): the mark of
+    offsets counted in bytes or UTF-16 units by another tool, which no model can learn."""
+    count, first = 0, None
+    for e in examples:
+        text = e.text
+        for ent in e.entities:
+            cut_start = 0 < ent.start < len(text) and text[ent.start - 1].isalnum() and text[ent.start].isalnum()
+            cut_end = 0 < ent.end < len(text) and text[ent.end - 1].isalnum() and text[ent.end].isalnum()
+            if cut_start or cut_end:
+                count += 1
+                first = first or e.id
+    return count, first
+
+
+def word_cut_warning(examples: Iterable[Example], where: str | Path) -> str | None:
+    """One line saying how many entities of `where` cut a word in half and which example first, or None."""
+    count, first = word_cuts(examples)
+    if not count:
+        return None
+    return (f"warning: {where}: {count} entit{'y' if count == 1 else 'ies'} cut a word in half (first in example {first}); "
+            "were the offsets counted in bytes or UTF-16 units by another tool? Offsets here are characters (code points).")
+
+
 def check_labels(examples: Iterable[Example], entity_labels: Iterable[str], relation_labels: Iterable[str] = ()) -> None:
     """Raise an error naming the first example that uses a label outside the given ones."""
     entity_labels, relation_labels = set(entity_labels), set(relation_labels)

@@ -21,14 +21,15 @@ console = Console()
 
 def load_split(path: Path, name: str) -> list:
     """Examples of one split: a file (any format) or the `name` split of a DatasetDict folder."""
-    from distill_ner.data.formats import load_splits, read_examples
+    from distill_ner.data.cli import read_checked
+    from distill_ner.data.formats import load_splits
 
     if path.is_dir():
         splits = load_splits(path)
         if name not in splits:
             raise DistillError(f"{path}: has no {name!r} split (has {', '.join(splits)})")
         return splits[name]
-    return read_examples(path)
+    return read_checked(path)
 
 
 def run_splits(run_dir: Path) -> dict[str, list]:

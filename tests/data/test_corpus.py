@@ -108,3 +108,25 @@ def test_gold_from_corpus_takes_dev_and_test_from_your_texts_only():
     assert len(splits["train"]) == 42 and all(e in splits["train"] for e in llm)
     with pytest.raises(DistillError, match="need 16 texts of origin 'corpus'"):
         split_examples(llm + corpus[:10], dev=0.15, test=0.15, seed=1, gold_from="corpus")
+
+
+def test_offsets_that_cut_words_in_half_are_reported_with_a_count_and_the_first_example(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from distill_ner.data.example import Entity, Example
+    from distill_ner.flows.cli import main
+
+    text = "🐆 The snow leopard lives in high mountains."
+    utf16 = Example(id="ex-utf16", text=text, entities=[Entity(start=len("🐆 The ") + 1, end=len("🐆 The snow leopard") + 1, label="SPECIES")])
+    right = make_example(text, [("snow leopard", "SPECIES")])
+    (tmp_path / "in.jsonl").write_text(right.model_dump_json() + "\n" + utf16.model_dump_json() + "\n")
+    monkeypatch.setattr(sys, "argv", ["distill", "convert", str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl")])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 0 and "1 entity cut a word in half (first in example ex-utf16)" in err and "UTF-16" in err
+    (tmp_path / "ok.jsonl").write_text(right.model_dump_json() + "\n")
+    monkeypatch.setattr(sys, "argv", ["distill", "convert", str(tmp_path / "ok.jsonl"), str(tmp_path / "out2.jsonl")])
+    with pytest.raises(SystemExit):
+        main()
+    assert "cut a word" not in capsys.readouterr().err
