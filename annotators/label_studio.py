@@ -146,10 +146,14 @@ def label_config(spec: TaskSpec) -> str:
     )
     relations = "\n".join(f"    <Relation value={quoteattr(r.label)} hint={quoteattr(r.description)}/>" for r in spec.relations)
     choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in REJECT_CHOICES)
+    fix = "the entities and relations" if spec.relations else "the entities"
+    # an NER-only spec gets no (empty) <Relations> block, and a header that asks for no relations;
+    # a project made with the empty block before still passes `check_config`
+    block = f"  <Relations>\n{relations}\n  </Relations>\n" if spec.relations else ""
     return (
         "<View>\n"
-        '  <Header value="Fix the entities and relations, or reject the example if it is wrong or unusable."/>\n'
-        f"  <Relations>\n{relations}\n  </Relations>\n"
+        f'  <Header value="Fix {fix}, or reject the example if it is wrong or unusable."/>\n'
+        f"{block}"
         f'  <Labels name="{LABELS}" toName="{TEXT}">\n{labels}\n  </Labels>\n'
         f'  <Text name="{TEXT}" value="$text" granularity="word"/>\n'
         f'  <Choices name="{VERDICT}" toName="{TEXT}" choice="single" showInline="true">\n{choices}\n  </Choices>\n'
@@ -164,8 +168,9 @@ def instructions(spec: TaskSpec) -> str:
         f"<li><b>{escape(r.label)}</b> ({escape('/'.join(r.head))} &rarr; {escape('/'.join(r.tail))}): {escape(r.description)}</li>"
         for r in spec.relations
     )
+    rels = f"<p>Relations:</p><ul>{rels}</ul>" if spec.relations else ""  # NER only: no empty list
     return (
-        f"<p>{escape(spec.description)}</p><p>Entities:</p><ul>{ents}</ul><p>Relations:</p><ul>{rels}</ul>"
+        f"<p>{escape(spec.description)}</p><p>Entities:</p><ul>{ents}</ul>{rels}"
         "<p>The LLM's annotation is pre-filled: submit it as is if it is right, fix it if not, or pick a "
         "<i>Reject</i> choice if the sentence is factually wrong or unusable.</p>"
     )

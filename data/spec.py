@@ -19,10 +19,16 @@ class SpecError(DistillError, ValueError):
     """A task spec that cannot be used; the message names the file and the mistake."""
 
 
+# Hyphens inside entity labels are allowed (BioNLP's "Multi-tissue_structure"): every reader of a
+# BIO tag splits it on the first hyphen only ("B-Multi-tissue_structure" -> "B", the label), and
+# seqeval strips hyphens from the label's ends, so a label may not start or end with one.
+ENTITY_LABEL = r"^[A-Za-z][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*$"
+
+
 class EntityType(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    label: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    label: str = Field(pattern=ENTITY_LABEL)
     description: str = ""
 
 
