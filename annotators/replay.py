@@ -115,7 +115,7 @@ def _starts_word(text: str, start: int) -> bool:
 
 
 def _ends_word(text: str, end: int) -> bool:
-    return end == len(text) or not (text[end - 1].isalnum() and text[end].isalnum())
+    return end >= len(text) or not (text[end - 1].isalnum() and text[end].isalnum())
 
 
 def _shifted(gold: Example, offset: int, lo: int = 0, hi: int | None = None) -> tuple[list[Entity], list[tuple[int, int, str]]]:
@@ -218,7 +218,7 @@ class ReplayGold:
                 if text.startswith(gold.text, start) and _ends_word(text, start + len(gold.text)):
                     found.append((start, start + len(gold.text), gold))
             for length in self._short_lengths:
-                gold = self._short.get(text[start : start + length])
+                gold = self._short.get(text[start : start + length]) if start + length <= len(text) else None
                 if gold is not None and _ends_word(text, start + length):
                     found.append((start, start + length, gold))
         kept: list[tuple[int, int, Example]] = []

@@ -205,3 +205,15 @@ def test_replay_answer_drift_and_invention_stay_inside_the_text(gold, species_sp
             ]
             assert one_off or all(e <= gs or s >= ge for gs, ge, _ in truth), (ex.text[s:e], label)
     assert drifted > len(gold) and invented > 0.8 * len(gold)
+
+
+def test_a_short_gold_text_at_the_end_of_a_window_is_found():
+    """Real corpora hold very short sentences ("Fig. 2.", "It is."); one at the end of a window,
+    shorter than other short gold texts, was looked up past the window's end (IndexError)."""
+    from tests.fixtures.examples import make_example
+
+    short, other = make_example("Elk roam.", [("Elk", "SPECIES")]), make_example("Cats purr.", [("Cats", "SPECIES")])
+    long = make_example("The snow leopard lives in the high mountains of Central Asia today.", [("snow leopard", "SPECIES")])
+    replay = ReplayGold([short, other, long])
+    found = replay.lookup(f"{long.text} {short.text}")
+    assert found is not None and [found.span(e) for e in found.entities] == ["snow leopard", "Elk"]
