@@ -34,7 +34,9 @@ class NerReModel(torch.nn.Module):
     """Encoder + linear tag head (per word piece) + span-pair relation head, on one forward pass.
 
     The relation head reads, for each (head, tail) pair, the max-pooled hidden states of the head
-    span, the tail span and the pieces between them, and an embedding of each entity label.
+    span, the tail span and the pieces between them, and an embedding of each entity label. With
+    no relation type (`n_relations` 1: `no_relation` alone) there is no relation head at all: no
+    parameters to train, store or count, and every pair is `no_relation`.
     """
 
     def __init__(self, encoder: torch.nn.Module, n_tags: int, n_relations: int, n_entity_labels: int, dropout: float = 0.1, label_dim: int = 32) -> None:
@@ -43,10 +45,13 @@ class NerReModel(torch.nn.Module):
         self.encoder = encoder
         self.dropout = torch.nn.Dropout(dropout)
         self.ner_head = torch.nn.Linear(hidden, n_tags)
-        self.label_embedding = torch.nn.Embedding(max(1, n_entity_labels), label_dim)
-        self.re_head = torch.nn.Sequential(
-            torch.nn.Linear(3 * hidden + 2 * label_dim, hidden), torch.nn.GELU(), torch.nn.Dropout(dropout), torch.nn.Linear(hidden, max(1, n_relations))
-        )
+        self.label_embedding: torch.nn.Embedding | None = None
+        self.re_head: torch.nn.Sequential | None = None
+        if n_relations > 1:
+            self.label_embedding = torch.nn.Embedding(max(1, n_entity_labels), label_dim)
+            self.re_head = torch.nn.Sequential(
+                torch.nn.Linear(3 * hidden + 2 * label_dim, hidden), torch.nn.GELU(), torch.nn.Dropout(dropout), torch.nn.Linear(hidden, n_relations)
+            )
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, pairs: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Tag logits [B, T, n_tags] and, for `pairs` (see `pair_batch`), relation logits [P, n_relations]."""
@@ -64,6 +69,8 @@ class NerReModel(torch.nn.Module):
 
     def re_logits(self, hidden: torch.Tensor, pairs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Relation logits [P, n_relations] from hidden states [B, T, H] and pair spans."""
+        if self.re_head is None or self.label_embedding is None:  # no relation types: [P, 1], all no_relation
+            return hidden.new_zeros(pairs["rows"].shape[0], 1)
         rows = hidden[pairs["rows"]]  # [P, T, H]
         head, tail = pairs["head"], pairs["tail"]  # [P, 2] each: [start, end)
         head_first = head[:, 0] <= tail[:, 0]

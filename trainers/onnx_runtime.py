@@ -7,12 +7,13 @@ the same `tag_outputs`, `re_logits` and call interface as `NerReModel`).
 
 An ONNX model directory holds `model.json`, `encoder/` (tokenizer and config, no weights) and
 `onnx/`: `tagger.onnx` (input_ids, attention_mask [B, T] -> hidden [B, T, H], tag logits [B, T, n_tags]),
-`relations.onnx` (hidden, rows [P], head/tail [P, 2], labels [P, 2] -> relation logits [P, n_relations])
-and `onnx.json` (quantization, opset). Batch, sequence and pair axes are dynamic.
+`relations.onnx` (hidden, rows [P], head/tail [P, 2], labels [P, 2] -> relation logits [P, n_relations];
+not there for a model with no relation types, which has no relation head) and `onnx.json`
+(quantization, opset). Batch, sequence and pair axes are dynamic.
 
 - `export_onnx(model_dir, out_dir, spec=None, quantize=None) -> Path` (an exporter's signature; `distill
   export-spacy --runtime onnx` uses it)
-- `load_onnx(model_dir, threads=None) -> Loaded`; `OnnxNerRe(onnx_dir, threads)`
+- `load_onnx(model_dir, threads=None) -> Loaded`; `OnnxNerRe(onnx_dir, threads, relations=True)`
 - `onnx_available() -> bool`: onnxruntime importable (the torch runtime stays the default otherwise)
 
 The sessions run on the CPU execution provider (a `device` setting is ignored), with torch's
@@ -114,11 +115,14 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, spec: Any = None, qu
             input_names=["input_ids", "attention_mask"], output_names=["hidden", "tags"],
             dynamic_axes={name: {0: "batch", 1: "length"} for name in ("input_ids", "attention_mask", "hidden", "tags")},
         )
-        torch.onnx.export(
-            _Relations(model).eval(), (hidden, *pairs), str(plain[RELATIONS]), dynamo=False, opset_version=OPSET,
-            input_names=["hidden", "rows", "head", "tail", "labels"], output_names=["logits"],
-            dynamic_axes={"hidden": {0: "batch", 1: "length"}, **{name: {0: "pairs"} for name in ("rows", "head", "tail", "labels", "logits")}},
-        )
+        if model.re_head is None:  # no relation types: no relation head, no graph
+            del plain[RELATIONS]
+        else:
+            torch.onnx.export(
+                _Relations(model).eval(), (hidden, *pairs), str(plain[RELATIONS]), dynamo=False, opset_version=OPSET,
+                input_names=["hidden", "rows", "head", "tail", "labels"], output_names=["logits"],
+                dynamic_axes={"hidden": {0: "batch", 1: "length"}, **{name: {0: "pairs"} for name in ("rows", "head", "tail", "labels", "logits")}},
+            )
         model.eval()
         kept: list[str] = []
         for name, src in plain.items():
@@ -151,14 +155,16 @@ def quantize_int8(src: Path, target: Path) -> list[str]:
 
 
 class OnnxNerRe:
-    """ONNX Runtime sessions with the inference interface of `NerReModel` (torch tensors in and out, CPU)."""
+    """ONNX Runtime sessions with the inference interface of `NerReModel` (torch tensors in and out, CPU).
+    `relations=False`: a model with no relation types (no `relations.onnx`; every pair is no_relation)."""
 
     device = torch.device("cpu")
 
-    def __init__(self, onnx_dir: str | Path, threads: int | None = None) -> None:
+    def __init__(self, onnx_dir: str | Path, threads: int | None = None, relations: bool = True) -> None:
         _require("onnxruntime")
         self.onnx_dir = Path(onnx_dir)
-        for name in (TAGGER, RELATIONS):
+        self.has_relations = relations
+        for name in (TAGGER, RELATIONS) if relations else (TAGGER,):
             if not (self.onnx_dir / name).exists():
                 raise DistillError(f"{self.onnx_dir}: no {name} (export the model with `distill export-spacy --runtime onnx`)")
         info = self.onnx_dir / INFO
@@ -179,7 +185,7 @@ class OnnxNerRe:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.threads = options.intra_op_num_threads
         self.tagger = ort.InferenceSession(str(self.onnx_dir / TAGGER), options, providers=["CPUExecutionProvider"])
-        self.relations = ort.InferenceSession(str(self.onnx_dir / RELATIONS), options, providers=["CPUExecutionProvider"])
+        self.relations = ort.InferenceSession(str(self.onnx_dir / RELATIONS), options, providers=["CPUExecutionProvider"]) if self.has_relations else None
 
     def eval(self) -> OnnxNerRe:
         return self
@@ -191,6 +197,8 @@ class OnnxNerRe:
 
     def re_logits(self, hidden: torch.Tensor, pairs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Relation logits [P, n_relations] (see `NerReModel.re_logits`)."""
+        if self.relations is None:
+            return torch.zeros(pairs["rows"].shape[0], 1)
         feed = {"hidden": hidden.cpu().float().numpy(), **{k: pairs[k].cpu().long().numpy() for k in ("rows", "head", "tail", "labels")}}
         return torch.from_numpy(self.relations.run(None, feed)[0])
 
@@ -209,7 +217,7 @@ def load_onnx(model_dir: str | Path, threads: int | None = None) -> Any:
     meta = read_meta(model_dir)
     if not (model_dir / ONNX_DIR).is_dir():
         raise DistillError(f"{model_dir}: no ONNX model (no {ONNX_DIR}/); export one with `distill export-spacy --runtime onnx`")
-    model = OnnxNerRe(model_dir / ONNX_DIR, threads)
+    model = OnnxNerRe(model_dir / ONNX_DIR, threads, relations=len(meta.relation_labels) > 1)
     return Loaded(model, AutoTokenizer.from_pretrained(model_dir / "encoder"), meta, model_dir)  # type: ignore[arg-type]
 
 
