@@ -56,6 +56,7 @@ class GenerationRequest(BaseModel):
     n: int = Field(ge=1)
     sample: int = 0
     seed: int = 0
+    negative: bool = False  # texts that name nothing of the spec (the spec's `negative` prompt)
     window: Window | None = None
 
 
@@ -154,12 +155,13 @@ def item_schema(spec: TaskSpec) -> dict[str, Any]:
 
     short = {"type": "string", "maxLength": 200}
     entity = obj({"text": short, "label": label(spec.entity_labels)})
-    relation = obj({"head": short, "tail": short, "label": label(spec.relation_labels)})
+    # a spec without relation types (NER only) allows no relation at all: an empty label enum, no items
+    relation = obj({"head": short, "tail": short, "label": label(spec.relation_labels) if spec.relations else {"type": "string", "enum": []}})
     return obj(
         {
             "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS},
             "entities": {"type": "array", "items": entity, "maxItems": MAX_ENTITIES},
-            "relations": {"type": "array", "items": relation, "maxItems": MAX_RELATIONS},
+            "relations": {"type": "array", "items": relation, "maxItems": MAX_RELATIONS if spec.relations else 0},
         }
     )
 
@@ -212,8 +214,10 @@ def _check_item(value: Any) -> str | None:
 # --- planning -----------------------------------------------------------------------------------
 def plan_requests(spec: TaskSpec, n: int, seed: int = 0, per_call: int | None = None) -> list[GenerationRequest]:
     """Split `n` examples into requests of `per_call` (default `spec.examples_per_call`), cycling
-    through the seed topics in an order shuffled by `seed`. The plan for a larger `n` extends the
-    plan for a smaller one, so growing a run reuses every cached answer."""
+    through the seed topics in an order shuffled by `seed`; every k-th request (k = 1 /
+    `spec.negative_share`) asks for texts that name nothing, on the spec's negative topics. The
+    plan for a larger `n` extends the plan for a smaller one, so growing a run reuses every cached
+    answer."""
     if n < 1:
         raise DistillError(f"--n must be at least 1 (got {n})")
     topics = spec.topic_list
@@ -224,10 +228,17 @@ def plan_requests(spec: TaskSpec, n: int, seed: int = 0, per_call: int | None = 
     random.Random(seed).shuffle(topics)
     per = per_call or spec.examples_per_call
     count = math.ceil(n / per)
-    return [
-        GenerationRequest(index=i, topic=topics[i % len(topics)], n=min(per, n - i * per), sample=0, seed=seed + i // len(topics))
-        for i in range(count)
-    ]
+    every = round(1 / spec.negative_share) if spec.negative_share else 0
+    requests = []
+    for i in range(count):
+        negative = bool(every) and i % every == every - 1
+        if negative:  # the k-th negative request: topic k of the list, a new seed each time round it
+            k = i // every
+            topic, round_ = spec.negative_topics[k % len(spec.negative_topics)], k // len(spec.negative_topics)
+        else:
+            topic, round_ = topics[i % len(topics)], i // len(topics)
+        requests.append(GenerationRequest(index=i, topic=topic, n=min(per, n - i * per), sample=0, seed=seed + round_, negative=negative))
+    return requests
 
 
 def plan_annotations(windows: list[Window], seed: int = 0) -> list[GenerationRequest]:
@@ -252,7 +263,10 @@ async def run_request(
         outcome.rejected += [Rejection(request=request.index, topic=request.topic, reason=reason, detail=detail, raw=raw if i == 0 else None) for i in range(count)]
 
     budget = llm.config.max_tokens or default_max_tokens(request.n)
-    messages = chat_messages(spec, "generate", topic=request.topic, n=request.n)
+    prompt = "negative" if request.negative else "generate"
+    if request.negative:
+        rules = rules.model_copy(update={"min_entities": 0})  # asked for texts that name nothing
+    messages = chat_messages(spec, prompt, topic=request.topic, n=request.n)
     try:
         answer = await llm.complete_json(messages, generate_schema(spec, request.n), seed=request.seed, check=_check_examples, max_tokens=budget)
     except RequestFailed as err:
@@ -263,7 +277,7 @@ async def run_request(
         return outcome
     items = as_examples(answer.value) or []
     outcome.surplus = max(0, len(items) - request.n)
-    source = Source(model=llm.config.model, prompt_id=prompt_id(spec), topic=request.topic, sample=request.sample, origin="llm")
+    source = Source(model=llm.config.model, prompt_id=prompt_id(spec, prompt), topic=request.topic, sample=request.sample, origin="llm")
     repairs: Counter[str] = Counter()
     for item in items[: request.n]:
         try:

@@ -293,7 +293,9 @@ def example_to_task(example: Example, spec: TaskSpec, run: str | None = None) ->
     """A Label Studio task: the text, the example id (for idempotency) and the LLM's prediction."""
     check_labels(example, spec)
     confidence = example_confidence(example)
-    data = {"text": example.text, "example_id": example.id, "llm": example.source.model, "confidence": confidence}
+    data = {"text": example.text, "example_id": example.id, "llm": example.source.model, "confidence": confidence, "origin": example.source.origin}
+    if example.source.document is not None:  # your text: where it is in your file (a column to filter and sort on)
+        data |= {"document": example.source.document, "offset": example.source.offset}
     if run:
         data["run"] = run
     prediction: dict[str, Any] = {"model_version": example.source.model or "llm", "result": to_result(example)}

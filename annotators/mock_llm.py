@@ -65,6 +65,7 @@ from distill_ner.annotators.mock_world import (  # noqa: F401  (re-exported: the
     Draft,
     FactTable,
     Species,
+    Written,
     answer_item,
     draft_to_example,
     example_to_draft,
@@ -72,6 +73,7 @@ from distill_ner.annotators.mock_world import (  # noqa: F401  (re-exported: the
     restrict,
     with_errors,
     write_example,
+    write_off_topic,
 )
 from distill_ner.annotators.replay import ReplayErrors, ReplayGold, replay_answer
 from distill_ner.annotators.truth import TruthRecord, write_truth_record
@@ -287,7 +289,11 @@ class MockLLM:
         n_match = re.search(r"\bWrite (\d+)\b", prompt) or re.search(r"\b(\d+) (?:different )?(?:sentences|examples|texts)\b", prompt)
         n = max(1, min(int(n_match.group(1)) if n_match else 5, 50))
         topic = topic_match.group(1).strip() if topic_match else None
-        items = [self._generate_one(topic, ent_labels, rel_labels, body.get("model"), rng) for _ in range(n)]
+        off_topic = re.search(r"^Off-topic: (.*)$", prompt, re.MULTILINE)  # the spec's `negative` prompt
+        if off_topic:
+            items = [self._item(write_off_topic(rng), off_topic.group(1).strip(), ent_labels, rel_labels, body.get("model"), rng) for _ in range(n)]
+        else:
+            items = [self._generate_one(topic, ent_labels, rel_labels, body.get("model"), rng) for _ in range(n)]
         return json.dumps({"examples": items}, ensure_ascii=False)
 
     def _with_errors(self, truth: Draft, labels: list[str], rng: random.Random) -> tuple[Draft, list[str]]:
@@ -296,6 +302,10 @@ class MockLLM:
     def _generate_one(self, topic: str | None, ent_labels, rel_labels, model: str | None, rng: random.Random) -> dict[str, Any]:
         sp = self.table.lookup(topic, rng)
         written = write_example(sp, self.table, rng, self.config.factual_error_rate, self.config.unusable_rate)
+        return self._item(written, topic, ent_labels, rel_labels, model, rng)
+
+    def _item(self, written: Written, topic: str | None, ent_labels, rel_labels, model: str | None, rng: random.Random) -> dict[str, Any]:
+        """One written example as answered (annotation errors at the configured rate); its truth recorded once."""
         truth = restrict(written.draft, ent_labels, rel_labels)
         labels = ent_labels or _ALL_LABELS
         shown, errors = self._with_errors(truth, labels, rng)

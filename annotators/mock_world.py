@@ -806,6 +806,45 @@ def write_example(sp: Species, table: FactTable, rng: random.Random, factual_err
     return Written(w.d)
 
 
+OFF_TOPIC_SENTENCES = (
+    "The {group} met on {day} to discuss {thing}, and the vote was postponed until {month}.",
+    "{Thing} rose by {pct} percent in {month}, the largest change since the {group} began keeping records.",
+    "Passengers were told that the {time} service would leave from platform {num} because of {thing}.",
+    "After {num} minutes the home side scored twice, and the {group} celebrated late into the evening.",
+    "The new version fixes {num} bugs in {thing} and needs a restart of every office computer.",
+    "Forecasters expect {weather} on {day}, with temperatures near {num} degrees in the afternoon.",
+    "Stir the {food} for {num} minutes, then add the {food2} and let the pot rest before serving.",
+    "The {group} approved a budget of {num} million for {thing} after a long debate on {day}.",
+    "Students sat the exam on {day}, and the results on {thing} will be posted in {month}.",
+    "Staff will move to the third floor in {month}, and the {group} will plan the new desks.",
+    "The museum opened its new wing on {day} with an exhibition on {thing} and {num} paintings.",
+    "The mechanic replaced the brakes and the {thing} and said the car was ready by {time}.",
+)
+OFF_TOPIC_SLOTS = {
+    "group": ["committee", "board", "city council", "steering group", "supporters' club", "project team"],
+    "day": ["Tuesday", "Monday", "Friday", "the first Thursday", "Saturday morning"],
+    "month": ["March", "June", "October", "December", "the spring"],
+    "thing": ["parking fees", "the new timetable", "printer drivers", "school meals", "energy prices", "the roof repairs", "signal failures"],
+    "pct": ["four", "2.5", "twelve", "seven"],
+    "time": ["7:15", "noon", "half past six", "18:40"],
+    "num": ["three", "14", "forty", "250", "nine"],
+    "weather": ["heavy rain", "light snow", "strong winds", "a dry spell"],
+    "food": ["onions", "rice", "tomato sauce", "lentils"],
+    "food2": ["garlic", "stock", "cream", "herbs"],
+}
+
+
+def write_off_topic(rng: random.Random) -> Written:
+    """A text that names no species and no fact of one (the answer to the spec's `negative` prompt):
+    one or two sentences of a meeting, prices, a timetable, the weather, ..."""
+    sentences = []
+    for template in rng.sample(OFF_TOPIC_SENTENCES, rng.choice((1, 1, 2))):
+        values = {k: rng.choice(v) for k, v in OFF_TOPIC_SLOTS.items()}
+        sentences.append(template.format(**values, Thing=_cap(values["thing"])))
+    draft = Draft(text=" ".join(sentences), shapes=["off_topic"])
+    return Written(draft=draft, errors=[], notes=[])
+
+
 def _cut(draft: Draft, rng: random.Random) -> Draft | None:
     """The text cut off after a word in its second half (an unusable, truncated text)."""
     words = [m.end() for m in re.finditer(r"\w+", draft.text) if m.end() > len(draft.text) // 2 and m.end() < len(draft.text) - 2]

@@ -66,17 +66,28 @@ class FewShot(BaseModel):
     relations: list[FewShotRelation] = Field(default_factory=list)
 
 
+NEGATIVE_PROMPT = """Off-topic: {{ topic }}
+Write {{ n }} different sentences about this subject, in the style of the texts of this domain, that name no entity of these types: {{ entities | map(attribute="label") | join(", ") }}.
+List no entities and no relations for them."""
+DEFAULT_NEGATIVE_TOPICS = [
+    "a committee meeting", "market prices", "a train timetable", "a football match", "a software update", "the weather forecast",
+    "a cooking recipe", "a city council budget", "a school exam", "an office move", "a museum opening", "a car repair",
+]
+
+
 class Prompts(BaseModel):
     """Jinja2 templates. `generate` writes new annotated texts about a topic; `annotate`
-    annotates a given text (used for k-sample confidence and for bringing your own texts)."""
+    annotates a given text (used for k-sample confidence and for bringing your own texts);
+    `negative` writes texts that name nothing of the spec (so that a student learns to stay quiet)."""
 
     model_config = ConfigDict(extra="forbid")
 
     system: str
     generate: str
     annotate: str
+    negative: str = NEGATIVE_PROMPT
 
-    @field_validator("system", "generate", "annotate")
+    @field_validator("system", "generate", "annotate", "negative")
     @classmethod
     def _parses(cls, value: str) -> str:
         try:
@@ -99,6 +110,8 @@ class TaskSpec(BaseModel):
     few_shot: list[FewShot] = Field(default_factory=list)
     examples_per_call: int = Field(default=5, ge=1, le=50)
     topics: dict[str, list[str]] = Field(description="seed topics, grouped (e.g. by taxon)")
+    negative_share: float = Field(default=0.1, ge=0, le=0.5, description="share of generated texts that name no entity (the `negative` prompt, on `negative_topics`)")
+    negative_topics: list[str] = Field(default_factory=lambda: list(DEFAULT_NEGATIVE_TOPICS), description="subjects of the texts that name nothing")
     demo_text: str | None = Field(None, description="a sentence to try a trained model on (the report, `distill run`)")
 
     @field_validator("topics")
@@ -123,7 +136,9 @@ class TaskSpec(BaseModel):
                     raise ValueError(f"relation {r.label!r} uses unknown entity label {side!r} (known: {', '.join(labels)})")
         for i, shot in enumerate(self.few_shot):
             self._check_few_shot(i, shot, labels)
-        for name in ("system", "generate", "annotate"):
+        if self.negative_share and not self.negative_topics:
+            raise ValueError("negative_share is above 0 but negative_topics is empty")
+        for name in ("system", "generate", "annotate", "negative"):
             self.render(name, topic="TOPIC", text="TEXT", n=1)  # undefined variables fail here
         return self
 

@@ -408,9 +408,10 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
         "Data set": markdown_table(dataset_rows(results["data"]), ["stage", "numbers"]),
         "LLM against humans": _read(config.run_dir / "correctness.md"),
         "Teacher and students (gold test split)": markdown_table(
-            results["models"], ["model", "layers", "kd", "f1", "f1_low", "f1_high", "overlap_f1", "precision", "recall", "token_macro_f1", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
+            results["models"], ["model", "layers", "kd", "f1", "f1_low", "f1_high", "overlap_f1", "precision", "recall", "token_macro_f1", "false_alarms", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
         ) + f"\n`f1` is strict span F1; `f1_low`-`f1_high` is its 95% bootstrap interval over the {results['models'][-1].get('n_test') or ''} test texts:"
-        " two models whose intervals overlap are not told apart by this test split.\n"
+        " two models whose intervals overlap are not told apart by this test split. `false_alarms` is the share of test texts"
+        " with no entity in which the model finds one.\n"
         "\nStrict span F1 per label, the LLM's own pre-annotations in the last row:\n\n" + markdown_table(per_label_rows(results["models"])),
         "How training went": training_markdown(config.run_dir / "models"),
         **({"Pruning sweep (students on the gold test split)": sweep_markdown(sweep, image_dir="sweep/")} if sweep else {}),

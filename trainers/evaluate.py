@@ -45,7 +45,9 @@ def predicted_tags(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]
 
 
 def ner_scores(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> dict[str, Any]:
-    """Entity-level strict seqeval scores (micro, macro, per label) and token-level macro F1."""
+    """Entity-level strict seqeval scores (micro, macro, per label), token-level macro F1 and the
+    false-alarm rate (the share of texts with no gold entity in which an entity is predicted;
+    None when every text has one)."""
     y_true = [word_tags(g) for g in gold]
     y_pred = predicted_tags(gold, predicted)
     report = classification_report(y_true, y_pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
@@ -64,11 +66,18 @@ def ner_scores(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -
         "overlap_f1": overlap_f1(gold, predicted),
         "macro_f1": round(float(report.get("macro avg", {}).get("f1-score", 0.0)), 4),
         "token_macro_f1": round(float(f1_score(flat_true, flat_pred, labels=types, average="macro", zero_division=0)), 4) if types else 0.0,
+        "false_alarms": false_alarms(gold, predicted),
         "per_label": {
             k: {"precision": round(float(report[k]["precision"]), 4), "recall": round(float(report[k]["recall"]), 4), "f1": round(float(report[k]["f1-score"]), 4), "support": int(report[k]["support"])}
             for k in labels
         },
     }
+
+
+def false_alarms(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> float | None:
+    """The share of texts without a gold entity in which an entity is predicted (None: no such text)."""
+    empty = [bool(p) for g, p in zip(gold, predicted, strict=True) if not g.entities]
+    return round(sum(empty) / len(empty), 4) if empty else None
 
 
 def span_counts(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]) -> np.ndarray:

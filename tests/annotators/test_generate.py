@@ -14,8 +14,10 @@ from distill_ner.annotators.llm import LLMConfig
 from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer
 from distill_ner.data.errors import DistillError
 from distill_ner.data.formats import read_jsonl
+from distill_ner.data.spec import DEFAULT_NEGATIVE_TOPICS
 
 runner = CliRunner()
+NEGATIVE_TOPICS = set(DEFAULT_NEGATIVE_TOPICS)
 
 
 def cli(*args: str, env: dict | None = None):
@@ -59,7 +61,8 @@ def test_generate_against_the_mock_with_faults_then_rerun_makes_no_call(mock_llm
     assert summary["calls"] > 0 and summary["complete"] and summary["prompt_tokens"] > 0
     for example in kept:  # grounded, provenance, stable ids
         assert example.source.origin == "llm" and example.source.topic and example.source.prompt_id
-        assert example.entities and all(example.span(e).strip() == example.span(e) for e in example.entities)
+        assert example.entities or example.source.topic in NEGATIVE_TOPICS  # only the off-topic texts may name nothing
+        assert all(example.span(e).strip() == example.span(e) for e in example.entities)
     requests = server.stats.requests
     before = (out / "generated.jsonl").read_text()
 
@@ -167,3 +170,21 @@ def test_two_generates_on_one_run_folder_cannot_both_proceed(mock_llm_factory, t
     assert first.returncode == 0, err
     assert second.returncode == 1 and f"in use by pid {first.pid}" in second.stderr and "distill generate" in second.stderr
     assert server.stats.requests == 4  # the second made no call
+
+
+def test_a_share_of_the_texts_names_nothing_and_is_kept(species_spec, mock_llm_factory, tmp_path):
+    """Every 10th request (negative_share 0.1) asks for off-topic texts; they are kept with no
+    entity (or with what the LLM wrongly tagged, for the reviewer to remove), never rejected."""
+    plan = plan_requests(species_spec, 100, seed=1)
+    negatives = [r for r in plan if r.negative]
+    assert [r.index for r in negatives] == [9, 19] and {r.topic for r in negatives} <= set(species_spec.negative_topics)
+    assert not any(r.negative for r in plan_requests(species_spec.model_copy(update={"negative_share": 0.0}), 100, seed=1))
+    server = mock_llm_factory(seed=1, error_rate=0.5)
+    out = tmp_path / "run"
+    summary = generate(species_spec, 100, out, LLMConfig(base_url=server.base_url, model="mock-species"), seed=1)
+    kept = read_jsonl(out / "generated.jsonl")
+    off_topic = [e for e in kept if e.source.topic in species_spec.negative_topics]
+    assert len(off_topic) == 10 and summary.rejected.get("no_entities", 0) == 0
+    assert sum(1 for e in off_topic if not e.entities) >= 3  # most name nothing ...
+    assert all(not server.truth[e.text].example.entities for e in off_topic)  # ... and their truth names nothing
+    assert sum(1 for e in kept if e.entities) >= 80

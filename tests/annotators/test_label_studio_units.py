@@ -86,6 +86,10 @@ def test_task_carries_example_id_and_prediction_score(species_spec, species_exam
     task = example_to_task(example, species_spec, run="r1")
     assert task["data"]["example_id"] == example.id and task["data"]["run"] == "r1"
     assert task["predictions"][0]["model_version"] == "gpt-x" and task["predictions"][0]["score"] == 0.3
+    assert "document" not in task["data"]
+    mine = example.model_copy(update={"source": example.source.model_copy(update={"origin": "corpus", "file": "notes.txt", "document": "line 4", "offset": 120})})
+    data = example_to_task(mine, species_spec)["data"]
+    assert (data["origin"], data["document"], data["offset"]) == ("corpus", "line 4", 120)  # columns to filter your texts by
 
 
 def test_example_with_a_label_outside_the_spec_is_refused_before_upload(species_spec):

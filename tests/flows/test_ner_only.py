@@ -5,8 +5,8 @@ The spec is the species spec cut down to SPECIES and HABITAT with no relations (
 answers with the labels of the request's schema only). What must hold: the Label Studio project
 offers the two labels and no relation types, the student has no relation head (nothing to
 train, nothing to store), and the exported pipeline predicts only the spec's labels and no
-relations. The flow runs with a generate schema that allows no relation for such a spec
-(`no_relations_schema`), which annotators/generate.py does not have yet (the xfail test).
+relations; the generate schema allows no relation at all for such a spec (else the mock, like a
+lax LLM, adds relations the spec does not know, and grounding rejects their examples).
 """
 
 from __future__ import annotations
@@ -76,31 +76,13 @@ def test_no_relation_types_no_relation_head(tiny_bert):
     assert NerReModel(encoder, n_tags=5, n_relations=2, n_entity_labels=2).re_head is not None  # one relation type: a head
 
 
-def no_relations_schema(item_schema):
-    """`annotators.generate.item_schema` as a NER-only spec needs it: the answer's relation list is
-    empty (`maxItems` 0, no label allowed). Today's schema leaves the relation label free when the
-    spec names none, so an LLM (the mock: a schema without a label enum means every label) adds
-    relations that the spec does not know; each one rejects its example at grounding, and the
-    mock's truth, which the simulated reviewer submits, carries them into Label Studio. The flow
-    test runs on this schema until generate.py has it (see the xfail test below)."""
-
-    def schema(spec):
-        out = item_schema(spec)
-        if not spec.relation_labels:
-            relations = out["properties"]["relations"]
-            relations["maxItems"] = 0
-            relations["items"]["properties"]["label"]["enum"] = []
-        return out
-
-    return schema
-
-
-@pytest.mark.xfail(strict=True, reason="annotators/generate.py item_schema leaves the relation label free for a spec with no relation types")
 def test_generate_schema_of_a_ner_only_spec_allows_no_relation(tmp_path):
-    from distill_ner.annotators.generate import item_schema
+    from distill_ner.annotators.generate import annotate_schema, item_schema
 
-    relations = item_schema(load_spec(ner_only_spec(tmp_path, "ner-only-schema")))["properties"]["relations"]
-    assert relations.get("maxItems") == 0 or relations["items"]["properties"]["label"].get("enum") == []
+    for schema in (item_schema, annotate_schema):
+        relations = schema(load_spec(ner_only_spec(tmp_path, "ner-only-schema")))["properties"]["relations"]
+        assert relations["maxItems"] == 0 and relations["items"]["properties"]["label"]["enum"] == []
+    assert item_schema(load_spec("species"))["properties"]["relations"]["maxItems"] > 0
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +106,6 @@ def ls_env(label_studio):
 def ner_only_run(prefect, ls_env, tiny_bert, tmp_path_factory):
     from distill_ner.flows.distill_flow import distill
 
-    from distill_ner.annotators import generate
-
     tmp = tmp_path_factory.mktemp("ner-only")
     spec = ner_only_spec(tmp, "ner-only-e2e")
     overrides = [
@@ -133,9 +113,7 @@ def ner_only_run(prefect, ls_env, tiny_bert, tmp_path_factory):
         "review.accuracy=1.0", "review.convention_drift=0.0", "split.dev=0.2", "split.test=0.25",
         f"train.encoder={tiny_bert}", "train.epochs=2", "train.student_layers=1", "train.batch_size=8",
     ]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(generate, "item_schema", no_relations_schema(generate.item_schema))
-        report = distill(str(REPO / "flows/configs/demo.yaml"), overrides)
+    report = distill(str(REPO / "flows/configs/demo.yaml"), overrides)
     return tmp / "nero", spec, Path(report)
 
 
