@@ -553,6 +553,13 @@ def _write_outputs(folder: Path, kept: list[Example], rejected_rows: list[dict[s
         raise DistillError(f"{folder}: cannot write the outputs ({err.strerror}); choose another --out") from None
 
 
+def _check_run_settings(k_samples: int, max_failure_share: float) -> None:
+    if k_samples < 1:
+        raise DistillError(f"--k-samples must be at least 1 (got {k_samples})")
+    if not 0 <= max_failure_share <= 1:
+        raise DistillError(f"--max-failure-share must be between 0 and 1 (got {max_failure_share})")
+
+
 def generate(
     spec: TaskSpec,
     n: int,
@@ -574,10 +581,7 @@ def generate(
     `max_failure_share` of the examples are rejected, `DistillError` says how far it got and why,
     and the earlier outputs stay; rerunning continues from the cache.
     """
-    if k_samples < 1:
-        raise DistillError(f"--k-samples must be at least 1 (got {k_samples})")
-    if not 0 <= max_failure_share <= 1:
-        raise DistillError(f"--max-failure-share must be between 0 and 1 (got {max_failure_share})")
+    _check_run_settings(k_samples, max_failure_share)
     out = Path(out_dir)
     requests = plan_requests(spec, n, seed, examples_per_call)
     started = time.perf_counter()
@@ -604,10 +608,7 @@ def annotate(
     """Annotate the user's text, one request per window, into `out_dir` (the same files as
     `generate`; exact duplicate texts dropped unless `dedup_threshold` < 1 asks for near ones too).
     Failures behave as in `generate`: earlier outputs stay, and the rerun continues from the cache."""
-    if k_samples < 1:
-        raise DistillError(f"--k-samples must be at least 1 (got {k_samples})")
-    if not 0 <= max_failure_share <= 1:
-        raise DistillError(f"--max-failure-share must be between 0 and 1 (got {max_failure_share})")
+    _check_run_settings(k_samples, max_failure_share)
     if not windows:
         raise DistillError("no text to annotate")
     out = Path(out_dir)

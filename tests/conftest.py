@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.fixtures.mock_llm",
     "tests.fixtures.tiny_bert",
     "tests.fixtures.label_studio",
+    "tests.fixtures.flows",
 ]

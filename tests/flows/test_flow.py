@@ -49,23 +49,6 @@ SWEEP = ("sweep.enabled=true", "sweep.fractions=[1.0, 0.5]", "sweep.methods=[ran
 TRANSFER = ("train.transfer=true", "llm.n_unlabeled=8")  # the student also learns the teacher on 8 texts nobody reviews
 
 
-@pytest.fixture(scope="module")
-def prefect():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
-@pytest.fixture(scope="module")
-def ls_env(label_studio):
-    saved = {k: os.environ.get(k) for k in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY")}
-    os.environ["LABEL_STUDIO_URL"], os.environ["LABEL_STUDIO_API_KEY"] = label_studio.url, label_studio.token
-    yield label_studio
-    for key, value in saved.items():
-        os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
-
-
 def project_tasks(label_studio, spec_path: Path, run: str) -> dict[str, int]:
     ls = client(label_studio.connection)
     title = project_title(load_spec(spec_path), run)  # each run has its own project

@@ -12,7 +12,6 @@ lax LLM, adds relations the spec does not know, and grounding rejects their exam
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,23 +82,6 @@ def test_generate_schema_of_a_ner_only_spec_allows_no_relation(tmp_path):
         relations = schema(load_spec(ner_only_spec(tmp_path, "ner-only-schema")))["properties"]["relations"]
         assert relations["maxItems"] == 0 and relations["items"]["properties"]["label"]["enum"] == []
     assert item_schema(load_spec("species"))["properties"]["relations"]["maxItems"] > 0
-
-
-@pytest.fixture(scope="module")
-def prefect():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
-@pytest.fixture(scope="module")
-def ls_env(label_studio):
-    saved = {k: os.environ.get(k) for k in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY")}
-    os.environ["LABEL_STUDIO_URL"], os.environ["LABEL_STUDIO_API_KEY"] = label_studio.url, label_studio.token
-    yield label_studio
-    for key, value in saved.items():
-        os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
 
 @pytest.fixture(scope="module")
