@@ -155,8 +155,9 @@ def item_schema(spec: TaskSpec) -> dict[str, Any]:
 
     short = {"type": "string", "maxLength": 200}
     entity = obj({"text": short, "label": label(spec.entity_labels)})
-    # a spec without relation types (NER only) allows no relation at all: an empty label enum, no items
-    relation = obj({"head": short, "tail": short, "label": label(spec.relation_labels) if spec.relations else {"type": "string", "enum": []}})
+    # a spec without relation types (NER only) allows no relation at all (maxItems 0); an empty
+    # label enum would say the same but crashes llama.cpp's grammar compiler
+    relation = obj({"head": short, "tail": short, "label": label(spec.relation_labels)})
     return obj(
         {
             "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS},
@@ -208,7 +209,7 @@ def _check_examples(value: Any) -> str | None:
 
 
 def _check_item(value: Any) -> str | None:
-    return None if isinstance(value, dict) and isinstance(value.get("entities", []), list) else "expected one JSON object with 'entities'"
+    return None if isinstance(value, dict) and isinstance(value.get("entities"), list) else "expected one JSON object with 'entities'"
 
 
 # --- planning -----------------------------------------------------------------------------------

@@ -168,7 +168,9 @@ def _labels_from(body: dict[str, Any]) -> tuple[list[str] | None, list[str] | No
     is_generate = True if "examples" in props else False if "entities" in props else None
     item = _dig(props, "examples", "items") if is_generate else schema
     ent = _dig(item, "properties", "entities", "items", "properties", "label", "enum")
-    rel = _dig(item, "properties", "relations", "items", "properties", "label", "enum")
+    relations = _dig(item, "properties", "relations")
+    # a schema that allows no relation (maxItems 0, an NER-only spec) asks for none
+    rel = [] if _dig(relations, "maxItems") == 0 else _dig(relations, "items", "properties", "label", "enum")
     return ent, rel, is_generate
 
 
