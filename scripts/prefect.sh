@@ -28,7 +28,7 @@ case "${1:-}" in
   up)
     bash scripts/setup.sh
     if ! curl -fs "$PREFECT_API_URL/health" >/dev/null; then
-      (echo $BASHPID > "$PREFECT_HOME/server.pid"; exec $bin/prefect server start --host 127.0.0.1 --port "$PORT" --no-ui) \
+      (echo $BASHPID > "$PREFECT_HOME/server.pid"; PREFECT_UI_API_URL=$PREFECT_API_URL exec $bin/prefect server start --host 127.0.0.1 --port "$PORT") \
         >"$PREFECT_HOME/server.log" 2>&1 &
       for _ in $(seq 60); do curl -fs "$PREFECT_API_URL/health" >/dev/null && break; sleep 1; done
       curl -fs "$PREFECT_API_URL/health" >/dev/null || { tail -20 "$PREFECT_HOME/server.log"; echo "Prefect server did not start" >&2; exit 1; }
@@ -38,7 +38,7 @@ case "${1:-}" in
     if [ ! -f "$PREFECT_HOME/worker.pid" ] || ! kill -0 "$(cat "$PREFECT_HOME/worker.pid")" 2>/dev/null; then
       (echo $BASHPID > "$PREFECT_HOME/worker.pid"; exec $bin/prefect worker start --pool "$POOL") >"$PREFECT_HOME/worker.log" 2>&1 &
     fi
-    echo "Prefect server: http://127.0.0.1:$PORT  (export PREFECT_API_URL=$PREFECT_API_URL)"
+    echo "Prefect UI: http://127.0.0.1:$PORT  (export PREFECT_API_URL=$PREFECT_API_URL)"
     echo "deployments: $($bin/prefect deployment ls 2>/dev/null | grep -o "distill/[a-z-]*" | tr '\n' ' ')"
     ;;
   down)
