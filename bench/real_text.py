@@ -83,7 +83,8 @@ def main(
     from distill_ner.data.formats import read_conll, split_examples
     from distill_ner.data.spec import load_spec
     from distill_ner.trainers.args import TrainingArgs
-    from distill_ner.trainers.modeling import load_model, predict_entities
+    from distill_ner.trainers.inference import predict_entities
+    from distill_ner.trainers.modeling import load_model
     from distill_ner.trainers.trainer import train_student, train_teacher
 
     out = out or ROOT / "bench_out" / "real_text" / f"{corpus}-{n}-s{seed}"

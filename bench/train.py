@@ -113,7 +113,8 @@ def versus_llm(rows: list[dict], splits: dict[str, list]) -> list[str]:
     95% bootstrap interval (`trainers.evaluate.f1_difference`): is the lead more than the test
     split's sampling?"""
     from distill_ner.trainers.evaluate import f1_difference
-    from distill_ner.trainers.modeling import load_model, predict_entities
+    from distill_ner.trainers.inference import predict_entities
+    from distill_ner.trainers.modeling import load_model
     from distill_ner.trainers.scores import llm_entities
 
     if not any(r["name"] == "LLM pre-annotation" for r in rows):  # the data does not say what the LLM annotated

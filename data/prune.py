@@ -14,7 +14,8 @@ each removed example with a reason, so that nothing silently disappears. Steps:
 pruned (train examples whose text is also in dev or test are dropped as leaks, with a reason).
 `save_pruned` writes the result as a DatasetDict, `removed.jsonl` and `report.json`.
 `STEPS` maps the step names of the command line and run configs to builders; a new step is one
-class plus one entry there (or `register_step`).
+class plus one entry there (or `register_step`, or an entry point in the group
+`distill_ner.pruning_steps`, see `data/registry.py`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from distill_ner.data.dedup import dedup, normalize_text
 from distill_ner.data.errors import DistillError
+from distill_ner.data.registry import Registry
 from distill_ner.data.example import Example
 from distill_ner.data.formats import atomic_write, save_splits
 
@@ -311,19 +313,19 @@ def _fraction(args: list[str], scores: dict[str, dict[str, float]], seed: int) -
     return ToFraction(float(args[0]), method, scores.get(method), keep, seed)  # type: ignore[arg-type]
 
 
-STEPS: dict[str, StepBuilder] = {
+STEPS: Registry[StepBuilder] = Registry("pruning step", "distill_ner.pruning_steps", {
     "dedup": lambda args, scores, seed: Dedup(float(args[0]) if args else 0.9),
     "rejected": lambda args, scores, seed: DropRejected(drop_pending=bool(args and args[0] == "pending")),
     "confidence": lambda args, scores, seed: MinConfidence(float(args[0]) if args else 0.5),
     "balance": lambda args, scores, seed: ClassBalance(float(args[0]) if args else 3.0, seed=seed),
     "fraction": _fraction,
-}
+})
 STEP_HELP = "dedup[:0.9], rejected[:pending], confidence:0.6, balance[:3], fraction:0.5[:random|<score method>[:hard|easy]]"
 
 
 def register_step(name: str, build: StepBuilder) -> None:
     """Make `name[:args]` a pruning step of the command line and run configs."""
-    STEPS[name] = build
+    STEPS.register(name, build)
 
 
 def parse_step(spec: str, scores: dict[str, dict[str, float]] | None = None, seed: int = 0) -> Step:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ from distill_ner.annotators.grounding import GroundingRules
 from distill_ner.annotators.truth import CONVENTION_DRIFT
 from distill_ner.data.errors import DistillError, validation_message
 from distill_ner.data.prune import PruneSettings
-from distill_ner.trainers.args import TrainingArgs
+from distill_ner.trainers.args import DistillSettings, StudentSettings, TeacherSettings, TrainingArgs, owner_of, student_args, teacher_args
 from distill_ner.trainers.kd import parse_kd_setting
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
@@ -27,7 +28,7 @@ class LLMSection(_Section):
     model: str = "mock-species"
     n: int = Field(300, ge=1, description="examples to generate")
     concurrency: int = Field(8, ge=1)
-    n_unlabeled: int = Field(0, ge=0, description="extra examples generated for the student's transfer set (train.transfer), never sent for review")
+    n_unlabeled: int = Field(0, ge=0, description="extra examples generated for the student's transfer set (distill.transfer), never sent for review")
     k_samples: int = Field(1, ge=1, description="annotation samples per example; >1 gives confidences")
     seed: int = 0
     error_rate: float = Field(0.25, ge=0, le=1, description="mock only: share of answers with annotation errors")
@@ -146,9 +147,30 @@ class RunConfig(_Section):
     review: ReviewSection = ReviewSection()
     split: SplitSection = SplitSection()
     prune: PruneSection = PruneSection()
-    train: TrainingArgs = TrainingArgs()
+    teacher: TeacherSettings = TeacherSettings()  # type: ignore[valid-type]
+    student: StudentSettings = StudentSettings()  # type: ignore[valid-type]
+    distill: DistillSettings = DistillSettings()  # type: ignore[valid-type]
     sweep: SweepSection = SweepSection()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _train_section_by_owner(cls, raw: Any) -> Any:
+        """The old `train:` section (one settings object for teacher and student): each key goes
+        to its owner's section (`load_run_config` prints a deprecation note)."""
+        if isinstance(raw, dict) and isinstance(raw.get("train"), dict):
+            raw = dict(raw)
+            for key, value in raw.pop("train").items():
+                owner = owner_of(key) if key in TrainingArgs.model_fields else "teacher"  # an unknown key fails there, by name
+                raw[owner] = {**(raw.get(owner) or {}), key: value}
+        return raw
+
+    def teacher_args(self) -> TrainingArgs:
+        """The trainer's arguments for the teacher(s): the `teacher` section alone."""
+        return teacher_args(self.teacher)
+
+    def student_args(self) -> TrainingArgs:
+        """The trainer's arguments for the student: `teacher`, then `student`'s own, then `distill`."""
+        return student_args(self.teacher, self.student, self.distill)
 
     @model_validator(mode="after")
     def _source_has_input(self) -> RunConfig:
@@ -176,11 +198,17 @@ UNLABELED_SEED_OFFSET = 1000  # the unlabeled generation plans its requests with
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
-    """`train.kd=annealing` -> (["train", "kd"], "annealing"); the value is parsed as YAML."""
+    """`distill.kd=annealing` -> (["distill", "kd"], "annealing"); the value is parsed as YAML."""
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise DistillError(f"override {item!r} is not key=value (e.g. train.kd=annealing)")
+        raise DistillError(f"override {item!r} is not key=value (e.g. distill.kd=annealing)")
     return key.strip().split("."), yaml.safe_load(value)
+
+
+def _owner_key(key: str) -> str:
+    """`train.kd` -> `distill.kd` (where a deprecated key's errors are reported); other keys as they are."""
+    section, _, field = key.partition(".")
+    return f"{owner_of(field)}.{field}" if section == "train" and field in TrainingArgs.model_fields else key
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> RunConfig:
@@ -211,8 +239,14 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | dict[
             if not isinstance(node, dict):
                 raise DistillError(f"override {'.'.join(keys)}: {part} is not a section")
         node[keys[-1]] = value
+    old_keys = list(raw["train"]) if isinstance(raw.get("train"), dict) else []
+    given = {_owner_key(key): text for key, text in given.items()}
     try:
-        return RunConfig.model_validate(raw)
+        config = RunConfig.model_validate(raw)
+        if old_keys:  # after validation: a bad config gets its one error line alone
+            moved = ", ".join(f"train.{k} -> {owner_of(k)}.{k}" for k in old_keys)
+            print(f"note: the train section is deprecated; its keys now belong to teacher, student or distill ({moved})", file=sys.stderr)
+        return config
     except ValidationError as err:
         loc = ".".join(str(p) for p in err.errors()[0]["loc"])
         override = next((text for key, text in given.items() if loc == key or loc.startswith(key + ".")), None)

@@ -315,7 +315,7 @@ def teacher_task(config_json: dict[str, Any]) -> str:
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.run_dir / "verified")
     out = config.run_dir / "models" / "teacher"
-    return str(train_teachers(splits["train"], splits["dev"], out, config.train, spec=load_spec(config.spec))[0])  # train.teachers of them
+    return str(train_teachers(splits["train"], splits["dev"], out, config.teacher_args(), spec=load_spec(config.spec))[0])  # teacher.teachers of them
 
 
 @task(name="train-student")
@@ -327,16 +327,16 @@ def student_task(config_json: dict[str, Any], teacher_dir: str) -> str:
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.run_dir / "pruned")
     out = config.run_dir / "models" / "student"
-    transfer = transfer_examples(config) if config.train.transfer else []
-    extra = teacher_dirs(teacher_dir, config.train.teachers)[1:]
-    return str(train_student(splits["train"], splits["dev"], teacher_dir, out, config.train, fraction=config.prune.fraction, transfer=transfer, extra_teachers=extra))
+    transfer = transfer_examples(config) if config.distill.transfer else []
+    extra = teacher_dirs(teacher_dir, config.teacher.teachers)[1:]
+    return str(train_student(splits["train"], splits["dev"], teacher_dir, out, config.student_args(), fraction=config.prune.fraction, transfer=transfer, extra_teachers=extra))
 
 
 def transfer_examples(config: RunConfig) -> list[Any]:
     """Texts no human labelled, for the student's transfer set: verified training examples that
     pruning left out, generated examples never reviewed, and the `llm.n_unlabeled` generation;
     never a dev or test text (`train_student` drops those of its own train split). Each keeps
-    the LLM's own annotation, for `train.llm_teacher`."""
+    the LLM's own annotation, for `distill.llm_teacher`."""
     from distill_ner.data.dedup import drop_texts_of
     from distill_ner.data.formats import load_splits, read_jsonl
     from distill_ner.trainers.scores import llm_entities
@@ -390,7 +390,7 @@ def sweep_task(config_json: dict[str, Any], teacher_dir: str) -> list[dict[str, 
 
     config = RunConfig.model_validate(config_json)
     s = config.sweep
-    rows = run_sweep(load_splits(config.run_dir / "verified"), teacher_dir, s.fractions, s.methods, s.kd, config.train, config.run_dir / "sweep", seeds=s.seeds)
+    rows = run_sweep(load_splits(config.run_dir / "verified"), teacher_dir, s.fractions, s.methods, s.kd, config.student_args(), config.run_dir / "sweep", seeds=s.seeds)
     return [r.model_dump(mode="json") for r in rows]
 
 
@@ -428,7 +428,7 @@ def training_markdown(models_dir: Path) -> str:
     """Each trained model's learning rate, epochs, best epoch and why it stopped; the teacher's
     `--search` grid (dev scores only) when it ran one."""
     from distill_ner.data.tables import markdown_table
-    from distill_ner.trainers.modeling import read_meta
+    from distill_ner.trainers.inference import read_meta
 
     rows, search = [], ""
     for path in sorted(p.parent for p in models_dir.glob("*/model.json")):
@@ -532,16 +532,17 @@ def run_loop(cfg: RunConfig) -> str:
     if reviewed.get("project_id") is not None:
         create_link_artifact(project_url(cfg, reviewed["project_id"]), link_text="Label Studio project", key=_key(cfg, "label-studio"))
     split = stage("split", _dump(cfg.split), lambda: split_task(dumped), [run_dir / "verified.jsonl"], [verified_dir])
-    all_teachers = teacher_dirs(teacher_dir, cfg.train.teachers)
-    teacher = stage("teacher", _dump(cfg.train), lambda: teacher_task(dumped), [spec, verified_dir], all_teachers)
+    all_teachers = teacher_dirs(teacher_dir, cfg.teacher.teachers)
+    teacher = stage("teacher", _dump(cfg.teacher), lambda: teacher_task(dumped), [spec, verified_dir], all_teachers)
     pruned = stage("prune", _dump(cfg.prune), lambda: prune_task(dumped, teacher), [verified_dir, *(model_files(teacher_dir) if cfg.prune.needs_scores else [])], [pruned_dir])
-    transfer_reads = [run_dir / "generated.jsonl", *([unlabeled.run_dir / "generated.jsonl"] if cfg.llm.n_unlabeled else [])] if cfg.train.transfer else []
-    student = stage("student", [_dump(cfg.train), cfg.prune.fraction], lambda: student_task(dumped, teacher), [pruned_dir, *transfer_reads, *(f for d in all_teachers for f in model_files(d))], [student_dir])
+    transfer_reads = [run_dir / "generated.jsonl", *([unlabeled.run_dir / "generated.jsonl"] if cfg.llm.n_unlabeled else [])] if cfg.distill.transfer else []
+    student_settings = [_dump(cfg.teacher), _dump(cfg.student), _dump(cfg.distill)]
+    student = stage("student", [*student_settings, cfg.prune.fraction], lambda: student_task(dumped, teacher), [pruned_dir, *transfer_reads, *(f for d in all_teachers for f in model_files(d))], [student_dir])
     models = stage("evaluate", None, lambda: evaluate_task(dumped, {"teacher": teacher, "student": student}), [verified_dir, *model_files(teacher_dir), *model_files(student_dir)])
     pipeline = stage("export", None, lambda: export_task(dumped, student), [spec, *model_files(student_dir)], [run_dir / "student-spacy"])
     sweep = None
     if cfg.sweep.enabled:
-        sweep = stage("sweep", [_dump(cfg.sweep), _dump(cfg.train)], lambda: sweep_task(dumped, teacher), [verified_dir, *model_files(teacher_dir)], [run_dir / "sweep"])
+        sweep = stage("sweep", [_dump(cfg.sweep), *student_settings], lambda: sweep_task(dumped, teacher), [verified_dir, *model_files(teacher_dir)], [run_dir / "sweep"])
     results = {"data": {"generated": generated, "review": reviewed, "split": split, "prune": pruned}, "models": models, "pipeline": pipeline, "sweep": sweep}
     report = report_task(dumped, results)
     _log(f"report: {report}; spaCy pipeline: {pipeline}")

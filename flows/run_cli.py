@@ -43,7 +43,7 @@ def check_servers(cfg) -> None:
 @app.command()
 def run(
     config: str = typer.Option("demo", "--config", "-c", help="Run config: a name in flows/configs/ or a YAML path."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Override a config value, e.g. -s train.kd=annealing (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a config value, e.g. -s distill.kd=annealing (repeatable)."),
 ) -> None:
     """Run the whole loop as a Prefect flow: generate, review, split, prune, train, evaluate, export, report."""
     from distill_ner.flows.config import load_run_config

@@ -138,3 +138,20 @@ def test_the_check_sees_a_cycle_made_through_a_function_level_import(tmp_path: P
     (tmp_path / "trainers/a.py").write_text("from distill_ner.trainers.b import f\n")
     (tmp_path / "trainers/b.py").write_text("def f():\n    from distill_ner.trainers.a import g\n")
     assert set(find_cycle(import_graph(tmp_path))) == {"distill_ner.trainers.a", "distill_ner.trainers.b"}
+
+
+@pytest.mark.slow
+def test_a_type_checker_resolves_every_import() -> None:
+    """`pyright` (configured in pyproject.toml) finds the module behind every import of the package,
+    its tests and benches, as an editor does: the strict editable install of scripts/setup.sh maps
+    `distill_ner.trainers` to `trainers/` with links that a static checker follows, where the
+    default editable install's import hook left about 650 imports unresolved."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([str(Path(sys.executable).parent / "pyright"), "--outputjson"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    report = json.loads(out.stdout)
+    unresolved = [f"{d['file']}:{d['range']['start']['line'] + 1}: {d['message']}" for d in report["generalDiagnostics"] if d.get("rule") in ("reportMissingImports", "reportMissingModuleSource")]
+    assert unresolved == [], "\n".join(unresolved[:20])
+    assert report["summary"]["filesAnalyzed"] > 100

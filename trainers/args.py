@@ -1,14 +1,21 @@
-"""`TrainingArgs`: every knob of teacher and student training in one validated model.
+"""`TrainingArgs`: every knob of teacher and student training in one validated model, and the
+settings by owner that a run config holds.
 
 `TrainingArgs.from_any(obj)` accepts a `TrainingArgs`, a dict, or any object with the same
-field names; unknown fields are ignored there. The run config's `train` section is a `TrainingArgs`.
+field names; unknown fields are ignored there. It is what the trainer takes, for a teacher or a
+student. A run config holds the same fields by owner, each defined once (here, in
+`TrainingArgs`): `TeacherSettings` (the teacher's training and the windows), `StudentSettings`
+(its size, and its own optimizer settings, each None for "as the teacher") and `DistillSettings`
+(the KD method, alpha, temperature, teachers' combination, transfer set). `teacher_args` and
+`student_args` put them together; the teacher's depend on its own section alone, so a student
+or KD setting never retrains it.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from distill_ner.data.errors import DistillError
 from distill_ner.trainers.kd import check_kd, kd_names
@@ -16,6 +23,14 @@ from distill_ner.trainers.kd import check_kd, kd_names
 def default(field: str) -> Any:
     """The default of a `TrainingArgs` field (for CLI options and run configs)."""
     return TrainingArgs.model_fields[field].default
+
+
+def _registered_kd(cls: Any, value: str) -> str:
+    """Validator: `value` names a registered KD method."""
+    try:
+        return check_kd(value)
+    except DistillError as err:
+        raise ValueError(str(err)) from None
 
 
 class TrainingArgs(BaseModel):
@@ -63,10 +78,7 @@ class TrainingArgs(BaseModel):
     @field_validator("kd")
     @classmethod
     def _registered(cls, value: str) -> str:
-        try:
-            return check_kd(value)
-        except DistillError as err:
-            raise ValueError(str(err)) from None
+        return _registered_kd(cls, value)
 
     @classmethod
     def from_any(cls, obj: Any = None, **overrides: Any) -> TrainingArgs:
@@ -95,3 +107,49 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
             raise DistillError(f"-s {item}: use key=value with a training argument ({', '.join(TrainingArgs.model_fields)})")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+# --- settings by owner ----------------------------------------------------------------------
+OPTIMIZER_FIELDS = ("epochs", "step_budget", "patience", "eval_every", "batch_size", "learning_rate", "head_learning_rate", "warmup_ratio", "weight_decay")
+STUDENT_FIELDS = ("student_layers", "student_encoder", "equal_steps", *OPTIMIZER_FIELDS)
+DISTILL_FIELDS = ("kd", "alpha", "temperature", "hidden_weight", "anneal_max_temperature", "anneal_epoch_share", "teacher_weighting", "llm_teacher", "transfer")
+TEACHER_FIELDS = tuple(f for f in TrainingArgs.model_fields if f not in STUDENT_FIELDS and f not in DISTILL_FIELDS) + OPTIMIZER_FIELDS
+
+
+def _settings(name: str, doc: str, fields: tuple[str, ...], as_teacher: tuple[str, ...] = ()) -> type[BaseModel]:
+    """A model of `fields` of `TrainingArgs` with their types, bounds, defaults and descriptions;
+    those in `as_teacher` default to None, which means the teacher's value."""
+    definitions: dict[str, Any] = {}
+    for field in fields:
+        info = TrainingArgs.model_fields[field]
+        if field in as_teacher:
+            definitions[field] = (info.annotation | None, Field(None, description=f"{info.description or field}; None: the teacher's"))
+        else:
+            definitions[field] = (info.annotation, info)
+    validators = {"registered_kd": field_validator("kd")(_registered_kd)} if "kd" in fields else {}
+    return create_model(name, __config__=ConfigDict(extra="forbid"), __doc__=doc, __validators__=validators, **definitions)
+
+
+TeacherSettings = _settings("TeacherSettings", "The run config's `teacher:` section: what the teacher stage is keyed on.", TEACHER_FIELDS)
+StudentSettings = _settings("StudentSettings", "The run config's `student:` section: its size and optimizer (None: as the teacher).", STUDENT_FIELDS, OPTIMIZER_FIELDS)
+DistillSettings = _settings("DistillSettings", "The run config's `distill:` section: how the student learns from the teacher(s).", DISTILL_FIELDS)
+
+
+def owner_of(field: str) -> str:
+    """The section a `TrainingArgs` field belongs to (`teacher`, `student` or `distill`); a
+    shared optimizer field (learning rate, epochs, ...) is the teacher's, which the student follows."""
+    if field in DISTILL_FIELDS:
+        return "distill"
+    return "student" if field in STUDENT_FIELDS and field not in OPTIMIZER_FIELDS else "teacher"
+
+
+def teacher_args(teacher: BaseModel) -> TrainingArgs:
+    """The trainer's arguments for the teacher: its section alone."""
+    return TrainingArgs.model_validate(teacher.model_dump())
+
+
+def student_args(teacher: BaseModel, student: BaseModel, distill: BaseModel) -> TrainingArgs:
+    """The trainer's arguments for the student: the teacher's, then the student's own settings
+    that are set, then the KD settings."""
+    own = {k: v for k, v in student.model_dump().items() if v is not None or k not in OPTIMIZER_FIELDS}
+    return TrainingArgs.model_validate({**teacher.model_dump(), **own, **distill.model_dump()})

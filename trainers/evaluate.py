@@ -29,7 +29,8 @@ from distill_ner.data.errors import DistillError
 from distill_ner.data.example import Entity, Example, usable
 from distill_ner.data.formats import bio_tokens
 from distill_ner.data.tables import markdown_table
-from distill_ner.trainers.modeling import Loaded, load_model, predict, predict_entities, window_outputs
+from distill_ner.trainers.inference import Loaded, predict, predict_entities
+from distill_ner.trainers.modeling import load_model, window_outputs
 from distill_ner.trainers.ner import ner_features
 from distill_ner.trainers.relations import NO_RELATION, relation_pairs
 

@@ -1,4 +1,4 @@
-"""The NER + RE model: one encoder, a token-tag head and a relation head; save, load, predict.
+"""The NER + RE model: one encoder, a token-tag head and a relation head; save and load (torch).
 
 A model directory holds `encoder/` (transformers weights, config and tokenizer), `heads.pt`
 and `model.json` (tags, entity and relation labels, allowed (head, tail) label pairs, window
@@ -6,28 +6,27 @@ settings, training arguments, history, provenance). `evaluate` adds `metrics.jso
 
 - `NerReModel(encoder, n_tags, n_relations, n_entity_labels)`: `model(ids, mask, pairs) -> (tag logits, relation logits)`
 - `save_model(model, tokenizer, meta, out_dir)`, `load_model(model_dir) -> Loaded`
-- `predict(loaded, texts) -> list[Example]` (entities and relations), batched, windows for long texts
 - `window_outputs(loaded, features, pairs)`: tag and relation logits of known windows and pairs (KD, scoring)
+
+`model.json` (`ModelInfo`), `Loaded` and `predict` are in `trainers.inference`, which needs no torch.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transformers import AutoModel, AutoTokenizer
 
-from distill_ner.data.errors import DistillError, validation_message
-from distill_ner.data.example import Entity, Example, Relation
-from distill_ner.data.formats import atomic_write
+from distill_ner.data.errors import DistillError
 from distill_ner.trainers.encoders import count_parameters
-from distill_ner.trainers.ner import NerFeature, decode_logits, merge_windows, ner_features
-from distill_ner.trainers.relations import NO_RELATION, Pair, Pairs, relation_pairs
+from distill_ner.trainers.inference import Loaded, ModelInfo, by_length, read_meta, write_meta
+from distill_ner.trainers.ner import NerFeature
+from distill_ner.trainers.relations import Pair, Pairs
 
 
 class NerReModel(torch.nn.Module):
@@ -63,6 +62,19 @@ class NerReModel(torch.nn.Module):
         hidden = self.hidden_states(ids, mask)
         return hidden, self.ner_head(hidden)
 
+    @torch.inference_mode()
+    def predict_tags(self, ids: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """The inference interface of `trainers.inference`: hidden states (left on the device for
+        `predict_relations`) and tag logits [B, T, n_tags] as a float32 array."""
+        device = next(self.parameters()).device
+        hidden, tags = self.tag_outputs(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device).bool())
+        return hidden, tags.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_relations(self, hidden: torch.Tensor, pairs: dict[str, np.ndarray]) -> np.ndarray:
+        """Relation logits [P, n_relations] as a float32 array (the inference interface)."""
+        return self.re_logits(hidden, {k: torch.from_numpy(v).to(hidden.device) for k, v in pairs.items()}).float().cpu().numpy()
+
     def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The encoder's last hidden states [B, T, H] (dropout while training)."""
         return self.dropout(self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state)
@@ -93,69 +105,6 @@ def _span_max(rows: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> tor
     return torch.where(inside.any(dim=1, keepdim=True), pooled, torch.zeros_like(pooled))
 
 
-class ModelInfo(BaseModel):
-    """`model.json`: what a trained model predicts, how it was made and how its training went."""
-
-    model_config = ConfigDict(extra="allow")  # fields a later version adds survive a round trip
-
-    role: str = Field(description="teacher or student")
-    entity_labels: list[str]
-    tags: list[str] = Field(description="BIO tags, O first")
-    relation_labels: list[str] = Field(description="no_relation first")
-    allowed_pairs: list[tuple[str, str]] = Field(description="(head label, tail label) pairs the relation head scores")
-    max_length: int = Field(description="word pieces per window")
-    stride: int
-    subword_labels: Literal["first", "all"] = "all"  # models saved before first-piece labels tagged every piece
-    source_encoder: str | None = None
-    args: dict[str, Any] = {}
-    kd: str = "none"
-    teacher: str | None = None
-    alpha: float | None = None
-    temperature: float | None = None
-    fraction: float | None = None
-    teacher_parameters: int | None = None
-    parameters: int | None = None
-    train_seconds: float | None = None
-    n_train: int | None = None
-    n_dev: int | None = None
-    n_transfer: int | None = Field(None, description="student: transfer-set texts learned from the teacher's soft targets alone")
-    teachers: list[str] = Field([], description="student: the teachers whose combined logits it learned")
-    teacher_weights: list[float] | None = Field(None, description="student with several teachers: each one's mean weight over the windows")
-    texts_in_windows: int | None = None
-    relation_pairs: int | None = None
-    relation_pairs_skipped: int | None = None
-    history: list[dict[str, Any]] = []
-    best_epoch: int | None = None
-    stop_reasons: list[str] = Field([], description="why each training phase stopped")
-    search: dict[str, Any] | None = Field(None, description="`--search`: the grid, the dev score of each setting and the choice")
-    dev: dict[str, Any] = {}
-    data_key: str | None = Field(None, description="early teachers (EL2N): the examples they were trained on")
-
-
-@dataclass
-class Loaded:
-    """A model ready to predict: the module (eval mode), its tokenizer and `model.json`."""
-
-    model: NerReModel  # or `trainers.onnx_runtime.OnnxNerRe` (same inference interface)
-    tokenizer: Any
-    meta: ModelInfo
-    path: Path
-
-    @property
-    def tags(self) -> list[str]:
-        return self.meta.tags
-
-    @property
-    def relation_labels(self) -> list[str]:
-        return self.meta.relation_labels
-
-    @property
-    def device(self) -> torch.device:
-        if not isinstance(self.model, torch.nn.Module):
-            return self.model.device
-        return next(self.model.parameters()).device
-
-
 def pick_device(name: str = "auto") -> torch.device:
     """`auto` -> cuda when available, else cpu."""
     if name == "auto":
@@ -176,22 +125,6 @@ def save_model(model: NerReModel, tokenizer: Any, meta: ModelInfo, out_dir: str 
     torch.save(heads, out_dir / "heads.pt")
     write_meta(out_dir, meta.model_copy(update={"parameters": count_parameters(model)}))
     return out_dir
-
-
-def write_meta(model_dir: str | Path, meta: ModelInfo) -> None:
-    """Write `model.json` (atomically: a reader sees the old file or the new one)."""
-    atomic_write(Path(model_dir) / "model.json", meta.model_dump_json(indent=1) + "\n")
-
-
-def read_meta(model_dir: str | Path) -> ModelInfo:
-    """`model.json` of a model directory (a one-line error when it is not one)."""
-    path = Path(model_dir) / "model.json"
-    if not path.exists():
-        raise DistillError(f"{model_dir}: not a trained model directory (no model.json); train one with `distill train`")
-    try:
-        return ModelInfo.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValidationError as err:
-        raise DistillError(f"{path}: {validation_message(err)}") from None
 
 
 def load_model(model_dir: str | Path, device: str = "cpu") -> Loaded:
@@ -239,12 +172,6 @@ def pair_batch(pairs: Sequence[Pair], rows: dict[int, int], device: torch.device
     }
 
 
-def by_length(features: Sequence[Any], batch_size: int) -> list[list[int]]:
-    """Index batches of similar length (less padding) in a fixed order, for inference."""
-    order = sorted(range(len(features)), key=lambda i: len(features[i].input_ids))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 # --- inference --------------------------------------------------------------------------------
 @torch.inference_mode()
 def window_outputs(loaded: Loaded, features: Sequence[NerFeature], pairs: Pairs | None = None, batch_size: int = 64) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -266,52 +193,3 @@ def window_outputs(loaded: Loaded, features: Sequence[NerFeature], pairs: Pairs 
             for k, logits in zip(chosen, rels.float().cpu()):
                 re_out[k] = logits
     return ner_out, re_out  # type: ignore[return-value]
-
-
-def predict(loaded: Loaded, texts: Sequence[str], batch_size: int = 64, allowed: Sequence[Sequence[str]] | None = None) -> list[Example]:
-    """Entities and relations for each text, as `Example`s: one encoder pass per window for both.
-
-    Texts are processed in chunks of `batch_size` of similar length. Relation candidates are the
-    predicted entity pairs whose labels are in `allowed` (default: the model's `allowed_pairs`).
-    """
-    out: list[Example | None] = [None] * len(texts)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        for i, example in zip(chunk, _predict_chunk(loaded, [texts[i] for i in chunk], allowed)):
-            out[i] = example
-    return out  # type: ignore[return-value]
-
-
-@torch.inference_mode()
-def _predict_chunk(loaded: Loaded, texts: Sequence[str], allowed: Sequence[Sequence[str]] | None) -> list[Example]:
-    examples = [Example(text=t) for t in texts]
-    features, encoded = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta.max_length, loaded.meta.stride)
-    if not features:
-        return examples
-    batch = ner_batch(features, loaded.tokenizer.pad_token_id or 0, loaded.device)
-    model = loaded.model
-    hidden, tags = model.tag_outputs(batch["ids"], batch["mask"])  # hidden kept: relations are read from it after decoding
-    tags = tags.float().cpu()
-    windows = [tags[row, : len(f.input_ids)] for row, f in enumerate(features)]
-    for example, enc, logits in zip(examples, encoded, merge_windows(features, windows, encoded, loaded.tokenizer)):
-        example.entities = decode_logits(example.text, enc.offsets, logits, loaded.tags)
-    labels = loaded.relation_labels
-    allowed = [tuple(p) for p in (loaded.meta.allowed_pairs if allowed is None else allowed)]
-    if len(labels) < 2 or not allowed:
-        return examples
-    pairs = relation_pairs(features, encoded, examples, loaded.meta.entity_labels, allowed, labels, entities=[e.entities for e in examples])
-    pb = pair_batch(pairs.pairs, {k: k for k in range(len(features))}, loaded.device)
-    if pb is None:
-        return examples
-    probs = model.re_logits(hidden, pb).float().softmax(-1).cpu()
-    for p, row in zip(pairs.pairs, probs):
-        k = int(row.argmax())
-        if labels[k] != NO_RELATION:
-            examples[p.example].relations.append(Relation(head=p.pair[0], tail=p.pair[1], label=labels[k], confidence=round(float(row[k]), 4)))
-    return examples
-
-
-def predict_entities(loaded: Loaded, texts: Sequence[str], batch_size: int = 64) -> list[list[Entity]]:
-    """Entities per text (char offsets, confidence = mean tag probability)."""
-    return [e.entities for e in predict(loaded, texts, batch_size, allowed=[])]

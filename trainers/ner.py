@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from distill_ner.data.example import Entity, Example
 from distill_ner.data.words import tokenize as word_tokens
@@ -132,17 +131,17 @@ def content_positions(tokenizer, n_pieces: int) -> list[int]:
     return list(range(1, n_pieces + 1))
 
 
-def merge_windows(features: Sequence[NerFeature], window_logits: Sequence[torch.Tensor], encoded: Sequence[Encoded], tokenizer) -> list[torch.Tensor]:
-    """Per example, logits [n_pieces, C] with pieces seen by several windows averaged."""
+def merge_windows(features: Sequence[NerFeature], window_logits: Sequence[np.ndarray], encoded: Sequence[Encoded], tokenizer) -> list[np.ndarray]:
+    """Per example, logits [n_pieces, C] (float32) with pieces seen by several windows averaged."""
     n_tags = window_logits[0].shape[-1] if window_logits else 0
-    sums = [torch.zeros(len(e.ids), n_tags) for e in encoded]
-    counts = [torch.zeros(len(e.ids), 1) for e in encoded]
+    sums = [np.zeros((len(e.ids), n_tags), dtype=np.float32) for e in encoded]
+    counts = [np.zeros((len(e.ids), 1), dtype=np.float32) for e in encoded]
     for f, logits in zip(features, window_logits, strict=True):
         n = len(f.input_ids) - N_SPECIAL
-        rows = logits[content_positions(tokenizer, n)].float()
+        rows = np.asarray(logits, dtype=np.float32)[content_positions(tokenizer, n)]
         sums[f.example][f.first_token : f.first_token + n] += rows
         counts[f.example][f.first_token : f.first_token + n] += 1
-    return [s / c.clamp(min=1) for s, c in zip(sums, counts)]
+    return [s / np.maximum(c, 1) for s, c in zip(sums, counts)]
 
 
 def decode_entities(
@@ -193,7 +192,7 @@ def _transitions(tags: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     return penalty, start
 
 
-def viterbi_tags(log_probs: torch.Tensor | np.ndarray, tags: Sequence[str]) -> list[int]:
+def viterbi_tags(log_probs: np.ndarray, tags: Sequence[str]) -> list[int]:
     """The most probable tag sequence [n] under `log_probs` [n, T] in which every I-X follows a
     B-X or an I-X (so no entity starts in its middle)."""
     scores = np.asarray(log_probs, dtype=np.float64)
@@ -212,10 +211,10 @@ def viterbi_tags(log_probs: torch.Tensor | np.ndarray, tags: Sequence[str]) -> l
     return path[::-1]
 
 
-def decode_logits(text: str, offsets: Sequence[tuple[int, int]], logits: torch.Tensor, tags: Sequence[str]) -> list[Entity]:
+def decode_logits(text: str, offsets: Sequence[tuple[int, int]], logits: np.ndarray, tags: Sequence[str]) -> list[Entity]:
     """Entities from a text's piece logits [n_pieces, T]: constrained Viterbi over the word-start
     pieces, then `decode_entities` (confidence: the chosen tags' probabilities)."""
-    x = logits.detach().float().cpu().numpy()  # numpy: tiny torch ops cost milliseconds each on a busy CPU
+    x = np.asarray(logits, dtype=np.float32)
     e = np.exp(x - x.max(-1, keepdims=True))
     probs = e / e.sum(-1, keepdims=True)
     ids, scores = probs.argmax(-1).tolist(), probs.max(-1).tolist()

@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 
 from distill_ner.data.errors import DistillError
+from distill_ner.data.registry import Registry
 from distill_ner.data.metrics import set_f1
 from distill_ner.data.example import DiffEntity, Entity, Example, ReviewDiff
-from distill_ner.trainers.modeling import load_model, ner_batch, predict_entities, read_meta, write_meta
+from distill_ner.trainers.inference import predict_entities, read_meta, write_meta
+from distill_ner.trainers.modeling import load_model, ner_batch
 from distill_ner.trainers.ner import ner_features
 from distill_ner.trainers.trainer import train_teacher
 
@@ -124,11 +126,11 @@ def compute_scores(
 
 
 Scorer = Callable[[str | Path, Sequence[Example], Sequence[Example] | None, str | Path | None], dict[str, float]]
-SCORERS: dict[str, Scorer] = {  # pruning method -> hardness scores (teacher_dir, examples, dev, early_dir)
+SCORERS: Registry[Scorer] = Registry("pruning method", "distill_ner.hardness_scores", {  # -> hardness scores (teacher_dir, examples, dev, early_dir)
     "teacher_loss": lambda teacher, examples, dev, early: per_example_scores(teacher, examples, "teacher_loss"),
     "el2n": lambda teacher, examples, dev, early: per_example_scores(early_teacher(teacher, examples, dev, early), examples, "el2n"),
     "disagreement": lambda teacher, examples, dev, early: disagreement_scores(examples, predicted_entities(teacher, examples)),
-}
+})
 
 
 def early_teacher(teacher_dir: str | Path, examples: Sequence[Example], dev: Sequence[Example] | None, early_dir: str | Path | None = None, epochs: int = 1) -> Path:

@@ -167,7 +167,7 @@ class DistillNerRe:
             yield from self._process(list(batch))
 
     def _process(self, docs: list[Doc]) -> list[Doc]:
-        from distill_ner.trainers.modeling import predict
+        from distill_ner.trainers.inference import predict
 
         if self.loaded is None:
             raise DistillError(f"spaCy component {self.name}: no model loaded (export it with `distill export-spacy`)")
@@ -175,11 +175,12 @@ class DistillNerRe:
             # A forked worker of `nlp.pipe(n_process=N)`: the parent's OpenMP thread pool does not
             # survive a fork and torch would hang in it; one thread per worker process (an ONNX
             # Runtime session is made anew in the worker, with one thread too).
-            import torch
-
-            torch.set_num_threads(1)
             if hasattr(self.loaded.model, "set_threads"):
                 self.loaded.model.set_threads(1)
+            else:
+                import torch
+
+                torch.set_num_threads(1)
             self._pid = os.getpid()
         predicted = predict(self.loaded, [d.text for d in docs], self.cfg["batch_size"], allowed=self.cfg["allowed_pairs"])
         for doc, example in zip(docs, predicted):

@@ -226,7 +226,7 @@ def _student_row(base: dict[str, list[Example]], train: list[Example], eval_name
 
 
 def _meta(model_dir: str | Path) -> Any:
-    from distill_ner.trainers.modeling import read_meta
+    from distill_ner.trainers.inference import read_meta
 
     return read_meta(model_dir)
 

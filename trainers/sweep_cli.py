@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -29,10 +30,10 @@ def sweep(
     kd: str = typer.Option("none,hinton", help=f"KD methods, comma-separated: {', '.join(kd_names())}; METHOD+transfer adds the pruned-away examples as a transfer set."),
     alpha: float | None = typer.Option(None, help="A fixed KD weight for every fraction (default: the schedule)."),
     alpha_schedule: str | None = typer.Option(None, help="fraction:alpha anchors, e.g. 0.1:0.9,1.0:0.5 (default 0.1:0.95,1.0:0.5)."),
-    student_layers: int = typer.Option(3, help="Teacher layers kept for the student."),
-    epochs: int = typer.Option(default("epochs"), help="At most this many epochs (early stopping on dev)."),
-    batch_size: int = typer.Option(16),
-    learning_rate: float = typer.Option(1e-4, "--lr"),
+    student_layers: int = typer.Option(default("student_layers"), help="Teacher layers kept for the student."),
+    epochs: Optional[int] = typer.Option(None, help="At most this many epochs (early stopping on dev); default: as the teacher was trained."),
+    batch_size: Optional[int] = typer.Option(None, help="Default: the teacher's."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", help="Default: the teacher's."),
     seeds: str = typer.Option("0", help="Seeds, comma-separated; each repeats the grid (pruning and training), and the table shows mean and std."),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
@@ -53,13 +54,13 @@ def sweep(
             raise DistillError(f"--kd {kd!r}: {err}") from None
 
     from distill_ner.data.formats import load_splits
-    from distill_ner.trainers.modeling import read_meta
+    from distill_ner.trainers.inference import read_meta
     from distill_ner.trainers.kd.alpha import parse_alpha_schedule
     from distill_ner.trainers.sweep import run_sweep, sweep_table
 
     teacher_args = read_meta(teacher).args
-    args = {**teacher_args, "student_layers": student_layers, "epochs": epochs, "batch_size": batch_size,
-            "learning_rate": learning_rate, "device": device, "alpha": alpha}
+    own = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}  # None: the teacher's, as a run config's student section
+    args = {**teacher_args, **{k: v for k, v in own.items() if v is not None}, "student_layers": student_layers, "device": device, "alpha": alpha}
     schedule = parse_alpha_schedule(alpha_schedule) if alpha_schedule else None
     rows = run_sweep(load_splits(verified), teacher, fraction_list, _csv(methods), _csv(kd), args, out, seeds=seed_list, alpha_schedule=schedule)
     console.print(sweep_table(rows), markup=False)

@@ -28,7 +28,7 @@ from typing import Any
 from distill_ner.data.errors import DistillError
 from distill_ner.data.example import Example, usable
 from distill_ner.trainers.args import TrainingArgs
-from distill_ner.trainers.modeling import read_meta, write_meta
+from distill_ner.trainers.inference import read_meta, write_meta
 from distill_ner.trainers.trainer import budget_epochs, train_teacher
 
 

@@ -45,7 +45,8 @@ from distill_ner.trainers.kd.hidden import hidden_loss, matched_teacher_layers
 from distill_ner.trainers.kd.llm_teacher import llm_log_probs
 from distill_ner.trainers.encoders import layer_list, load_encoder, resolve_encoder, truncate_layers
 from distill_ner.trainers.evaluate import ner_scores, relation_scores
-from distill_ner.trainers.modeling import Loaded, ModelInfo, NerReModel, load_model, ner_batch, pair_batch, pick_device, predict_entities, read_meta, save_model, window_outputs
+from distill_ner.trainers.inference import Loaded, ModelInfo, predict_entities, read_meta
+from distill_ner.trainers.modeling import NerReModel, load_model, ner_batch, pair_batch, pick_device, save_model, window_outputs
 from distill_ner.trainers.ner import N_SPECIAL, Encoded, NerFeature, content_positions, ner_features, tag_names, word_starts
 from distill_ner.trainers.relations import NO_RELATION, Pairs, allowed_pairs_from_examples, allowed_pairs_from_spec, relation_pairs
 from distill_ner.trainers.teacher_cache import cached_teacher_logits

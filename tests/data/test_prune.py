@@ -170,7 +170,7 @@ def test_prune_run_cleans_then_keeps_the_fraction(splits, tmp_path):
 
 
 def test_a_new_step_is_one_registration(splits, monkeypatch):
-    monkeypatch.setattr("distill_ner.data.prune.STEPS", dict(__import__("distill_ner.data.prune", fromlist=["STEPS"]).STEPS))
+    monkeypatch.setattr("distill_ner.data.prune.STEPS", __import__("distill_ner.data.prune", fromlist=["STEPS"]).STEPS.copy())
     register_step("short", lambda args, scores, seed: ShortTexts(int(args[0])))
     result = prune_splits(splits, [parse_step("short:30")])
     assert result.steps[-1]["step"] == "short" and all(len(e.text) <= 30 for e in result.splits["train"])

@@ -9,15 +9,29 @@ from distill_ner.trainers.kd import kd_names
 
 
 def test_demo_config_with_overrides():
-    config = load_run_config("demo", ["train.kd=annealing", "llm.n=12", "review.mode=none"])
-    assert config.name == "demo" and config.train.kd == "annealing" and config.llm.n == 12
+    config = load_run_config("demo", ["distill.kd=annealing", "llm.n=12", "review.mode=none"])
+    assert config.name == "demo" and config.distill.kd == "annealing" and config.llm.n == 12
     assert config.review.mode == "none" and config.run_dir.name == "demo"
+
+
+def test_settings_by_owner_and_the_old_train_section(capsys):
+    config = load_run_config("demo", ["teacher.learning_rate=0.0003", "student.epochs=5", "distill.kd=none"])
+    teacher, student = config.teacher_args(), config.student_args()
+    assert teacher.learning_rate == student.learning_rate == 0.0003  # the student follows the teacher where it sets nothing
+    assert student.epochs == 5 and teacher.epochs is None and student.kd == "none" and student.student_layers == 3
+    old = load_run_config("demo", ["train.kd=annealing", "train.learning_rate=0.0003", "train.student_layers=2"])
+    assert (old.distill.kd, old.teacher.learning_rate, old.student.student_layers) == ("annealing", 0.0003, 2)
+    assert old.student_args().learning_rate == 0.0003
+    note = capsys.readouterr().err
+    assert note.count("\n") == 1 and "train.kd -> distill.kd" in note and "train.student_layers -> student.student_layers" in note
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["train.kd=magic"], f"train.kd: unknown KD method 'magic' (registered: {', '.join(kd_names())})"),
+        (["distill.kd=magic"], f"distill.kd: unknown KD method 'magic' (registered: {', '.join(kd_names())})"),
+        (["train.kd=magic"], "override -s train.kd=magic: distill.kd: unknown KD method 'magic'"),
+        (["student.kd=hinton"], "student.kd: Extra inputs are not permitted"),
         (["trian.kd=none"], "trian: Extra inputs are not permitted"),
         (["llm.n=-3"], "llm.n: Input should be greater than or equal to 1"),
         (["llm.n"], "is not key=value"),

@@ -41,12 +41,12 @@ def overrides(runs: Path, spec: Path, tiny_bert: Path, name: str, *extra: str) -
     return [
         f"name={name}", f"runs_dir={runs}", f"spec={spec}", "llm.n=30", "llm.concurrency=4", "generation_batches=3",
         "review.accuracy=1.0", "review.convention_drift=0.0", "split.dev=0.2", "split.test=0.2",  # a reviewer who submits exactly the truth
-        f"train.encoder={tiny_bert}", "train.epochs=2", "train.student_layers=1", "train.batch_size=8", *extra,
+        f"teacher.encoder={tiny_bert}", "teacher.epochs=2", "student.student_layers=1", "teacher.batch_size=8", *extra,
     ]
 
 
 SWEEP = ("sweep.enabled=true", "sweep.fractions=[1.0, 0.5]", "sweep.methods=[random]", "sweep.kd=[none, hinton]")
-TRANSFER = ("train.transfer=true", "llm.n_unlabeled=8")  # the student also learns the teacher on 8 texts nobody reviews
+TRANSFER = ("distill.transfer=true", "llm.n_unlabeled=8")  # the student also learns the teacher on 8 texts nobody reviews
 
 
 def project_tasks(label_studio, spec_path: Path, run: str) -> dict[str, int]:
@@ -128,6 +128,30 @@ def test_rerun_skips_every_finished_stage(finished_run, prefect, ls_env, tiny_be
     assert before == after
     skipped = {m.split(":")[0].removeprefix("skipping ") for m in messages if m.startswith("skipping ")}
     assert {"generate", "review", "generate-unlabeled", "split", "teacher", "prune", "student", "evaluate", "export", "sweep"} <= skipped
+
+
+def test_a_student_setting_reruns_the_student_and_not_the_teacher(finished_run, prefect, ls_env, tiny_bert):
+    """The teacher stage is keyed on the `teacher` section: a KD setting and the student's own
+    learning rate retrain the student alone."""
+    from distill_ner.flows.distill_flow import distill
+
+    run_dir, spec, _ = finished_run
+    teacher_before = (run_dir / "models" / "teacher" / "model.json").read_text()
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("prefect.flow_runs").addHandler(handler)
+    try:
+        distill(str(REPO / "flows/configs/demo.yaml"), overrides(run_dir.parent, spec, tiny_bert, "e2e", *TRANSFER, "distill.temperature=3.0", "student.learning_rate=0.002"))
+    finally:
+        logging.getLogger("prefect.flow_runs").removeHandler(handler)
+    skipped = {m.split(":")[0].removeprefix("skipping ") for m in messages if m.startswith("skipping ")}
+    assert {"generate", "review", "split", "teacher", "prune"} <= skipped and "student" not in skipped
+    assert (run_dir / "models" / "teacher" / "model.json").read_text() == teacher_before
+    student = json.loads((run_dir / "models" / "student" / "model.json").read_text())
+    teacher = json.loads(teacher_before)
+    assert student["temperature"] == 3.0 and student["args"]["learning_rate"] == 0.002 != teacher["args"]["learning_rate"]
+    assert student["args"]["batch_size"] == teacher["args"]["batch_size"] == 8  # what the student does not set is the teacher's
 
 
 def test_an_edited_spec_regenerates(finished_run, prefect, ls_env, tiny_bert):

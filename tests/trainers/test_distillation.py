@@ -89,7 +89,7 @@ def test_the_registry_lists_checks_and_extends_the_methods(tmp_path, monkeypatch
         "METHOD = Twice()\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("distill_ner.trainers.kd.KD_METHODS", {**__import__("distill_ner.trainers.kd", fromlist=["KD_METHODS"]).KD_METHODS})
+    monkeypatch.setattr("distill_ner.trainers.kd.KD_METHODS", __import__("distill_ner.trainers.kd", fromlist=["KD_METHODS"]).KD_METHODS.copy())
     register_kd("twice", "my_kd")
     assert TrainingArgs(kd="twice").kd == "twice"
     (phase,) = kd_method("twice").phases(TrainingArgs(kd="twice"))

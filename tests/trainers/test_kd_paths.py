@@ -13,7 +13,8 @@ import torch
 from distill_ner.data.example import Example
 from tests.trainers.conftest import tiny_args
 from distill_ner.trainers.kd.annealing import Annealing
-from distill_ner.trainers.modeling import load_model, ner_batch, predict_entities
+from distill_ner.trainers.inference import predict_entities
+from distill_ner.trainers.modeling import load_model, ner_batch
 from distill_ner.trainers.ner import ner_features
 from distill_ner.trainers.trainer import train_student
 

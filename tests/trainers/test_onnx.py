@@ -17,8 +17,9 @@ from distill_ner.data.example import Example
 from distill_ner.data.spec import load_spec
 from tests.trainers.synthetic import make_examples
 from distill_ner.trainers.export.to_spacy import export_spacy
-from distill_ner.trainers.modeling import load_model, predict, window_outputs
+from distill_ner.trainers.inference import predict
 from distill_ner.trainers.onnx_runtime import load_runtime
+from distill_ner.trainers.modeling import load_model, window_outputs
 from distill_ner.trainers.ner import ner_features
 from distill_ner.trainers.relations import relation_pairs
 from distill_ner.trainers.spacy_pipeline import FACTORY
@@ -30,7 +31,7 @@ LONG = " ".join(e.text for e in make_examples(12, seed=7))  # several windows at
 
 @pytest.fixture(scope="module")
 def onnx_dirs(teacher, tmp_path_factory) -> dict[str, Path]:
-    from distill_ner.trainers.onnx_runtime import export_onnx
+    from distill_ner.trainers.export.to_onnx import export_onnx
 
     root = tmp_path_factory.mktemp("onnx")
     return {"fp32": export_onnx(teacher, root / "fp32"), "int8": export_onnx(teacher, root / "int8", quantize="int8")}

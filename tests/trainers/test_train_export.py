@@ -117,14 +117,14 @@ def test_a_new_exporter_is_one_registration(student, tmp_path, monkeypatch):
     from distill_ner.flows.cli import main
 
     (tmp_path / "labels_export.py").write_text(
-        "import json\nfrom pathlib import Path\nfrom trainers.modeling import read_meta\n"
+        "import json\nfrom pathlib import Path\nfrom distill_ner.trainers.inference import read_meta\n"
         "def export_labels(model_dir, out_dir, spec=None):\n"
         "    Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
         "    (Path(out_dir) / 'labels.json').write_text(json.dumps(read_meta(model_dir).entity_labels))\n"
         "    return Path(out_dir)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(exporters, "EXPORTERS", {**exporters.EXPORTERS})
+    monkeypatch.setattr(exporters, "EXPORTERS", exporters.EXPORTERS.copy())
     exporters.register_exporter("labels", "labels_export:export_labels")
     with pytest.raises(SystemExit) as done:
         main(["export", str(student), str(tmp_path / "out"), "--format", "labels"])
@@ -229,7 +229,8 @@ def test_long_text_is_windowed_not_truncated(tiny_bert, tmp_path, data):
     long = Example(text=text, entities=[Entity(start=start, end=start + 5, label="FEEDING")])
     path = train_teacher([long, *data["train"][:10]], data["dev"][:4], tmp_path / "long", tiny_args(tiny_bert, epochs=1, max_length=32, stride=8))
     assert json.loads((path / "model.json").read_text())["texts_in_windows"] >= 1
-    from distill_ner.trainers.modeling import load_model, predict_entities
+    from distill_ner.trainers.inference import predict_entities
+    from distill_ner.trainers.modeling import load_model
 
     (entities,) = predict_entities(load_model(path), [text])
     assert all(0 <= e.start < e.end <= len(text) for e in entities)  # offsets valid to the very end
@@ -239,7 +240,8 @@ def test_long_text_is_windowed_not_truncated(tiny_bert, tmp_path, data):
 def test_training_on_cuda_gives_a_model_that_predicts_the_same_on_cpu(tiny_bert, data, tmp_path):
     import torch
 
-    from distill_ner.trainers.modeling import load_model, predict
+    from distill_ner.trainers.inference import predict
+    from distill_ner.trainers.modeling import load_model
 
     args = tiny_args(tiny_bert, device="cuda")
     teacher = train_teacher(data["train"], data["dev"], tmp_path / "teacher", args, spec=load_spec("species"))

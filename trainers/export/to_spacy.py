@@ -24,7 +24,7 @@ from typing import Any
 import spacy
 
 from distill_ner.data.errors import DistillError
-from distill_ner.trainers.modeling import read_meta
+from distill_ner.trainers.inference import read_meta
 from distill_ner.trainers.relations import allowed_pairs_from_spec
 from distill_ner.trainers.spacy_pipeline import FACTORY
 
@@ -44,7 +44,7 @@ def export_spacy(
     if quantize and runtime != "onnx":
         raise DistillError(f"--quantize {quantize} needs --runtime onnx")
     if runtime == "onnx":
-        from distill_ner.trainers.onnx_runtime import export_onnx
+        from distill_ner.trainers.export.to_onnx import export_onnx
 
         with tempfile.TemporaryDirectory(prefix="distill-onnx-model-") as tmp:
             onnx_dir = export_onnx(model_dir, Path(tmp) / "model", quantize=quantize)

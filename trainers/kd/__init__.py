@@ -3,27 +3,28 @@
 A method turns the training arguments into one or more `Phase`s (epochs, early stopping, and the
 loss of one batch from the student's logits, the teacher's logits and the gold labels); the
 trainer runs the phases in order with a fresh optimizer each. To add a method, write one module
-with a `METHOD` (see `trainers/kd/hinton.py`) and add one line to `KD_METHODS` (or call
-`register_kd` from your own code). Importing this package does not import torch, so configs and
-command lines can list and check the names cheaply.
+with a `METHOD` (see `trainers/kd/hinton.py`) and add one line to `KD_METHODS`, call
+`register_kd` from your own code, or declare it in your package's entry points (group
+`distill_ner.kd_methods`, see `data/registry.py`). Importing this package does not import torch,
+so configs and command lines can list and check the names cheaply.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from distill_ner.data.errors import DistillError
+from distill_ner.data.registry import Registry
 
 if TYPE_CHECKING:
     from distill_ner.trainers.kd.base import KDMethod
 
-KD_METHODS: dict[str, str] = {  # name -> module with a METHOD
-    "none": "distill_ner.trainers.kd.plain",
-    "hinton": "distill_ner.trainers.kd.hinton",
-    "annealing": "distill_ner.trainers.kd.annealing",
-    "hinton_hidden": "distill_ner.trainers.kd.hidden",
-}
+KD_METHODS: Registry[KDMethod] = Registry("KD method", "distill_ner.kd_methods", {  # name -> "module:METHOD"
+    "none": "distill_ner.trainers.kd.plain:METHOD",
+    "hinton": "distill_ner.trainers.kd.hinton:METHOD",
+    "annealing": "distill_ner.trainers.kd.annealing:METHOD",
+    "hinton_hidden": "distill_ner.trainers.kd.hidden:METHOD",
+})
 
 
 def kd_names() -> list[str]:
@@ -31,21 +32,19 @@ def kd_names() -> list[str]:
     return list(KD_METHODS)
 
 
-def register_kd(name: str, module: str) -> None:
-    """Register the KD method `METHOD` of `module` (a dotted import path) under `name`."""
-    KD_METHODS[name] = module
+def register_kd(name: str, target: str) -> None:
+    """Register the KD method `target` ("package.module:METHOD", or a module path whose `METHOD` it is) under `name`."""
+    KD_METHODS.register(name, target if ":" in target else f"{target}:METHOD")
 
 
 def check_kd(name: str) -> str:
     """`name` when it is a registered KD method, else a one-line error listing the known ones."""
-    if name not in KD_METHODS:
-        raise DistillError(f"unknown KD method {name!r} (registered: {', '.join(KD_METHODS)})")
-    return name
+    return KD_METHODS.check(name)
 
 
 def kd_method(name: str) -> KDMethod:
     """The registered KD method `name`."""
-    return importlib.import_module(KD_METHODS[check_kd(name)]).METHOD
+    return KD_METHODS[check_kd(name)]
 
 
 TRANSFER = "+transfer"
