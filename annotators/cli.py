@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from distill_ner.data.errors import DistillError, validation_message
+from distill_ner.data.run_layout import RunLayout
 
 if TYPE_CHECKING:
     from distill_ner.annotators.grounding import GroundingRules
@@ -77,7 +78,7 @@ def generate(
     rules = grounding_rules(min_entities=min_entities, max_entity_share=max_entity_share, max_entity_words=max_entity_words, label_case=label_case, few_shot_similarity=few_shot_similarity)
     if not mock and not checked.base_url and not checked.api_key:
         raise DistillError("no LLM to ask: give --base-url (or set OPENAI_BASE_URL; the key goes in OPENAI_API_KEY), or --mock")
-    mock_config = MockConfig(truth_file=out / "mock_truth.jsonl", seed=seed) if mock else None
+    mock_config = MockConfig(truth_file=RunLayout(out).mock_truth, seed=seed) if mock else None
 
     def run(config: LLMConfig, on_done: Callable[[Any], None], on_event: LiveCounts) -> Any:
         return run_generate(
@@ -138,7 +139,7 @@ def annotate(
     chunks = windows(read_documents(input, field=field, column=column, paragraphs=paragraphs), window_chars, stats)
     mock_config = None
     if mock or replay:
-        mock_config = MockConfig(truth_file=out / "mock_truth.jsonl", seed=seed, **({"replay": replay} if replay else {}))
+        mock_config = MockConfig(truth_file=RunLayout(out).mock_truth, seed=seed, **({"replay": replay} if replay else {}))
 
     def run(config: LLMConfig, on_done: Callable[[Any], None], on_event: LiveCounts) -> Any:
         return run_annotate(

@@ -28,6 +28,7 @@ from distill_ner.data.errors import DistillError
 from distill_ner.data.example import Entity, Example, Relation
 from distill_ner.data.metrics import prf
 from distill_ner.data.tables import markdown_table
+from distill_ner.data.run_layout import RunLayout
 
 
 @dataclass
@@ -133,14 +134,15 @@ def write_correctness(run_dir: str | Path) -> tuple[dict[str, Any], str]:
     from distill_ner.data.formats import read_jsonl
 
     run_dir = Path(run_dir)
-    generated_path, verified_path = run_dir / "generated.jsonl", run_dir / "verified.jsonl"
+    generated_path, verified_path = RunLayout(run_dir).generated, RunLayout(run_dir).verified
     if not generated_path.exists():
         raise DistillError(f"{generated_path}: not found (is {run_dir} a run folder?)")
     if not verified_path.exists():
         raise DistillError(f"{verified_path}: not found; run `distill review pull --run {run_dir}` first")
     report = correctness_report(read_jsonl(generated_path), read_jsonl(verified_path))
     markdown = report_markdown(report)
-    (run_dir / "correctness.json").write_text(json.dumps(report, indent=2) + "\n")
-    (run_dir / "correctness.md").write_text(markdown)
+    markdown_path = RunLayout(run_dir).correctness
+    markdown_path.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    markdown_path.write_text(markdown)
     return report, markdown
 

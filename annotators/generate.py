@@ -41,6 +41,7 @@ from distill_ner.data.errors import DistillError
 from distill_ner.data.example import Example, Source
 from distill_ner.data.formats import atomic_write, write_jsonl
 from distill_ner.data.spec import TaskSpec
+from distill_ner.data.run_layout import RunLayout
 
 MAX_ENTITIES = 16  # schema bounds per example: a model looping inside a grammar stops there
 MAX_RELATIONS = 16
@@ -547,9 +548,10 @@ def finish_run(
 def _write_outputs(folder: Path, kept: list[Example], rejected_rows: list[dict[str, Any]], summary: GenerateSummary) -> None:
     """Each file atomically; the summary last, so it is there only when the examples are."""
     try:
-        write_jsonl(folder / "generated.jsonl", kept)
-        atomic_write(folder / "rejected.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rejected_rows))
-        atomic_write(folder / "generate_summary.json", summary.model_dump_json(indent=2) + "\n")
+        layout = RunLayout(folder)
+        write_jsonl(layout.generated, kept)
+        atomic_write(layout.rejected, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rejected_rows))
+        atomic_write(layout.generate_summary, summary.model_dump_json(indent=2) + "\n")
     except OSError as err:
         raise DistillError(f"{folder}: cannot write the outputs ({err.strerror}); choose another --out") from None
 
@@ -586,7 +588,7 @@ def generate(
     out = Path(out_dir)
     requests = plan_requests(spec, n, seed, examples_per_call)
     started = time.perf_counter()
-    batch = run_requests(requests, spec, config, cache_dir or out / "llm_cache", k_samples, on_done, rules, on_event)
+    batch = run_requests(requests, spec, config, cache_dir or RunLayout(out).llm_cache, k_samples, on_done, rules, on_event)
     return finish_run(out, requests, batch, config, time.perf_counter() - started, k_samples, dedup_threshold, max_failure_share)
 
 
@@ -615,7 +617,7 @@ def annotate(
     out = Path(out_dir)
     requests = plan_annotations(windows, seed)
     started = time.perf_counter()
-    batch = run_requests(requests, spec, config, cache_dir or out / "llm_cache", k_samples, on_done, rules, on_event)
+    batch = run_requests(requests, spec, config, cache_dir or RunLayout(out).llm_cache, k_samples, on_done, rules, on_event)
     corpus = {"origin": "corpus", "documents": documents, "split_sentences": split_sentences}
     return finish_run(out, requests, batch, config, time.perf_counter() - started, k_samples, dedup_threshold, max_failure_share, corpus)
 

@@ -60,6 +60,7 @@ from distill_ner.annotators.ls_server import Connection
 from distill_ner.data.errors import DistillError, validation_message
 from distill_ner.data.example import DiffEntity, DiffRelation, Entity, Example, Relation, Review, ReviewDiff
 from distill_ner.data.spec import TaskSpec
+from distill_ner.data.run_layout import RunLayout
 
 LABELS = "label"
 TEXT = "text"
@@ -645,7 +646,7 @@ def read_run(run_dir: str | Path) -> list[Example]:
     """The LLM's examples of a run (`generated.jsonl`)."""
     from distill_ner.data.formats import read_jsonl
 
-    path = Path(run_dir) / "generated.jsonl"
+    path = RunLayout(run_dir).generated
     if not path.exists():
         raise DistillError(f"{path}: not found (is {run_dir} a run folder?)")
     return read_jsonl(path)
@@ -659,7 +660,7 @@ def write_verified(run_dir: str | Path, result: PullResult, allow_fewer: bool = 
     from distill_ner.data.formats import write_jsonl
 
     run_dir = Path(run_dir)
-    path = run_dir / "verified.jsonl"
+    path = RunLayout(run_dir).verified
     summary = {
         **result.counts(), "agreement": result.agreement, "conflict_rule": CONFLICT_RULE,
         "warnings": result.warnings, "problems": result.problems,
@@ -673,7 +674,7 @@ def write_verified(run_dir: str | Path, result: PullResult, allow_fewer: bool = 
                 "left as it was (pass --allow-fewer to replace it)"
             )
         write_jsonl(path, result.verified)
-        where = run_dir / "review.json"
+        where = RunLayout(run_dir).review_summary
         tmp = run_dir / ".review.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
         os.replace(tmp, where)

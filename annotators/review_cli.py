@@ -17,6 +17,7 @@ from rich.table import Table
 from distill_ner.annotators.truth import CONVENTION_DRIFT
 from distill_ner.data.errors import DistillError
 from distill_ner.data.run_lock import run_lock
+from distill_ner.data.run_layout import RunLayout
 
 app = typer.Typer(no_args_is_help=True)
 label_studio_app = typer.Typer(no_args_is_help=True)
@@ -186,7 +187,7 @@ def simulate_cmd(
     if truth is None:
         if run is None:
             raise DistillError("give --truth FILE or --run RUN (whose mock_truth.jsonl is used)")
-        truth = run / "mock_truth.jsonl"
+        truth = RunLayout(run).mock_truth
     _need_project(project, run)
     records = load_truth(truth)
     ls = _connect(url, data_dir)
@@ -205,4 +206,5 @@ def report_cmd(run: Path = RUN) -> None:
 
     _, markdown = write_correctness(run)
     console.print(markdown)
-    console.print(f"-> {run / 'correctness.md'}, {run / 'correctness.json'}")
+    markdown_path = RunLayout(run).correctness
+    console.print(f"-> {markdown_path}, {markdown_path.with_suffix('.json')}")

@@ -6,6 +6,8 @@ stages left there; every section is optional, so a partial run still gets a part
 
 from __future__ import annotations
 
+from distill_ner.data.run_layout import RunLayout
+
 import html
 from pathlib import Path
 from typing import Any
@@ -44,9 +46,10 @@ def write_report(run_dir: Path, title: str, sections: dict[str, str], models: li
         plot = plot_f1_vs_params(models, run_dir / "f1_vs_params.png")
         parts.append(f"## F1 against parameters\n\n![F1 against parameters]({plot.name})\n")
     markdown = "\n".join(parts)
-    (run_dir / "report.md").write_text(markdown, encoding="utf-8")
-    (run_dir / "report.html").write_text(_html(title, markdown), encoding="utf-8")
-    return run_dir / "report.md"
+    report = RunLayout(run_dir).report
+    report.write_text(markdown, encoding="utf-8")
+    report.with_suffix(".html").write_text(_html(title, markdown), encoding="utf-8")
+    return report
 
 
 def _html(title: str, markdown: str) -> str:

@@ -13,6 +13,7 @@ from distill_ner.annotators.grounding import GroundingRules
 from distill_ner.annotators.truth import CONVENTION_DRIFT
 from distill_ner.data.errors import DistillError, validation_message
 from distill_ner.data.prune import PruneSettings
+from distill_ner.data.run_layout import RunLayout
 from distill_ner.trainers.args import DistillSettings, StudentSettings, TeacherSettings, TrainingArgs, owner_of, student_args, teacher_args
 from distill_ner.trainers.kd import parse_kd_setting
 
@@ -181,6 +182,11 @@ class RunConfig(_Section):
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
+
+    @property
+    def layout(self) -> RunLayout:
+        """Every path of the run folder (`data/run_layout.py`)."""
+        return RunLayout(self.run_dir)
 
     def part(self, source: str) -> RunConfig:
         """With `source: both`, the LLM's texts (`generate`, in RUN/llm/) or yours (`annotate`, in

@@ -67,7 +67,7 @@ def llm_endpoint(config: RunConfig) -> Iterator[tuple[str | None, Path | None]]:
         return
     from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer
 
-    truth = config.run_dir / "mock_truth.jsonl"
+    truth = config.layout.mock_truth
     replay = {"replay": Path(config.llm.replay)} if config.llm.replay else {}
     mock = MockConfig(seed=config.llm.seed, model=config.llm.model, error_rate=config.llm.error_rate, factual_error_rate=config.llm.factual_error_rate, truth_file=truth, **replay)
     with MockLLMServer(mock) as server:
@@ -84,7 +84,7 @@ def generate_batch(config_json: dict[str, Any], requests_json: list[dict[str, An
     config = RunConfig.model_validate(config_json)
     llm = LLMConfig.from_env(base_url=base_url, **config.llm.client_settings())
     requests = [GenerationRequest.model_validate(r) for r in requests_json]
-    batch = run_requests(requests, load_spec(config.spec), llm, config.run_dir / "llm_cache", config.llm.k_samples, rules=config.llm.grounding)
+    batch = run_requests(requests, load_spec(config.spec), llm, config.layout.llm_cache, config.llm.k_samples, rules=config.llm.grounding)
     if batch.error:
         raise DistillError(batch.error)
     return batch.model_dump(mode="json")
@@ -144,9 +144,9 @@ def combine_task(config_json: dict[str, Any], parts: dict[str, dict[str, Any]]) 
     config = RunConfig.model_validate(config_json)
     examples = {}
     for source in ("generate", "annotate"):
-        for example in read_jsonl(config.part(source).run_dir / "generated.jsonl"):
+        for example in read_jsonl(config.part(source).layout.generated):
             examples.setdefault(example.id, example)
-    write_jsonl(config.run_dir / "generated.jsonl", examples.values())
+    write_jsonl(config.layout.generated, examples.values())
     return {"parts": parts, "kept": len(examples)}
 
 
@@ -227,17 +227,17 @@ def pull_task(config_json: dict[str, Any], project_id: int) -> dict[str, Any]:
         _log(line)
     write_verified(config.run_dir, result)
     write_correctness(config.run_dir)
-    return {**result.counts(), "verified_file": str(config.run_dir / "verified.jsonl")}
+    return {**result.counts(), "verified_file": str(config.layout.verified)}
 
 
 def wait_for_humans(config: RunConfig, project_id: int) -> None:
     """Suspend (deployment runs: the worker is freed) or pause until `distill resume RUN`."""
     from prefect.flow_runs import pause_flow_run, suspend_flow_run
 
-    marker = config.run_dir / "review_resumed.json"
+    marker = config.layout.review_resumed
     if marker.exists():
         return
-    (config.run_dir / "flow_run.json").write_text(json.dumps({"flow_run_id": str(current_flow_run.id), "project_id": project_id}))
+    (config.layout.flow_run).write_text(json.dumps({"flow_run_id": str(current_flow_run.id), "project_id": project_id}))
     _log(f"waiting for review in Label Studio: {project_url(config, project_id)}; then run: distill resume {config.name} "
          f"(or now: distill resume {config.name} --when-reviewed all, to resume by webhook once every task is reviewed)")
     timeout = int(config.review.timeout_hours * 3600)
@@ -254,9 +254,9 @@ def review_stage(config: RunConfig, truth_file: Path | None) -> dict[str, Any]:
         from distill_ner.data.formats import write_jsonl
 
         examples = [e.model_copy(update={"review": e.review.model_copy(update={"status": "accepted", "annotator": "none"})}) for e in read_run(config.run_dir)]
-        write_jsonl(config.run_dir / "verified.jsonl", examples)
+        write_jsonl(config.layout.verified, examples)
         return {"accepted": len(examples), "mode": "none"}
-    generated = [spec_path(config.spec), config.run_dir / "generated.jsonl"]
+    generated = [spec_path(config.spec), config.layout.generated]
     pushed = run_stage(config.run_dir, "push", _dump(config.review), lambda: push_task(_dump(config)), log=_log, reads=generated)
     project_id = pushed["project_id"]
     if config.review.mode == "simulated":
@@ -276,8 +276,8 @@ def split_task(config_json: dict[str, Any]) -> dict[str, Any]:
 
     config = RunConfig.model_validate(config_json)
     s = config.split
-    splits = split_examples(usable(read_jsonl(config.run_dir / "verified.jsonl")), dev=s.dev, test=s.test, seed=s.seed, gold_from=None if s.gold_from == "any" else s.gold_from)
-    save_splits(splits, config.run_dir / "verified")
+    splits = split_examples(usable(read_jsonl(config.layout.verified)), dev=s.dev, test=s.test, seed=s.seed, gold_from=None if s.gold_from == "any" else s.gold_from)
+    save_splits(splits, config.layout.verified_splits)
     counts: dict[str, Any] = {name: len(items) for name, items in splits.items()}
     if config.source != "generate":  # how many of each split are the LLM's texts and how many yours
         counts["by origin"] = "; ".join(
@@ -295,7 +295,7 @@ def prune_task(config_json: dict[str, Any], teacher_dir: str | None) -> dict[str
     from distill_ner.data.prune import cleaned_train, prune_run
 
     config = RunConfig.model_validate(config_json)
-    splits = load_splits(config.run_dir / "verified")
+    splits = load_splits(config.layout.verified_splits)
     scores = None
     if config.prune.needs_scores:
         from distill_ner.trainers.scores import compute_scores
@@ -303,7 +303,7 @@ def prune_task(config_json: dict[str, Any], teacher_dir: str | None) -> dict[str
         if teacher_dir is None:
             raise DistillError(f"pruning by {config.prune.method} needs a trained teacher (none given)")
         scores = compute_scores(config.prune.method, teacher_dir, cleaned_train(splits, config.prune), dev=splits.get("dev"))
-    return prune_run(splits, config.run_dir / "pruned", config.prune, scores=scores)
+    return prune_run(splits, config.layout.pruned, config.prune, scores=scores)
 
 
 @task(name="train-teacher")
@@ -313,8 +313,8 @@ def teacher_task(config_json: dict[str, Any]) -> str:
     from distill_ner.trainers.teachers import train_teachers
 
     config = RunConfig.model_validate(config_json)
-    splits = load_splits(config.run_dir / "verified")
-    out = config.run_dir / "models" / "teacher"
+    splits = load_splits(config.layout.verified_splits)
+    out = config.layout.teacher
     return str(train_teachers(splits["train"], splits["dev"], out, config.teacher_args(), spec=load_spec(config.spec))[0])  # teacher.teachers of them
 
 
@@ -325,8 +325,8 @@ def student_task(config_json: dict[str, Any], teacher_dir: str) -> str:
     from distill_ner.trainers.trainer import train_student
 
     config = RunConfig.model_validate(config_json)
-    splits = load_splits(config.run_dir / "pruned")
-    out = config.run_dir / "models" / "student"
+    splits = load_splits(config.layout.pruned)
+    out = config.layout.student
     transfer = transfer_examples(config) if config.distill.transfer else []
     extra = teacher_dirs(teacher_dir, config.teacher.teachers)[1:]
     return str(train_student(splits["train"], splits["dev"], teacher_dir, out, config.student_args(), fraction=config.prune.fraction, transfer=transfer, extra_teachers=extra))
@@ -341,13 +341,13 @@ def transfer_examples(config: RunConfig) -> list[Any]:
     from distill_ner.data.formats import load_splits, read_jsonl
     from distill_ner.trainers.scores import llm_entities
 
-    run_dir = config.run_dir
-    verified, pruned = load_splits(run_dir / "verified"), load_splits(run_dir / "pruned")
+    layout = config.layout
+    verified, pruned = load_splits(layout.verified_splits), load_splits(layout.pruned)
     kept = {e.id for e in pruned["train"]}
-    reviewed = {e.text for e in read_jsonl(run_dir / "verified.jsonl")}
+    reviewed = {e.text for e in read_jsonl(layout.verified)}
     pruned_away = [e.model_copy(update={"entities": llm_entities(e)}) for e in verified["train"] if e.id not in kept]  # as the LLM annotated them
-    texts = pruned_away + [e for e in read_jsonl(run_dir / "generated.jsonl") if e.text not in reviewed]
-    extra = config.unlabeled_config().run_dir / "generated.jsonl"
+    texts = pruned_away + [e for e in read_jsonl(layout.generated) if e.text not in reviewed]
+    extra = config.unlabeled_config().layout.generated
     if config.llm.n_unlabeled and extra.exists():
         texts += read_jsonl(extra)
     return drop_texts_of(texts, [*verified["dev"], *verified["test"]])[0]
@@ -359,7 +359,7 @@ def evaluate_task(config_json: dict[str, Any], model_dirs: dict[str, str]) -> li
     from distill_ner.trainers.evaluate import evaluate
 
     config = RunConfig.model_validate(config_json)
-    test = load_splits(config.run_dir / "verified")["test"]
+    test = load_splits(config.layout.verified_splits)["test"]
     return [*(({**evaluate(path, test), "model": name}) for name, path in model_dirs.items()), llm_row(test)]
 
 
@@ -380,7 +380,7 @@ def export_task(config_json: dict[str, Any], student_dir: str) -> str:
     from distill_ner.trainers.export.to_spacy import export_spacy
 
     config = RunConfig.model_validate(config_json)
-    return str(export_spacy(student_dir, config.run_dir / "student-spacy", load_spec(config.spec)))
+    return str(export_spacy(student_dir, config.layout.spacy_pipeline, load_spec(config.spec)))
 
 
 @task(name="pruning-sweep")
@@ -390,7 +390,7 @@ def sweep_task(config_json: dict[str, Any], teacher_dir: str) -> list[dict[str, 
 
     config = RunConfig.model_validate(config_json)
     s = config.sweep
-    rows = run_sweep(load_splits(config.run_dir / "verified"), teacher_dir, s.fractions, s.methods, s.kd, config.student_args(), config.run_dir / "sweep", seeds=s.seeds)
+    rows = run_sweep(load_splits(config.layout.verified_splits), teacher_dir, s.fractions, s.methods, s.kd, config.student_args(), config.layout.sweep, seeds=s.seeds)
     return [r.model_dump(mode="json") for r in rows]
 
 
@@ -402,18 +402,18 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
     from distill_ner.trainers.sweep import sweep_markdown
 
     config = RunConfig.model_validate(config_json)
-    saved_sweep = config.run_dir / "sweep" / "sweep.json"  # from the flow's sweep stage or `distill sweep --out RUN/sweep`
+    saved_sweep = config.layout.sweep / "sweep.json"  # from the flow's sweep stage or `distill sweep --out RUN/sweep`
     sweep = results.get("sweep") or (json.loads(saved_sweep.read_text()) if saved_sweep.exists() else None)
     sections = {
         "Data set": markdown_table(dataset_rows(results["data"]), ["stage", "numbers"]),
-        "LLM against humans": _read(config.run_dir / "correctness.md"),
+        "LLM against humans": _read(config.layout.correctness),
         "Teacher and students (gold test split)": markdown_table(
             results["models"], ["model", "layers", "kd", "f1", "f1_low", "f1_high", "overlap_f1", "precision", "recall", "token_macro_f1", "false_alarms", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
         ) + f"\n`f1` is strict span F1; `f1_low`-`f1_high` is its 95% bootstrap interval over the {results['models'][-1].get('n_test') or ''} test texts:"
         " two models whose intervals overlap are not told apart by this test split. `false_alarms` is the share of test texts"
         " with no entity in which the model finds one.\n"
         "\nStrict span F1 per label, the LLM's own pre-annotations in the last row:\n\n" + markdown_table(per_label_rows(results["models"])),
-        "How training went": training_markdown(config.run_dir / "models"),
+        "How training went": training_markdown(config.layout.models),
         **({"Pruning sweep (students on the gold test split)": sweep_markdown(sweep, image_dir="sweep/")} if sweep else {}),
         "Try the student": f"```python\nimport spacy\nnlp = spacy.load({results['pipeline']!r})\ndoc = nlp({load_spec(config.spec).try_text!r})\nprint(doc.ents, doc._.relations)\n```",
     }
@@ -497,16 +497,16 @@ def sources_stage(cfg: RunConfig, base_url: str, stage: Any) -> dict[str, Any]:
     generation = {k: v for k, v in _dump(cfg.llm).items() if k not in ("n_unlabeled", "replay")}  # more transfer texts do not redo the reviewed ones
     annotation = [{k: v for k, v in _dump(cfg.llm).items() if k not in ("n", "n_unlabeled", "examples_per_call")}, _dump(cfg.annotate)]
     if cfg.source == "generate":
-        return stage("generate", generation, lambda: generate_stage(cfg, base_url), [spec], [cfg.run_dir / "generated.jsonl"])
+        return stage("generate", generation, lambda: generate_stage(cfg, base_url), [spec], [cfg.layout.generated])
     if cfg.source == "annotate":
-        return stage("annotate", annotation, lambda: generate_stage(cfg, base_url), [spec, cfg.annotate.input], [cfg.run_dir / "generated.jsonl"])
+        return stage("annotate", annotation, lambda: generate_stage(cfg, base_url), [spec, cfg.annotate.input], [cfg.layout.generated])
     llm, corpus = cfg.part("generate"), cfg.part("annotate")
     parts = {
-        "generate": stage("generate", {**generation, "into": "llm"}, lambda: generate_stage(llm, base_url), [spec], [llm.run_dir / "generated.jsonl"]),
-        "annotate": stage("annotate", annotation, lambda: generate_stage(corpus, base_url), [spec, cfg.annotate.input], [corpus.run_dir / "generated.jsonl"]),
+        "generate": stage("generate", {**generation, "into": "llm"}, lambda: generate_stage(llm, base_url), [spec], [llm.layout.generated]),
+        "annotate": stage("annotate", annotation, lambda: generate_stage(corpus, base_url), [spec, cfg.annotate.input], [corpus.layout.generated]),
     }
-    reads = [llm.run_dir / "generated.jsonl", corpus.run_dir / "generated.jsonl"]
-    return stage("combine", None, lambda: combine_task(_dump(cfg), parts), reads, [cfg.run_dir / "generated.jsonl"])
+    reads = [llm.layout.generated, corpus.layout.generated]
+    return stage("combine", None, lambda: combine_task(_dump(cfg), parts), reads, [cfg.layout.generated])
 
 
 def run_loop(cfg: RunConfig) -> str:
@@ -514,10 +514,11 @@ def run_loop(cfg: RunConfig) -> str:
     from distill_ner.trainers.teachers import teacher_dirs
 
     run_dir = cfg.run_dir
-    (run_dir / "config.json").write_text(json.dumps(_dump(cfg), indent=2))
+    layout = cfg.layout
+    layout.config.write_text(json.dumps(_dump(cfg), indent=2))
     dumped = _dump(cfg)
-    spec, verified_dir, pruned_dir = spec_path(cfg.spec), run_dir / "verified", run_dir / "pruned"
-    teacher_dir, student_dir = run_dir / "models" / "teacher", run_dir / "models" / "student"
+    spec, verified_dir, pruned_dir = spec_path(cfg.spec), layout.verified_splits, layout.pruned
+    teacher_dir, student_dir = layout.teacher, layout.student
 
     def stage(name: str, settings: Any, body: Any, reads: list[Path], outputs: list[Path] | None = None) -> Any:
         """A stage keyed by its settings and the content of the files it reads."""
@@ -526,23 +527,23 @@ def run_loop(cfg: RunConfig) -> str:
     unlabeled = cfg.unlabeled_config()
     with llm_endpoint(cfg) as (base_url, truth):
         generated = sources_stage(cfg, base_url, stage)
-        reviewed = stage("review", _dump(cfg.review), lambda: review_stage(cfg, truth), [spec, run_dir / "generated.jsonl"], [run_dir / "verified.jsonl"])
+        reviewed = stage("review", _dump(cfg.review), lambda: review_stage(cfg, truth), [spec, layout.generated], [layout.verified])
         if cfg.llm.n_unlabeled:
-            stage("generate-unlabeled", _dump(unlabeled.llm), lambda: generate_stage(unlabeled, base_url), [spec], [unlabeled.run_dir / "generated.jsonl"])
+            stage("generate-unlabeled", _dump(unlabeled.llm), lambda: generate_stage(unlabeled, base_url), [spec], [unlabeled.layout.generated])
     if reviewed.get("project_id") is not None:
         create_link_artifact(project_url(cfg, reviewed["project_id"]), link_text="Label Studio project", key=_key(cfg, "label-studio"))
-    split = stage("split", _dump(cfg.split), lambda: split_task(dumped), [run_dir / "verified.jsonl"], [verified_dir])
+    split = stage("split", _dump(cfg.split), lambda: split_task(dumped), [layout.verified], [verified_dir])
     all_teachers = teacher_dirs(teacher_dir, cfg.teacher.teachers)
     teacher = stage("teacher", _dump(cfg.teacher), lambda: teacher_task(dumped), [spec, verified_dir], all_teachers)
     pruned = stage("prune", _dump(cfg.prune), lambda: prune_task(dumped, teacher), [verified_dir, *(model_files(teacher_dir) if cfg.prune.needs_scores else [])], [pruned_dir])
-    transfer_reads = [run_dir / "generated.jsonl", *([unlabeled.run_dir / "generated.jsonl"] if cfg.llm.n_unlabeled else [])] if cfg.distill.transfer else []
+    transfer_reads = [layout.generated, *([unlabeled.layout.generated] if cfg.llm.n_unlabeled else [])] if cfg.distill.transfer else []
     student_settings = [_dump(cfg.teacher), _dump(cfg.student), _dump(cfg.distill)]
     student = stage("student", [*student_settings, cfg.prune.fraction], lambda: student_task(dumped, teacher), [pruned_dir, *transfer_reads, *(f for d in all_teachers for f in model_files(d))], [student_dir])
     models = stage("evaluate", None, lambda: evaluate_task(dumped, {"teacher": teacher, "student": student}), [verified_dir, *model_files(teacher_dir), *model_files(student_dir)])
-    pipeline = stage("export", None, lambda: export_task(dumped, student), [spec, *model_files(student_dir)], [run_dir / "student-spacy"])
+    pipeline = stage("export", None, lambda: export_task(dumped, student), [spec, *model_files(student_dir)], [layout.spacy_pipeline])
     sweep = None
     if cfg.sweep.enabled:
-        sweep = stage("sweep", [_dump(cfg.sweep), *student_settings], lambda: sweep_task(dumped, teacher), [verified_dir, *model_files(teacher_dir)], [run_dir / "sweep"])
+        sweep = stage("sweep", [_dump(cfg.sweep), *student_settings], lambda: sweep_task(dumped, teacher), [verified_dir, *model_files(teacher_dir)], [layout.sweep])
     results = {"data": {"generated": generated, "review": reviewed, "split": split, "prune": pruned}, "models": models, "pipeline": pipeline, "sweep": sweep}
     report = report_task(dumped, results)
     _log(f"report: {report}; spaCy pipeline: {pipeline}")

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from distill_ner.data.errors import DistillError
+from distill_ner.data.run_layout import RunLayout
 
 app = typer.Typer()
 console = Console()
@@ -59,7 +60,7 @@ def run(
     report = distill(config, set_)
     console.print(Path(report).read_text(), markup=False, highlight=False)
     console.print(f"\nreport: {report}\nspaCy pipeline: {cfg.run_dir / 'student-spacy'}")
-    console.print(f'try it: .venv/bin/python -c "import spacy; nlp = spacy.load(\'{cfg.run_dir / "student-spacy"}\'); '
+    console.print(f'try it: .venv/bin/python -c "import spacy; nlp = spacy.load(\'{cfg.layout.spacy_pipeline}\'); '
                   f"doc = nlp({load_spec(cfg.spec).try_text!r}); "
                   'print(doc.ents, doc._.relations)"', markup=False, highlight=False)
 
@@ -86,7 +87,7 @@ def resume_run(run_dir: Path, note: str = "", when_reviewed: str | None = None, 
     """Resume the run's flow run paused for review (first waiting for `when_reviewed`, if given); returns its id."""
     from prefect.flow_runs import resume_flow_run
 
-    record = run_dir / "flow_run.json"
+    record = RunLayout(run_dir).flow_run
     if not record.exists():
         raise DistillError(f"{record}: no flow run of {run_dir.name} is waiting for review")
     waiting = json.loads(record.read_text())
@@ -94,7 +95,7 @@ def resume_run(run_dir: Path, note: str = "", when_reviewed: str | None = None, 
         progress = _wait_for_review(run_dir, waiting["project_id"], when_reviewed, listen, public_url)
         note = note or f"{progress.reviewed} of {progress.total} tasks reviewed"
     flow_run_id = waiting["flow_run_id"]
-    (run_dir / "review_resumed.json").write_text(json.dumps({"flow_run_id": flow_run_id, "note": note}))
+    RunLayout(run_dir).review_resumed.write_text(json.dumps({"flow_run_id": flow_run_id, "note": note}))
     try:
         resume_flow_run(flow_run_id, run_input={"note": note})
     except Exception as err:  # noqa: BLE001 - Prefect raises several kinds; all mean the same to the user
@@ -116,7 +117,7 @@ def _wait_for_review(run_dir: Path, project_id: int, when_reviewed: str, listen:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise DistillError(f"--listen {listen!r}: use host:port, e.g. 127.0.0.1:8765")
-    config = RunConfig.model_validate_json((run_dir / "config.json").read_text())
+    config = RunConfig.model_validate_json(RunLayout(run_dir).config.read_text())
     ls = client(connection(url=config.review.label_studio_url))
     spec = load_spec(config.spec)
     project_id = find_project(ls, spec, project_title(spec, config.name))  # never creates; says which projects exist

@@ -9,6 +9,8 @@ it describes: deleting a run folder (or one model folder) makes those stages run
 
 from __future__ import annotations
 
+from distill_ner.data.run_layout import RunLayout
+
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -57,7 +59,7 @@ def run_stage(
 ) -> T:
     """Run `body()` unless this stage already finished with the same `inputs` and the same content
     of the files it `reads` (and its `outputs` still exist)."""
-    record = Path(run_dir) / "stages" / f"{name}.json"
+    record = RunLayout(run_dir).stages / f"{name}.json"
     key = inputs_key([inputs, content_key(reads)])
     if record.exists():
         saved = json.loads(record.read_text())

@@ -14,6 +14,7 @@ from distill_ner.data.errors import DistillError, validation_message
 from distill_ner.trainers.args import default
 from distill_ner.trainers.export import EXPORTERS
 from distill_ner.trainers.kd import kd_names
+from distill_ner.data.run_layout import RunLayout
 
 app = typer.Typer()
 console = Console()
@@ -36,10 +37,11 @@ def run_splits(run_dir: Path) -> dict[str, list]:
     """train/dev/test of a run folder's `verified/`, and the pruned train split when there is one."""
     from distill_ner.data.formats import load_splits
 
-    if not (run_dir / "verified").exists():
+    layout = RunLayout(run_dir)
+    if not layout.verified_splits.exists():
         raise DistillError(f"{run_dir}: no verified/ split in this run folder (run the review and split stages first)")
-    splits = load_splits(run_dir / "verified")
-    pruned = run_dir / "pruned"
+    splits = load_splits(layout.verified_splits)
+    pruned = layout.pruned
     splits["student_train"] = load_splits(pruned)["train"] if (pruned / "dataset_dict.json").exists() else splits.get("train", [])
     return splits
 
@@ -108,7 +110,7 @@ def train(
     transfer = load_split(transfer_path, "train") if transfer_path else []
     if run is not None:
         with run_lock(run, "distill train"):
-            _train(run_splits(run), out or run / "models", args, task, teacher, student, transfer)
+            _train(run_splits(run), out or RunLayout(run).models, args, task, teacher, student, transfer)
     elif train_path is not None:
         splits = file_splits(train_path, dev_path, test_path, dev_fraction, args.seed)
         _train(splits, out or Path("models"), args, task, teacher, student, transfer)
