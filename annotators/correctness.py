@@ -27,8 +27,8 @@ from sklearn.metrics import cohen_kappa_score
 from distill_ner.data.errors import DistillError
 from distill_ner.data.example import Entity, Example, Relation
 from distill_ner.data.metrics import prf
-from distill_ner.data.tables import markdown_table
 from distill_ner.data.run_layout import RunLayout
+from distill_ner.data.tables import markdown_table
 
 
 @dataclass

@@ -40,8 +40,8 @@ from distill_ner.data.dedup import dedup
 from distill_ner.data.errors import DistillError
 from distill_ner.data.example import Example, Source
 from distill_ner.data.formats import atomic_write, write_jsonl
-from distill_ner.data.spec import TaskSpec
 from distill_ner.data.run_layout import RunLayout
+from distill_ner.data.spec import TaskSpec
 
 MAX_ENTITIES = 16  # schema bounds per example: a model looping inside a grammar stops there
 MAX_RELATIONS = 16

@@ -59,8 +59,8 @@ from distill_ner.annotators.correctness import Judgement, agreement
 from distill_ner.annotators.ls_server import Connection
 from distill_ner.data.errors import DistillError, validation_message
 from distill_ner.data.example import DiffEntity, DiffRelation, Entity, Example, Relation, Review, ReviewDiff
-from distill_ner.data.spec import TaskSpec
 from distill_ner.data.run_layout import RunLayout
+from distill_ner.data.spec import TaskSpec
 
 LABELS = "label"
 TEXT = "text"

@@ -16,8 +16,8 @@ from rich.table import Table
 
 from distill_ner.annotators.truth import CONVENTION_DRIFT
 from distill_ner.data.errors import DistillError
-from distill_ner.data.run_lock import run_lock
 from distill_ner.data.run_layout import RunLayout
+from distill_ner.data.run_lock import run_lock
 
 app = typer.Typer(no_args_is_help=True)
 label_studio_app = typer.Typer(no_args_is_help=True)

@@ -6,8 +6,6 @@ stages left there; every section is optional, so a partial run still gets a part
 
 from __future__ import annotations
 
-from distill_ner.data.run_layout import RunLayout
-
 import html
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,8 @@ from markdown_it import MarkdownIt
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from distill_ner.data.run_layout import RunLayout
 
 
 def plot_f1_vs_params(models: list[dict[str, Any]], path: Path) -> Path:

@@ -24,7 +24,8 @@ from prefect.runtime import flow_run as current_flow_run
 from distill_ner.data.errors import DistillError
 from distill_ner.data.spec import spec_path
 from distill_ner.flows.config import RunConfig, load_run_config
-from distill_ner.flows.stages import model_files, run_stage
+from distill_ner.flows.stages import run_stage
+from distill_ner.trainers.inference import model_files
 
 
 def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:

@@ -9,16 +9,15 @@ it describes: deleting a run folder (or one model folder) makes those stages run
 
 from __future__ import annotations
 
-from distill_ner.data.run_layout import RunLayout
-
 import hashlib
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from distill_ner.data.run_layout import RunLayout
+
 T = TypeVar("T")
-MODEL_FILES = ("model.json", "heads.pt", "encoder")  # what a model directory is; metrics and caches written later are not
 
 
 def inputs_key(inputs: Any) -> str:
@@ -41,11 +40,6 @@ def content_key(paths: Iterable[str | Path]) -> str:
             else:
                 h.update(b"<missing>")
     return h.hexdigest()[:16]
-
-
-def model_files(model_dir: str | Path) -> list[Path]:
-    """The files that make a trained model (not its metrics or logits cache)."""
-    return [Path(model_dir) / name for name in MODEL_FILES]
 
 
 def run_stage(

@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from distill_ner.data.errors import DistillError, validation_message
+from distill_ner.data.run_layout import RunLayout
 from distill_ner.trainers.args import default
 from distill_ner.trainers.export import EXPORTERS
 from distill_ner.trainers.kd import kd_names
-from distill_ner.data.run_layout import RunLayout
 
 app = typer.Typer()
 console = Console()

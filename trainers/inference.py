@@ -33,6 +33,7 @@ from distill_ner.trainers.ner import decode_logits, merge_windows, ner_features
 from distill_ner.trainers.relations import NO_RELATION, relation_pairs
 
 ONNX_DIR = "onnx"  # the ONNX graphs inside a model directory
+MODEL_FILES = ("model.json", "heads.pt", "encoder", ONNX_DIR)  # what a model directory is (those present); metrics and caches written later are not
 
 
 class ModelInfo(BaseModel):
@@ -72,6 +73,11 @@ class ModelInfo(BaseModel):
     search: dict[str, Any] | None = Field(None, description="`--search`: the grid, the dev score of each setting and the choice")
     dev: dict[str, Any] = {}
     data_key: str | None = Field(None, description="early teachers (EL2N): the examples they were trained on")
+
+
+def model_files(model_dir: str | Path) -> list[Path]:
+    """The paths that make a trained model (some may be missing: an ONNX model has no heads.pt)."""
+    return [Path(model_dir) / name for name in MODEL_FILES]
 
 
 def write_meta(model_dir: str | Path, meta: ModelInfo) -> None:

@@ -50,9 +50,9 @@ from spacy.training import Example as SpacyExample
 from spacy.util import filter_spans, minibatch
 
 from distill_ner.data.errors import DistillError
+from distill_ner.trainers.inference import MODEL_FILES
 
 FACTORY = "distill_ner_re"
-MODEL_FILES = ("encoder", "heads.pt", "model.json", "onnx")  # those present: an ONNX export has onnx/ and no torch weights
 SCORER = "distill_ner_re_scorer.v1"
 RELATION_DATA = "relation_data"
 

@@ -4,7 +4,8 @@ import pytest
 
 from distill_ner.data.errors import DistillError
 from distill_ner.flows.config import load_run_config
-from distill_ner.flows.stages import model_files, run_stage
+from distill_ner.flows.stages import run_stage
+from distill_ner.trainers.inference import model_files
 from distill_ner.trainers.kd import kd_names
 
 
