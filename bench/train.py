@@ -150,16 +150,16 @@ def train_and_score(splits: dict[str, list], out: Path, args, kds: list[str], pl
     """Teacher, plain fine-tune and students of one seed, each scored on the test split (without
     the teacher: the plain fine-tune alone, e.g. run beside a teacher-and-students process)."""
     from distill_ner.trainers.evaluate import evaluate
-    from distill_ner.trainers.trainer import train_student, train_teacher
+    from distill_ner.trainers.pipeline import student, teachers
 
     rows = []
     if with_teacher:
-        teacher = train_teacher(splits["train"], splits["dev"], out / "teacher", args)
+        teacher = teachers(splits["train"], splits["dev"], out / "teacher", args)[0]
         rows.append({"name": "teacher", "path": str(teacher), **evaluate(teacher, splits["test"])})
     if plain:
         rows.append(plain_row(splits, args.encoder, plain_epochs, args.seed))
     for kd in kds if with_teacher else []:
-        path = train_student(splits["train"], splits["dev"], teacher, out / f"student-{kd}", args, kd=kd)
+        path = student(splits["train"], splits["dev"], teacher, out / f"student-{kd}", args.model_copy(update={"kd": kd}))
         rows.append({"name": f"student {args.student_layers}L KD {kd}", "path": str(path), **evaluate(path, splits["test"])})
     llm = llm_row(splits)
     return rows + ([llm] if llm else [])

@@ -311,26 +311,25 @@ def prune_task(config_json: dict[str, Any], teacher_dir: str | None) -> dict[str
 def teacher_task(config_json: dict[str, Any]) -> str:
     from distill_ner.data.formats import load_splits
     from distill_ner.data.spec import load_spec
-    from distill_ner.trainers.teachers import train_teachers
+    from distill_ner.trainers.pipeline import teachers
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.layout.verified_splits)
-    out = config.layout.teacher
-    return str(train_teachers(splits["train"], splits["dev"], out, config.teacher_args(), spec=load_spec(config.spec))[0])  # teacher.teachers of them
+    return str(teachers(splits["train"], splits["dev"], config.layout.teacher, config.teacher_args(), spec=load_spec(config.spec), log=_log)[0])  # teacher.teachers of them
 
 
 @task(name="train-student")
 def student_task(config_json: dict[str, Any], teacher_dir: str) -> str:
     from distill_ner.data.formats import load_splits
+    from distill_ner.trainers.pipeline import student
     from distill_ner.trainers.teachers import teacher_dirs
-    from distill_ner.trainers.trainer import train_student
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.layout.pruned)
-    out = config.layout.student
     transfer = transfer_examples(config) if config.distill.transfer else []
     extra = teacher_dirs(teacher_dir, config.teacher.teachers)[1:]
-    return str(train_student(splits["train"], splits["dev"], teacher_dir, out, config.student_args(), fraction=config.prune.fraction, transfer=transfer, extra_teachers=extra))
+    return str(student(splits["train"], splits["dev"], teacher_dir, config.layout.student, config.student_args(), fraction=config.prune.fraction, transfer=transfer,
+                       extra_teachers=extra, log=_log))
 
 
 def transfer_examples(config: RunConfig) -> list[Any]:

@@ -9,37 +9,15 @@ it describes: deleting a run folder (or one model folder) makes those stages run
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from distill_ner.data.digest import content_key, inputs_key
 from distill_ner.data.run_layout import RunLayout
 
 T = TypeVar("T")
-
-
-def inputs_key(inputs: Any) -> str:
-    """A stable hash of JSON-able stage inputs."""
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def content_key(paths: Iterable[str | Path]) -> str:
-    """A hash of the bytes of the files at `paths` (folders: every file in them, by relative path);
-    a missing path counts as missing, not as an error."""
-    h = hashlib.sha256()
-    for path in map(Path, paths):
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        h.update(f"{path}\0".encode())
-        for file in files:
-            h.update(f"{file.relative_to(path) if path.is_dir() else file.name}\0".encode())
-            if file.exists():
-                with file.open("rb") as handle:
-                    h.update(hashlib.file_digest(handle, "sha256").digest())
-            else:
-                h.update(b"<missing>")
-    return h.hexdigest()[:16]
 
 
 def run_stage(

@@ -140,10 +140,14 @@ def file_splits(train_path: Path, dev_path: Path | None, test_path: Path | None,
     return {"train": train, "dev": dev, "test": test, "student_train": train}
 
 
+def _say(message: str) -> None:
+    console.print(message, soft_wrap=True, markup=False, highlight=False)
+
+
 def _train(splits: dict[str, list], out: Path, args: Any, spec: Any, teacher: Path | None, student: bool, transfer: list) -> None:
     from distill_ner.trainers.evaluate import evaluate
-    from distill_ner.trainers.teachers import train_teachers
-    from distill_ner.trainers.trainer import check_disjoint, train_student, transfer_texts
+    from distill_ner.trainers.pipeline import student as train_student, teachers as train_teachers
+    from distill_ner.trainers.trainer import check_disjoint, transfer_texts
 
     if splits.get("test"):
         check_disjoint(splits["train"], splits["test"], "test")
@@ -152,11 +156,11 @@ def _train(splits: dict[str, list], out: Path, args: Any, spec: Any, teacher: Pa
         if len(kept) < len(transfer):
             console.print(f"transfer set: {len(transfer) - len(kept)} text(s) left out (in the test split, or repeated)")
         transfer = kept
-    teachers = [teacher] if teacher else train_teachers(splits["train"], splits["dev"], out / "teacher", args, spec=spec)
+    teachers = [teacher] if teacher else train_teachers(splits["train"], splits["dev"], out / "teacher", args, spec=spec, log=_say)
     models = {"teacher": teachers[0]}
     if student:
         models[f"student-{args.kd}"] = train_student(splits["student_train"], splits["dev"], teachers[0], out / f"student-{args.kd}", args, transfer=transfer,
-                                                     extra_teachers=teachers[1:])
+                                                     extra_teachers=teachers[1:], log=_say)
     console.print(f"models in {out}: {', '.join(str(p) for p in models.values())}")
     if splits.get("test"):
         rows = [{"name": name, **evaluate(path, splits["test"])} for name, path in models.items()]

@@ -73,6 +73,7 @@ class ModelInfo(BaseModel):
     search: dict[str, Any] | None = Field(None, description="`--search`: the grid, the dev score of each setting and the choice")
     dev: dict[str, Any] = {}
     data_key: str | None = Field(None, description="early teachers (EL2N): the examples they were trained on")
+    cache_key: str | None = Field(None, description="what made this model (trainers/pipeline.py): asked for the same, it is reused")
 
 
 def model_files(model_dir: str | Path) -> list[Path]:

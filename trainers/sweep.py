@@ -5,7 +5,6 @@ The KD weight follows the pruning fraction (`trainers.kd.alpha.kd_alpha_for_frac
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -209,20 +208,11 @@ def setting_label(setting: str, args: Any, extra_teachers: Sequence[str]) -> str
 def _student_row(base: dict[str, list[Example]], train: list[Example], eval_name: str, teacher_dir: str | Path, model_dir: Path, args: Any, fraction: float, method: str,
                  transfer: list[Example], setting: str, extra_teachers: Sequence[str] = ()) -> SweepRow:
     from distill_ner.trainers.evaluate import evaluate
-    from distill_ner.trainers.trainer import train_student
+    from distill_ner.trainers.pipeline import student
 
-    key = hashlib.sha1(json.dumps([sorted(e.id for e in train), sorted(e.id for e in transfer), str(teacher_dir), list(extra_teachers), args.model_dump(), fraction],
-                                  default=str).encode()).hexdigest()[:16]
-    saved = model_dir / "sweep_row.json"
-    if saved.exists():
-        row = json.loads(saved.read_text(encoding="utf-8"))
-        if row.get("key") == key:
-            return SweepRow.model_validate(row["row"])
-    train_student(train, base["dev"], teacher_dir, model_dir, args, fraction=fraction, transfer=transfer, extra_teachers=extra_teachers)
+    student(train, base["dev"], teacher_dir, model_dir, args, fraction=fraction, transfer=transfer, extra_teachers=extra_teachers, log=lambda _: None)
     m = evaluate(model_dir, base[eval_name], measure_speed=False)
-    row = _row(fraction, method, setting, _meta(model_dir).alpha if args.kd == "hinton" else None, len(train), m, str(model_dir))
-    saved.write_text(json.dumps({"key": key, "row": row.model_dump(mode="json")}) + "\n", encoding="utf-8")
-    return row
+    return _row(fraction, method, setting, _meta(model_dir).alpha if args.kd == "hinton" else None, len(train), m, str(model_dir))
 
 
 def _meta(model_dir: str | Path) -> Any:

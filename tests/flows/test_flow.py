@@ -154,6 +154,19 @@ def test_a_student_setting_reruns_the_student_and_not_the_teacher(finished_run, 
     assert student["args"]["batch_size"] == teacher["args"]["batch_size"] == 8  # what the student does not set is the teacher's
 
 
+def test_distill_train_on_the_run_reuses_the_flows_teacher(finished_run, tiny_bert):
+    """The flow and `distill train` train through one pipeline with one cache of finished models:
+    the command asked for the teacher the flow made (same settings, data and labels) reuses it."""
+    run_dir, spec, _ = finished_run
+    teacher = run_dir / "models" / "teacher" / "model.json"
+    before = teacher.read_text()
+    command = [sys.executable, "-m", "distill_ner.flows.cli", "train", str(run_dir), "--spec", str(spec), "--encoder", str(tiny_bert),
+               "--epochs", "2", "--batch-size", "8", "--no-student"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert f"reusing {run_dir / 'models' / 'teacher'}" in out.stdout and teacher.read_text() == before
+
+
 def test_an_edited_spec_regenerates(finished_run, prefect, ls_env, tiny_bert):
     """The generate stage is keyed by the spec's text, not its name: a changed prompt asks the LLM again."""
     from distill_ner.flows.distill_flow import distill
