@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from distill_ner.annotators.llm_settings import STRUCTURED_MODES, client_default
 from distill_ner.data.errors import DistillError, validation_message
 from distill_ner.data.run_layout import RunLayout
 
@@ -33,16 +34,16 @@ def generate(
     n: int = typer.Option(500, min=1, help="Examples to ask for."),
     base_url: str = typer.Option(None, help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL). The key comes from $OPENAI_API_KEY."),
     model: str = typer.Option(None, help="Model name (default: $DISTILL_LLM_MODEL, else gpt-4o-mini; mock-species with --mock)."),
-    concurrency: int = typer.Option(8, min=1, help="Requests in flight at once."),
+    concurrency: int = typer.Option(client_default("concurrency"), min=1, help="Requests in flight at once."),
     k_samples: int = typer.Option(1, min=1, help="Annotations per text; k > 1 gives entity and example confidence from agreement."),
     seed: int = typer.Option(0, help="Topic order and LLM seed."),
-    temperature: float = typer.Option(None, help="Sampling temperature (default 0.7)."),
-    timeout: float = typer.Option(None, min=0.001, help="Seconds for one request (default 60)."),
-    max_retries: int = typer.Option(None, min=0, help="Retries of one request on 429, 5xx and timeouts (default 4; a timeout retries with another seed)."),
+    temperature: float = typer.Option(None, help=f"Sampling temperature (default {client_default('temperature')})."),
+    timeout: float = typer.Option(None, min=0.001, help=f"Seconds for one request (default {client_default('timeout'):g})."),
+    max_retries: int = typer.Option(None, min=0, help=f"Retries of one request on 429, 5xx and timeouts (default {client_default('max_retries')}; a timeout retries with another seed)."),
     max_tokens: int = typer.Option(None, min=1, help="Tokens one answer may take (default 200 + 400 per example asked for in the call)."),
-    reasks: int = typer.Option(None, min=0, help="Re-asks after a malformed or cut-off answer (default 2)."),
+    reasks: int = typer.Option(None, min=0, help=f"Re-asks after a malformed or cut-off answer (default {client_default('reasks')})."),
     structured: str = typer.Option(
-        None, help="How to ask for JSON: json_schema (default), json_object_schema, json_object or none (schema in the prompt); steps down by itself if the server refuses."
+        None, help=f"How to ask for JSON: {', '.join(STRUCTURED_MODES)} (none: the schema in the prompt; default {client_default('structured')}); steps down by itself if the server refuses."
     ),
     schema_bounds: bool = typer.Option(True, "--schema-bounds/--no-schema-bounds", help="Bound the schema: exactly the asked number of examples, at most 16 entities and relations."),
     examples_per_call: int = typer.Option(None, min=1, max=50, help="Examples asked for in one call (default: the spec's examples_per_call)."),
@@ -62,8 +63,8 @@ def generate(
     from distill_ner.data.spec import load_spec
 
     task = load_spec(spec)
-    if structured not in (None, "json_schema", "json_object_schema", "json_object", "none"):
-        raise DistillError(f"--structured must be json_schema, json_object_schema, json_object or none (got {structured!r})")
+    if structured not in (None, *STRUCTURED_MODES):
+        raise DistillError(f"--structured must be {', '.join(STRUCTURED_MODES)} (got {structured!r})")
     settings = dict(
         concurrency=concurrency,
         temperature=temperature,
@@ -101,15 +102,15 @@ def annotate(
     window_chars: int = typer.Option(1000, min=20, help="Longest window of whole sentences sent in one request; longer documents are split, never truncated."),
     base_url: str = typer.Option(None, help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL). The key comes from $OPENAI_API_KEY."),
     model: str = typer.Option(None, help="Model name (default: $DISTILL_LLM_MODEL, else gpt-4o-mini; mock-species with --mock)."),
-    concurrency: int = typer.Option(8, min=1, help="Requests in flight at once."),
+    concurrency: int = typer.Option(client_default("concurrency"), min=1, help="Requests in flight at once."),
     k_samples: int = typer.Option(1, min=1, help="Annotations per window; k > 1 gives entity and example confidence from agreement."),
     seed: int = typer.Option(0, help="LLM seed."),
-    temperature: float = typer.Option(None, help="Sampling temperature (default 0.7)."),
-    timeout: float = typer.Option(None, min=0.001, help="Seconds for one request (default 60)."),
-    max_retries: int = typer.Option(None, min=0, help="Retries of one request on 429, 5xx and timeouts (default 4)."),
+    temperature: float = typer.Option(None, help=f"Sampling temperature (default {client_default('temperature')})."),
+    timeout: float = typer.Option(None, min=0.001, help=f"Seconds for one request (default {client_default('timeout'):g})."),
+    max_retries: int = typer.Option(None, min=0, help=f"Retries of one request on 429, 5xx and timeouts (default {client_default('max_retries')})."),
     max_tokens: int = typer.Option(None, min=1, help="Tokens one answer may take (default 600)."),
-    reasks: int = typer.Option(None, min=0, help="Re-asks after a malformed or cut-off answer (default 2)."),
-    structured: str = typer.Option(None, help="How to ask for JSON: json_schema (default), json_object_schema, json_object or none; steps down by itself if refused."),
+    reasks: int = typer.Option(None, min=0, help=f"Re-asks after a malformed or cut-off answer (default {client_default('reasks')})."),
+    structured: str = typer.Option(None, help=f"How to ask for JSON: {', '.join(STRUCTURED_MODES)} (default {client_default('structured')}); steps down by itself if refused."),
     max_failure_share: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of rejected windows above which the run fails (exit 1, earlier outputs kept)."),
     min_entities: int = typer.Option(None, min=0, help="Windows with fewer entities are rejected as no_entities (default 0: text that names nothing is kept)."),
     max_entity_words: int = typer.Option(None, min=1, help="An entity of more words is dropped as entity_too_long (default 32)."),
@@ -126,8 +127,8 @@ def annotate(
     from distill_ner.data.spec import load_spec
 
     task = load_spec(spec)
-    if structured not in (None, "json_schema", "json_object_schema", "json_object", "none"):
-        raise DistillError(f"--structured must be json_schema, json_object_schema, json_object or none (got {structured!r})")
+    if structured not in (None, *STRUCTURED_MODES):
+        raise DistillError(f"--structured must be {', '.join(STRUCTURED_MODES)} (got {structured!r})")
     settings = dict(concurrency=concurrency, temperature=temperature, timeout=timeout, max_retries=max_retries, max_tokens=max_tokens, reasks=reasks, structured=structured)
     checked = llm_config(base_url=base_url, **settings)  # bad values fail here, before anything starts
     rules = grounding_rules(min_entities=min_entities, max_entity_words=max_entity_words, label_case=label_case)

@@ -30,10 +30,9 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from distill_ner.annotators.llm_settings import STRUCTURED_MODES, ClientSettings, StructuredMode
 from distill_ner.data.errors import DistillError
 
-StructuredMode = Literal["json_schema", "json_object_schema", "json_object", "none"]
-STRUCTURED_MODES: tuple[StructuredMode, ...] = ("json_schema", "json_object_schema", "json_object", "none")
 REASK_QUOTE = 300  # characters of a bad answer quoted back in a re-ask
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
 _CONTEXT = re.compile(r"context[ _-]?(size|length|window)|context_length_exceeded|prompt is too long|too many tokens|maximum context", re.I)
@@ -43,25 +42,15 @@ _TRANSIENT_STATUS = {408, 409, 429}
 Event = Literal["sent", "answered", "retry", "timeout", "reask", "fallback"]
 
 
-class LLMConfig(BaseModel):
-    """How to reach the LLM and how hard to try. `from_env` fills the connection from
-    `OPENAI_BASE_URL`, `OPENAI_API_KEY` and `DISTILL_LLM_MODEL`; explicit values win."""
-
-    model_config = ConfigDict(extra="forbid")
+class LLMConfig(ClientSettings):
+    """How to reach the LLM and how hard to try (`ClientSettings`, plus the connection). `from_env`
+    fills the connection from `OPENAI_BASE_URL`, `OPENAI_API_KEY` and `DISTILL_LLM_MODEL`;
+    explicit values win."""
 
     base_url: str | None = None
-    model: str = "gpt-4o-mini"
     api_key: SecretStr | None = Field(default=None, repr=False)
-    temperature: float = Field(default=0.7, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1, description="tokens one answer may take; None: the caller's budget (generate: scaled to examples per call)")
-    concurrency: int = Field(default=8, ge=1)
-    timeout: float = Field(default=60.0, gt=0, description="seconds for one request")
-    max_retries: int = Field(default=4, ge=0, description="retries of one request on 429, 5xx, timeouts")
     backoff_initial: float = Field(default=0.5, ge=0)
     backoff_max: float = Field(default=8.0, ge=0)
-    reasks: int = Field(default=2, ge=0, description="re-asks after malformed or truncated JSON")
-    structured: StructuredMode = "json_schema"
-    schema_bounds: bool = Field(default=True, description="send minItems/maxItems/maxLength in the schema (dropped if the server refuses them)")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> LLMConfig:

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distill_ner.annotators.grounding import GroundingRules
+from distill_ner.annotators.llm_settings import ClientSettings
 from distill_ner.annotators.truth import CONVENTION_DRIFT
 from distill_ner.data.errors import DistillError, validation_message
 from distill_ner.data.prune import PruneSettings
@@ -24,11 +25,12 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class LLMSection(_Section):
+class LLMSection(ClientSettings):
+    """The run's LLM: the client's settings (`annotators/llm_settings.py`) and the run's own."""
+
     base_url: str | None = Field(None, description="OpenAI-compatible URL; null starts the mock LLM in-process")
     model: str = "mock-species"
     n: int = Field(300, ge=1, description="examples to generate")
-    concurrency: int = Field(8, ge=1)
     n_unlabeled: int = Field(0, ge=0, description="extra examples generated for the student's transfer set (distill.transfer), never sent for review")
     k_samples: int = Field(1, ge=1, description="annotation samples per example; >1 gives confidences")
     seed: int = 0
@@ -36,24 +38,13 @@ class LLMSection(_Section):
     factual_error_rate: float = Field(0.25, ge=0, le=1, description="mock only: share of texts with a factual error (a careful reviewer rejects them)")
     truth_file: str | None = Field(None, description="an external mock's truth file, for the simulated annotator")
     replay: str | None = Field(None, description="mock only: a gold file (JSONL, CoNLL, DocBin) whose annotations the mock replays, through its error model, for the texts it is asked to annotate; the simulated reviewer takes the gold as truth")
-    # the client's settings, with LLMConfig's defaults (not imported here: the openai package takes seconds to import)
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1, description="tokens one answer may take; null: 200 + 400 per example in the call")
-    timeout: float = Field(60.0, gt=0, description="seconds for one request")
-    max_retries: int = Field(4, ge=0, description="retries on 429, 5xx and timeouts (a timeout retries with another seed)")
-    reasks: int = Field(2, ge=0, description="re-asks after a malformed or cut-off answer")
-    structured: Literal["json_schema", "json_object_schema", "json_object", "none"] = Field(
-        "json_schema", description="json_schema, json_object_schema, json_object or none; steps down if refused"
-    )
-    schema_bounds: bool = Field(True, description="exact example count, bounded entities and relations in the schema")
     examples_per_call: int | None = Field(None, ge=1, le=50, description="null: the spec's examples_per_call")
     max_failure_share: float = Field(0.5, ge=0, le=1, description="a run rejecting a larger share of examples fails and the flow stops")
     grounding: GroundingRules = GroundingRules()
 
     def client_settings(self) -> dict[str, Any]:
         """The `LLMConfig` fields this section sets."""
-        names = ("model", "concurrency", "temperature", "max_tokens", "timeout", "max_retries", "reasks", "structured", "schema_bounds")
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in ClientSettings.model_fields}
 
 
 class AnnotateSection(_Section):

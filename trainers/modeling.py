@@ -25,7 +25,7 @@ from transformers import AutoModel, AutoTokenizer
 from distill_ner.data.errors import DistillError
 from distill_ner.trainers.encoders import count_parameters
 from distill_ner.trainers.inference import Loaded, ModelInfo, by_length, read_meta, write_meta
-from distill_ner.trainers.ner import NerFeature
+from distill_ner.trainers.ner import IGNORE, NerFeature
 from distill_ner.trainers.relations import Pair, Pairs
 
 
@@ -151,7 +151,7 @@ def pad(sequences: Sequence[Sequence[int]], value: int) -> torch.Tensor:
 
 def ner_batch(features: Sequence[NerFeature], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     ids = pad([f.input_ids for f in features], pad_id)
-    return {"ids": ids.to(device), "mask": _mask_of(features, device), "labels": pad([f.labels for f in features], -100).to(device)}
+    return {"ids": ids.to(device), "mask": _mask_of(features, device), "labels": pad([f.labels for f in features], IGNORE).to(device)}
 
 
 def _mask_of(features: Sequence[Any], device: torch.device) -> torch.Tensor:

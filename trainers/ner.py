@@ -27,7 +27,7 @@ import numpy as np
 from distill_ner.data.example import Entity, Example
 from distill_ner.data.words import tokenize as word_tokens
 
-IGNORE = -100
+IGNORE = -100  # label of positions that carry no target (special tokens, continuation pieces)
 N_SPECIAL = 2  # [CLS] and [SEP] around every window
 
 

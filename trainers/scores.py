@@ -26,10 +26,9 @@ from distill_ner.data.metrics import set_f1
 from distill_ner.data.example import DiffEntity, Entity, Example, ReviewDiff
 from distill_ner.trainers.inference import predict_entities, read_meta, write_meta
 from distill_ner.trainers.modeling import load_model, ner_batch
-from distill_ner.trainers.ner import ner_features
+from distill_ner.trainers.ner import IGNORE, ner_features
 from distill_ner.trainers.trainer import train_teacher
 
-IGNORE = -100  # label id of word pieces that carry no tag (special tokens, continuation pieces)
 
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100  # label of positions that carry no target (special tokens, continuation pieces)
+from distill_ner.trainers.ner import IGNORE
+
 SOFT_ONLY = -1  # a position with the teacher's soft target but no gold label (transfer-set texts)
 
 # loss(student logits [..., C], teacher logits [..., C] or None, labels [...], step, total steps of the phase)
