@@ -98,13 +98,12 @@ def plain_row(splits: dict[str, list], encoder: Optional[str], epochs: int, seed
 def llm_row(splits: dict[str, list]) -> dict | None:
     """The LLM's own pre-annotations scored like a model on the test split (None unless the test
     examples were reviewed, so that `review.diff` says what the LLM annotated)."""
-    from distill_ner.trainers.evaluate import ner_scores
-    from distill_ner.trainers.scores import llm_entities
+    from distill_ner.trainers.evaluate import llm_scores
 
     test = splits["test"]
     if not any(e.review.status in ("accepted", "corrected") for e in test):
         return None
-    return {"name": "LLM pre-annotation", **ner_scores(test, [llm_entities(e) for e in test]), "relation_f1": None,
+    return {"name": "LLM pre-annotation", **llm_scores(test), "relation_f1": None,
             "parameters": 0, "train_seconds": 0.0, "sentences_per_second": 0.0}
 
 
@@ -115,7 +114,7 @@ def versus_llm(rows: list[dict], splits: dict[str, list]) -> list[str]:
     from distill_ner.trainers.evaluate import f1_difference
     from distill_ner.trainers.inference import predict_entities
     from distill_ner.trainers.modeling import load_model
-    from distill_ner.trainers.scores import llm_entities
+    from distill_ner.data.example import llm_entities
 
     if not any(r["name"] == "LLM pre-annotation" for r in rows):  # the data does not say what the LLM annotated
         return []

@@ -171,3 +171,20 @@ class Example(BaseModel):
 def usable(examples: Iterable[Example]) -> list[Example]:
     """The examples a reviewer did not reject: what training, splitting and scoring use."""
     return [e for e in examples if e.review.status != "rejected"]
+
+
+def llm_entities(example: Example) -> list[Entity]:
+    """The LLM's own entities for an example: the verified ones, with the human's changes undone.
+
+    `review.diff` (written by `annotators.label_studio.review_diff` when a reviewer corrected
+    the example) lists `entities_added` and `entities_removed`; without a diff the example's
+    entities are the LLM's (accepted as they were, or data brought in from elsewhere).
+    """
+    diff = example.review.diff or ReviewDiff()
+    added = {_key(x) for x in diff.entities_added}
+    removed = [Entity(start=x.start, end=x.end, label=x.label) for x in diff.entities_removed]
+    return [e for e in example.entities if _key(e) not in added] + removed
+
+
+def _key(e: Entity | DiffEntity) -> tuple[int, int, str]:
+    return (e.start, e.end, e.label)

@@ -339,7 +339,7 @@ def transfer_examples(config: RunConfig) -> list[Any]:
     the LLM's own annotation, for `distill.llm_teacher`."""
     from distill_ner.data.dedup import drop_texts_of
     from distill_ner.data.formats import load_splits, read_jsonl
-    from distill_ner.trainers.scores import llm_entities
+    from distill_ner.data.example import llm_entities
 
     layout = config.layout
     verified, pruned = load_splits(layout.verified_splits), load_splits(layout.pruned)
@@ -364,14 +364,10 @@ def evaluate_task(config_json: dict[str, Any], model_dirs: dict[str, str]) -> li
 
 
 def llm_row(test: list[Any]) -> dict[str, Any]:
-    """The LLM's own pre-annotations scored like a model on the same gold test split: what the
-    students must beat (the human's corrections undone from each verified example)."""
-    from distill_ner.data.example import usable
-    from distill_ner.trainers.evaluate import ner_scores
-    from distill_ner.trainers.scores import llm_entities
+    """The LLM's own pre-annotations as a row of the models' table (`trainers.evaluate.llm_scores`)."""
+    from distill_ner.trainers.evaluate import llm_scores
 
-    test = usable(test)
-    return {"model": "LLM pre-annotation", "kd": None, "layers": None, "parameters": None, "n_test": len(test), **ner_scores(test, [llm_entities(e) for e in test])}
+    return {"model": "LLM pre-annotation", "kd": None, "layers": None, "parameters": None, **llm_scores(test)}
 
 
 @task(name="export-spacy")

@@ -26,7 +26,7 @@ from seqeval.scheme import IOB2, Entities
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from distill_ner.data.errors import DistillError
-from distill_ner.data.example import Entity, Example, usable
+from distill_ner.data.example import Entity, Example, llm_entities, usable
 from distill_ner.data.formats import bio_tokens
 from distill_ner.data.tables import markdown_table
 from distill_ner.trainers.inference import Loaded, predict, predict_entities
@@ -43,6 +43,13 @@ def word_tags(example: Example) -> list[str]:
 def predicted_tags(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> list[list[str]]:
     """BIO tag per word of each gold text, from the entities predicted for it."""
     return [word_tags(Example(id=g.id, text=g.text, entities=list(p))) for g, p in zip(gold, predicted, strict=True)]
+
+
+def llm_scores(test: Sequence[Example]) -> dict[str, Any]:
+    """The LLM's own pre-annotations scored like a model on the gold test examples (the reviewers'
+    corrections undone from each, see `data.example.llm_entities`): what the students must beat."""
+    test = usable(test)
+    return {"n_test": len(test), **ner_scores(test, [llm_entities(e) for e in test])}
 
 
 def ner_scores(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import torch
 from distill_ner.data.errors import DistillError
 from distill_ner.data.registry import Registry
 from distill_ner.data.metrics import set_f1
-from distill_ner.data.example import DiffEntity, Entity, Example, ReviewDiff
+from distill_ner.data.example import Entity, Example, llm_entities
 from distill_ner.trainers.inference import predict_entities, read_meta, write_meta
 from distill_ner.trainers.modeling import load_model, ner_batch
 from distill_ner.trainers.ner import IGNORE, ner_features
@@ -52,23 +52,6 @@ def _mean_over_tagged(values: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 def entity_f1(gold: Iterable[Entity], predicted: Iterable[Entity]) -> float:
     """Exact-match (start, end, label) F1 between two entity sets; two empty sets agree (1.0)."""
     return set_f1(((e.start, e.end, e.label) for e in gold), ((e.start, e.end, e.label) for e in predicted))
-
-
-def llm_entities(example: Example) -> list[Entity]:
-    """The LLM's own entities for an example: the verified ones, with the human's changes undone.
-
-    `review.diff` (written by `annotators.label_studio.review_diff` when a reviewer corrected
-    the example) lists `entities_added` and `entities_removed`; without a diff the example's
-    entities are the LLM's (accepted as they were, or data brought in from elsewhere).
-    """
-    diff = example.review.diff or ReviewDiff()
-    added = {_key(x) for x in diff.entities_added}
-    removed = [Entity(start=x.start, end=x.end, label=x.label) for x in diff.entities_removed]
-    return [e for e in example.entities if _key(e) not in added] + removed
-
-
-def _key(e: Entity | DiffEntity) -> tuple[int, int, str]:
-    return (e.start, e.end, e.label)
 
 
 def disagreement_scores(examples: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> dict[str, float]:

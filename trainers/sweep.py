@@ -123,7 +123,7 @@ def _student_rows(
 ) -> list[SweepRow]:
     """One repeat of the grid: prune with `seed`, train and score a student per cell."""
     from distill_ner.data.prune import ToFraction, prune_splits
-    from distill_ner.trainers.scores import llm_entities
+    from distill_ner.data.example import llm_entities
 
     rows = []
     for fraction in sorted(set(fractions), reverse=True):

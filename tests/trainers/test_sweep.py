@@ -8,7 +8,8 @@ import torch
 
 from distill_ner.data.errors import DistillError
 from distill_ner.data.example import Entity, Example, Review
-from distill_ner.trainers.scores import IGNORE, disagreement_scores, el2n, entity_f1, llm_entities, token_losses
+from distill_ner.data.example import llm_entities
+from distill_ner.trainers.scores import IGNORE, disagreement_scores, el2n, entity_f1, token_losses
 from distill_ner.trainers.kd.alpha import kd_alpha_for_fraction, parse_alpha_schedule
 from distill_ner.trainers.sweep import as_rows, pareto_front, write_sweep_outputs
 
