@@ -44,6 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from html import unescape
 from pathlib import Path
 from typing import Any, TypeVar
 from xml.etree import ElementTree
@@ -163,15 +164,17 @@ def label_config(spec: TaskSpec) -> str:
 
 
 def instructions(spec: TaskSpec) -> str:
-    """Project instructions (HTML) from the label descriptions."""
+    """Project instructions (HTML) from the label descriptions and the spec's guidelines."""
     ents = "".join(f"<li><b>{escape(e.label)}</b>: {escape(e.description)}</li>" for e in spec.entities)
     rels = "".join(
         f"<li><b>{escape(r.label)}</b> ({escape('/'.join(r.head))} &rarr; {escape('/'.join(r.tail))}): {escape(r.description)}</li>"
         for r in spec.relations
     )
     rels = f"<p>Relations:</p><ul>{rels}</ul>" if spec.relations else ""  # NER only: no empty list
+    rules = "".join(f"<li>{escape(rule)}</li>" for rule in spec.guidelines)
+    rules = f"<p>Guidelines:</p><ul>{rules}</ul>" if rules else ""
     return (
-        f"<p>{escape(spec.description)}</p><p>Entities:</p><ul>{ents}</ul>{rels}"
+        f"<p>{escape(spec.description)}</p><p>Entities:</p><ul>{ents}</ul>{rels}{rules}"
         "<p>The LLM's annotation is pre-filled: submit it as is if it is right, fix it if not, or pick a "
         "<i>Reject</i> choice if the sentence is factually wrong or unusable.</p>"
     )
@@ -224,17 +227,18 @@ def _find_title(ls: LabelStudio, title: str) -> Any:
     return next((p for p in projects if p.title == title), None)
 
 
-def _checked(ls: LabelStudio, spec: TaskSpec, project: Any) -> int:
+def _checked(ls: LabelStudio, spec: TaskSpec, project: Any) -> Any:
+    """The project, read in full, once its labeling config is checked against the spec."""
     full = call(ls, f"reading project {project.title!r}", ls.projects.get, id=project.id)
     check_config(spec, full.label_config or "", f"Label Studio project {project.title!r} (id {project.id})")
-    return project.id
+    return full
 
 
 def find_project(ls: LabelStudio, spec: TaskSpec, title: str) -> int:
     """The project with this title (its config checked against the spec); never creates one."""
     project = _find_title(ls, title)
     if project is not None:
-        return _checked(ls, spec, project)
+        return _checked(ls, spec, project).id
     titles = sorted(call(ls, "listing projects", lambda: [p.title for p in ls.projects.list()]))
     shown = ", ".join(repr(t) for t in titles[:10]) + (f" and {len(titles) - 10} more" if len(titles) > 10 else "")
     raise DistillError(
@@ -246,7 +250,10 @@ def ensure_project(ls: LabelStudio, spec: TaskSpec, title: str) -> int:
     """Find the project with this title (checking its config against the spec) or create it; for push only."""
     project = _find_title(ls, title)
     if project is not None:
-        return _checked(ls, spec, project)
+        full = _checked(ls, spec, project)
+        if unescape(full.expert_instruction or "") != unescape(instructions(spec)):  # edited guidelines reach the annotators (the server re-escapes quotes)
+            call(ls, f"updating the instructions of project {title!r}", ls.projects.update, id=full.id, expert_instruction=instructions(spec), show_instruction=True)
+        return full.id
     created = create(
         ls, f"creating project {title!r}", ls.projects.create, lambda: _find_title(ls, title),
         title=title, label_config=label_config(spec), expert_instruction=instructions(spec), show_instruction=True,

@@ -113,6 +113,11 @@ class TaskSpec(BaseModel):
     negative_share: float = Field(default=0.1, ge=0, le=0.5, description="share of generated texts that name no entity (the `negative` prompt, on `negative_topics`)")
     negative_topics: list[str] = Field(default_factory=lambda: list(DEFAULT_NEGATIVE_TOPICS), description="subjects of the texts that name nothing")
     demo_text: str | None = Field(None, description="a sentence to try a trained model on (the report, `distill run`)")
+    guidelines: list[str] = Field(
+        default_factory=list,
+        description="annotation guidelines, one rule each (what a span includes, whether pronouns are marked, what makes a text wrong); "
+        "Label Studio shows them in the project's instructions",
+    )
 
     @field_validator("topics")
     @classmethod

@@ -115,6 +115,18 @@ def test_push_twice_adds_nothing_and_never_touches_an_annotation(ls, species_spe
     assert status["annotators"]["admin@distill.local"] == {"done": 1, "rejected": 0, "skipped": 1}
 
 
+def test_the_spec_guidelines_are_the_projects_instructions_and_an_edit_reaches_them(ls, species_spec, title):
+    from html import unescape
+
+    assert species_spec.guidelines  # the default spec carries its guidelines
+    pid = ensure_project(ls, species_spec, title)
+    shown = ls.projects.get(id=pid)
+    assert shown.show_instruction and all(rule in unescape(shown.expert_instruction) for rule in species_spec.guidelines)
+    edited = species_spec.model_copy(update={"guidelines": [*species_spec.guidelines, "Mark a subspecies as SPECIES, with its trinomial."]})
+    assert ensure_project(ls, edited, title) == pid  # the same project, its instructions updated
+    assert "Mark a subspecies as SPECIES, with its trinomial." in unescape(ls.projects.get(id=pid).expert_instruction)
+
+
 def _task_ids(ls, pid: int) -> set[int]:
     return {t.id for t in ls.tasks.list(project=pid, fields="task_only", include="id,data", page_size=5000)}
 
