@@ -81,7 +81,7 @@ def run_sweep(
     (with `alpha_schedule` if given). Each seed repeats the grid with that seed for pruning and
     training; with several seeds each repeat goes to `out_dir/seed-<s>/` and the table holds the
     mean over seeds with `f1_std` (see `mean_over_seeds`). Models go to `models/<name>/`, removed
-    examples to `pruned/<name>.removed.jsonl`; a finished model is reused when rerun with the
+    examples to `pruned/<name>.removed.jsonl`; a finished model is reused (trainers/pipeline.py) when rerun with the
     same inputs. `extra_teachers`: more trained teachers whose logits KD combines with the teacher's
     (`args.teacher_weighting`); the rows' KD column then says how many. Returns the table rows
     (also in `out_dir/sweep.json`).
