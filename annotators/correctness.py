@@ -134,7 +134,8 @@ def write_correctness(run_dir: str | Path) -> tuple[dict[str, Any], str]:
     from distill_ner.data.formats import read_jsonl
 
     run_dir = Path(run_dir)
-    generated_path, verified_path = RunLayout(run_dir).generated, RunLayout(run_dir).verified
+    layout = RunLayout(run_dir)
+    generated_path, verified_path = layout.generated, layout.verified
     if not generated_path.exists():
         raise DistillError(f"{generated_path}: not found (is {run_dir} a run folder?)")
     if not verified_path.exists():

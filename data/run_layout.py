@@ -50,95 +50,43 @@ FILES: dict[str, RunFile] = {
 }
 
 
+class _Entry:
+    """A `RunLayout` attribute: the path of the `FILES` entry of the same name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, layout: RunLayout, owner: type | None = None) -> Path:
+        return layout.root / FILES[self.name].path
+
+
 class RunLayout:
-    """The paths of the run folder `root` (see `FILES`)."""
+    """The paths of the run folder `root`: one attribute per `FILES` entry."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-
-    def _path(self, name: str) -> Path:
-        return self.root / FILES[name].path
 
     def part(self, name: str) -> RunLayout:
         """A run folder inside this one (`llm`, `corpus`, `unlabeled`), laid out the same."""
         return RunLayout(self.root / name)
 
-    @property
-    def generated(self) -> Path:
-        return self._path("generated")
-
-    @property
-    def rejected(self) -> Path:
-        return self._path("rejected")
-
-    @property
-    def generate_summary(self) -> Path:
-        return self._path("generate_summary")
-
-    @property
-    def mock_truth(self) -> Path:
-        return self._path("mock_truth")
-
-    @property
-    def llm_cache(self) -> Path:
-        return self._path("llm_cache")
-
-    @property
-    def verified(self) -> Path:
-        return self._path("verified")
-
-    @property
-    def review_summary(self) -> Path:
-        return self._path("review_summary")
-
-    @property
-    def correctness(self) -> Path:
-        return self._path("correctness")
-
-    @property
-    def review_resumed(self) -> Path:
-        return self._path("review_resumed")
-
-    @property
-    def flow_run(self) -> Path:
-        return self._path("flow_run")
-
-    @property
-    def verified_splits(self) -> Path:
-        return self._path("verified_splits")
-
-    @property
-    def pruned(self) -> Path:
-        return self._path("pruned")
-
-    @property
-    def models(self) -> Path:
-        return self._path("models")
-
-    @property
-    def teacher(self) -> Path:
-        return self._path("teacher")
-
-    @property
-    def student(self) -> Path:
-        return self._path("student")
-
-    @property
-    def spacy_pipeline(self) -> Path:
-        return self._path("spacy_pipeline")
-
-    @property
-    def sweep(self) -> Path:
-        return self._path("sweep")
-
-    @property
-    def stages(self) -> Path:
-        return self._path("stages")
-
-    @property
-    def config(self) -> Path:
-        return self._path("config")
-
-    @property
-    def report(self) -> Path:
-        return self._path("report")
+    generated = _Entry()
+    rejected = _Entry()
+    generate_summary = _Entry()
+    mock_truth = _Entry()
+    llm_cache = _Entry()
+    verified = _Entry()
+    review_summary = _Entry()
+    correctness = _Entry()
+    review_resumed = _Entry()
+    flow_run = _Entry()
+    verified_splits = _Entry()
+    pruned = _Entry()
+    models = _Entry()
+    teacher = _Entry()
+    student = _Entry()
+    spacy_pipeline = _Entry()
+    sweep = _Entry()
+    stages = _Entry()
+    config = _Entry()
+    report = _Entry()

@@ -238,7 +238,7 @@ def wait_for_humans(config: RunConfig, project_id: int) -> None:
     marker = config.layout.review_resumed
     if marker.exists():
         return
-    (config.layout.flow_run).write_text(json.dumps({"flow_run_id": str(current_flow_run.id), "project_id": project_id}))
+    config.layout.flow_run.write_text(json.dumps({"flow_run_id": str(current_flow_run.id), "project_id": project_id}))
     _log(f"waiting for review in Label Studio: {project_url(config, project_id)}; then run: distill resume {config.name} "
          f"(or now: distill resume {config.name} --when-reviewed all, to resume by webhook once every task is reviewed)")
     timeout = int(config.review.timeout_hours * 3600)

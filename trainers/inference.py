@@ -136,6 +136,11 @@ def pad_ids(sequences: Sequence[Sequence[int]], value: int) -> np.ndarray:
     return np.array([list(s) + [value] * (width - len(s)) for s in sequences], dtype=np.int64)
 
 
+def attention_mask(features: Sequence[Any]) -> np.ndarray:
+    """1 on each window's pieces, 0 on the padding: an int64 [B, T] array."""
+    return pad_ids([[1] * len(f.input_ids) for f in features], 0)
+
+
 def by_length(features: Sequence[Any], batch_size: int) -> list[list[int]]:
     """Index batches of similar length (less padding) in a fixed order, for inference."""
     order = sorted(range(len(features)), key=lambda i: len(features[i].input_ids))
@@ -163,7 +168,7 @@ def _predict_chunk(loaded: Loaded, texts: Sequence[str], allowed: Sequence[Seque
     if not features:
         return examples
     ids = pad_ids([f.input_ids for f in features], loaded.tokenizer.pad_token_id or 0)
-    mask = pad_ids([[1] * len(f.input_ids) for f in features], 0)
+    mask = attention_mask(features)
     hidden, tags = loaded.model.predict_tags(ids, mask)  # hidden kept: relations are read from it after decoding
     windows = [tags[row, : len(f.input_ids)] for row, f in enumerate(features)]
     for example, enc, logits in zip(examples, encoded, merge_windows(features, windows, encoded, loaded.tokenizer)):

@@ -24,7 +24,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from distill_ner.data.errors import DistillError
 from distill_ner.trainers.encoders import count_parameters
-from distill_ner.trainers.inference import Loaded, ModelInfo, by_length, read_meta, write_meta
+from distill_ner.trainers.inference import Loaded, ModelInfo, attention_mask, by_length, pad_ids, read_meta, write_meta
 from distill_ner.trainers.ner import IGNORE, NerFeature
 from distill_ner.trainers.relations import Pair, Pairs
 
@@ -145,18 +145,13 @@ def load_model(model_dir: str | Path, device: str = "cpu") -> Loaded:
 # --- batching ---------------------------------------------------------------------------------
 def pad(sequences: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     """Right-pad int sequences into a [B, T] tensor."""
-    width = max(len(s) for s in sequences)
-    return torch.tensor([list(s) + [value] * (width - len(s)) for s in sequences], dtype=torch.long)
+    return torch.from_numpy(pad_ids(sequences, value))
 
 
 def ner_batch(features: Sequence[NerFeature], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     ids = pad([f.input_ids for f in features], pad_id)
-    return {"ids": ids.to(device), "mask": _mask_of(features, device), "labels": pad([f.labels for f in features], IGNORE).to(device)}
-
-
-def _mask_of(features: Sequence[Any], device: torch.device) -> torch.Tensor:
-    width = max(len(f.input_ids) for f in features)
-    return torch.tensor([[1] * len(f.input_ids) + [0] * (width - len(f.input_ids)) for f in features], dtype=torch.bool, device=device)
+    mask = torch.from_numpy(attention_mask(features)).to(device=device, dtype=torch.bool)
+    return {"ids": ids.to(device), "mask": mask, "labels": pad([f.labels for f in features], IGNORE).to(device)}
 
 
 def pair_batch(pairs: Sequence[Pair], rows: dict[int, int], device: torch.device) -> dict[str, torch.Tensor] | None:

@@ -45,13 +45,15 @@ def student_key(train: Sequence[Example], dev: Sequence[Example], teacher_dirs: 
     return inputs_key(["student", settings, fraction, examples_key(train), examples_key(dev), examples_key(transfer), teachers])
 
 
-def _cached(out_dir: Path, key: str, train: Callable[[], Path], log: Callable[[str], None]) -> Path:
-    """`out_dir` when it holds the model made from `key`; else `train()`, then record `key` in it."""
-    if (out_dir / "model.json").exists() and read_meta(out_dir).cache_key == key:
-        log(f"reusing {out_dir}: trained before from the same settings and data")
-        return out_dir
+def _cached(dirs: Sequence[Path], key: str, train: Callable[[], list[Path]], log: Callable[[str], None]) -> list[Path]:
+    """`dirs` when each holds its model made from `key` (the k-th records `key-k`); else `train()`,
+    then record the keys in what it trained."""
+    if all((d / "model.json").exists() and read_meta(d).cache_key == f"{key}-{k}" for k, d in enumerate(dirs)):
+        log(f"reusing {', '.join(map(str, dirs))}: trained before from the same settings and data")
+        return list(dirs)
     trained = train()
-    write_meta(trained, read_meta(trained).model_copy(update={"cache_key": key}))
+    for k, d in enumerate(trained):
+        write_meta(d, read_meta(d).model_copy(update={"cache_key": f"{key}-{k}"}))
     return trained
 
 
@@ -61,15 +63,7 @@ def teachers(train: Sequence[Example], dev: Sequence[Example], out_dir: str | Pa
     from distill_ner.trainers.teachers import teacher_dirs, train_teachers
 
     args = TrainingArgs.from_any(args)
-    dirs = teacher_dirs(out_dir, args.teachers)
-    key = teacher_key(train, dev, args, spec)
-    if all((d / "model.json").exists() and read_meta(d).cache_key == f"{key}-{k}" for k, d in enumerate(dirs)):
-        log(f"reusing {', '.join(map(str, dirs))}: trained before from the same settings and data")
-        return dirs
-    trained = train_teachers(train, dev, out_dir, args, spec=spec)
-    for k, d in enumerate(trained):
-        write_meta(d, read_meta(d).model_copy(update={"cache_key": f"{key}-{k}"}))
-    return trained
+    return _cached(teacher_dirs(out_dir, args.teachers), teacher_key(train, dev, args, spec), lambda: train_teachers(train, dev, out_dir, args, spec=spec), log)
 
 
 def student(train: Sequence[Example], dev: Sequence[Example], teacher_dir: str | Path, out_dir: str | Path, args: Any = None, fraction: float = 1.0,
@@ -79,5 +73,5 @@ def student(train: Sequence[Example], dev: Sequence[Example], teacher_dir: str |
 
     args = TrainingArgs.from_any(args)
     key = student_key(train, dev, [teacher_dir, *extra_teachers], args, fraction, transfer)
-    return _cached(Path(out_dir), key, lambda: train_student(train, dev, teacher_dir, out_dir, args, fraction=fraction, transfer=transfer,
-                                                             extra_teachers=extra_teachers), log)
+    return _cached([Path(out_dir)], key, lambda: [train_student(train, dev, teacher_dir, out_dir, args, fraction=fraction, transfer=transfer,
+                                                                extra_teachers=extra_teachers)], log)[0]
