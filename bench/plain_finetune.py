@@ -15,13 +15,13 @@ import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from distill_ner.data.example import Entity, Example
-from distill_ner.data.words import tokenize
+from distill_ner.data.words import words_of
 from distill_ner.trainers.encoders import resolve_encoder
 
 
 def _words(example: Example, labels: list[str]) -> tuple[list[str], list[int], list[tuple[int, int]]]:
-    """Words, BIO tag ids (index into `labels`) and char offsets of an example."""
-    spans = tokenize(example.text)
+    """Words (the example's own: a CoNLL file's tokens), BIO tag ids (index into `labels`) and char offsets."""
+    spans = words_of(example)
     tags = ["O"] * len(spans)
     for e in example.entities:
         inside = [i for i, (s, t) in enumerate(spans) if s < e.end and t > e.start]

@@ -115,7 +115,7 @@ def main(
     t2 = time.perf_counter()
     for name, path, seconds in (("teacher (MiniLM, 6 layers)", teacher, t1 - t0), (f"student ({args.student_layers} layers, Hinton KD)", student, t2 - t1)):
         model = load_model(path)
-        predicted = predict_entities(model, [e.text for e in test])
+        predicted = predict_entities(model, test)
         rows.append(row(name, test, predicted, model.meta.parameters, seconds))
         print(markdown_table(rows[-1:], digits=1), flush=True)
     summary = json.loads((out / "annotate" / "generate_summary.json").read_text())

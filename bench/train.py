@@ -123,7 +123,7 @@ def versus_llm(rows: list[dict], splits: dict[str, list]) -> list[str]:
     lines = []
     for r in rows:
         if r.get("path"):
-            diff, low, high = f1_difference(test, predict_entities(load_model(r["path"]), [e.text for e in test]), llm)
+            diff, low, high = f1_difference(test, predict_entities(load_model(r["path"]), test), llm)
             lines.append(f"{r['name']} minus the LLM: {diff * 100:+.1f} strict span F1 (paired 95% interval {low * 100:+.1f} to {high * 100:+.1f})")
     return lines
 

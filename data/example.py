@@ -7,7 +7,7 @@ from datetime import datetime
 from collections.abc import Iterable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 ReviewStatus = Literal["pending", "accepted", "corrected", "rejected"]
 
@@ -124,12 +124,25 @@ class Example(BaseModel):
     relations: list[Relation] = Field(default_factory=list)
     source: Source = Field(default_factory=Source)
     review: Review = Field(default_factory=Review)
+    words: list[tuple[int, int]] | None = None  # a pre-tokenized file's tokens (char offsets); None: `data.words.tokenize(text)`
+
+    @model_serializer(mode="wrap")
+    def _without_default_words(self, handler: SerializerFunctionWrapHandler) -> dict:
+        out = handler(self)
+        if out.get("words", ()) is None:  # the usual case: files and hashes stay as they were
+            del out["words"]
+        return out
 
     @model_validator(mode="after")
     def _check(self) -> Example:
         if not self.id:
             self.id = make_id(self.text, self.source.origin or "")
         n = len(self.text)
+        previous = 0
+        for s, t in self.words or ():
+            if not previous <= s < t <= n:
+                raise ValueError(f"example {self.id}: word [{s}, {t}) is empty, out of order or past the end of the text ({n} chars)")
+            previous = t
         ordered = sorted(self.entities, key=lambda e: (e.start, e.end))
         for e in ordered:
             if e.end > n:

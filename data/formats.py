@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from distill_ner.data.errors import DistillError, validation_message
 from distill_ner.data.example import Entity, Example, Relation, Source
-from distill_ner.data.words import tokenize
+from distill_ner.data.words import doc_from_words, own_words, tokenize, words_of
 
 SPLITS = ("train", "dev", "test")
 CONLL_SUFFIXES = {".conll", ".bio", ".tsv", ".iob"}
@@ -156,6 +156,7 @@ def _features():
             "relations": List(link),
             "source": Value("string"),  # JSON: nested, optional fields
             "review": Value("string"),
+            "words": Value("string"),  # JSON: [[start, end], ...] of a pre-tokenized text, or ""
         }
     )
 
@@ -168,6 +169,7 @@ def _to_row(e: Example) -> dict:
         "relations": [x.model_dump() for x in e.relations],
         "source": e.source.model_dump_json(),
         "review": e.review.model_dump_json(),
+        "words": json.dumps(e.words) if e.words is not None else "",
     }
 
 
@@ -179,6 +181,7 @@ def _from_row(row: dict) -> Example:
         relations=row["relations"],
         source=json.loads(row["source"]),
         review=json.loads(row["review"]),
+        words=json.loads(row["words"]) if row.get("words") else None,
     )
 
 
@@ -240,7 +243,13 @@ def load_splits(path: str | Path) -> dict[str, list[Example]]:
 
 # --- CoNLL BIO -----------------------------------------------------------------------------
 def bio_tokens(example: Example) -> list[tuple[str, str, int, int]]:
-    """(token, BIO tag, start, end) for an example; entity edges are always token edges."""
+    """(token, BIO tag, start, end) for an example, on its words (`data.words.words_of`).
+
+    Without own words the entity edges are always token edges (the text around an entity is
+    tokenized on its own); with them (a pre-tokenized file) a word belongs to the entity it overlaps.
+    """
+    if example.words is not None:
+        return _tags_on_words(example)
     out, cursor = [], 0
     for e in sorted(example.entities, key=lambda x: x.start):
         out += [(example.text[s:t], "O", s, t) for s, t in tokenize(example.text, cursor, e.start)]
@@ -251,6 +260,18 @@ def bio_tokens(example: Example) -> list[tuple[str, str, int, int]]:
         cursor = e.end
     out += [(example.text[s:t], "O", s, t) for s, t in tokenize(example.text, cursor)]
     return out
+
+
+def _tags_on_words(example: Example) -> list[tuple[str, str, int, int]]:
+    words = words_of(example)
+    tags = ["O"] * len(words)
+    for e in example.entities:
+        inside = [i for i, (s, t) in enumerate(words) if s < e.end and t > e.start and tags[i] == "O"]
+        if not inside:
+            raise DistillError(f"example {example.id}: entity {example.span(e)!r} has no word in it")
+        for k, i in enumerate(inside):
+            tags[i] = ("B-" if k == 0 else "I-") + e.label
+    return [(example.text[s:t], tag, s, t) for (s, t), tag in zip(words, tags)]
 
 
 def write_conll(path: str | Path, examples: Iterable[Example], drop_relations: bool = False) -> Path:
@@ -327,7 +348,7 @@ def _conll_example(path: Path, line: int, block: list[tuple[int, str, str]], met
         if prefix in {"E", "L", "S", "U"}:  # the entity ends here
             current = None
     source = Source(origin=f"conll:{path.name}")
-    return Example(id=meta.get("id", ""), text=text, entities=[Entity(**e) for e in entities], source=source)
+    return Example(id=meta.get("id", ""), text=text, entities=[Entity(**e) for e in entities], source=source, words=own_words(text, offsets))
 
 
 # --- spaCy DocBin --------------------------------------------------------------------------
@@ -339,7 +360,7 @@ def to_docbin(examples: Iterable[Example], path: str | Path, lang: str = "en") -
     nlp = spacy.blank(lang)
     docbin = DocBin(store_user_data=True)
     for e in examples:
-        doc = nlp.make_doc(e.text)
+        doc = doc_from_words(nlp.vocab, e.text, words_of(e))
         spans = []
         for ent in e.entities:
             span = doc.char_span(ent.start, ent.end, label=ent.label)
@@ -377,7 +398,8 @@ def from_docbin(path: str | Path, lang: str = "en") -> list[Example]:
             Relation(head=index[(hs, he)], tail=index[(ts, te)], label=label)
             for hs, he, ts, te, label in doc.user_data.get("relations", [])
         ]
-        out.append(Example(id=doc.user_data.get("id", ""), text=doc.text, entities=entities, relations=relations))
+        words = own_words(doc.text, [(t.idx, t.idx + len(t)) for t in doc if not t.is_space])
+        out.append(Example(id=doc.user_data.get("id", ""), text=doc.text, entities=entities, relations=relations, words=words))
     return out
 
 

@@ -1,7 +1,7 @@
 """Evaluation on gold data.
 
 - `evaluate(model_dir, test, out_dir=None) -> dict`: entity-level (seqeval, strict spans on the
-  words of `data.words.tokenize`) precision/recall/F1 per label, micro and macro; token-level
+  example's words, `data.words.words_of`: a CoNLL file's own tokens) precision/recall/F1 per label, micro and macro; token-level
   macro F1 over the entity types; relation classification on gold entities (per relation and
   weighted F1, "no_relation" left out); parameters, size on disk, CPU sentences per second.
   Writes `metrics.json` and `metrics.md` into `out_dir` (default: the model directory).
@@ -36,13 +36,13 @@ from distill_ner.trainers.relations import NO_RELATION, relation_pairs
 
 
 def word_tags(example: Example) -> list[str]:
-    """BIO tag per word (the CoNLL tokenization of `data.formats`)."""
+    """BIO tag per word (the example's own words when it has them, see `data.formats.bio_tokens`)."""
     return [tag for _, tag, _, _ in bio_tokens(example)]
 
 
 def predicted_tags(gold: Sequence[Example], predicted: Sequence[Sequence[Entity]]) -> list[list[str]]:
-    """BIO tag per word of each gold text, from the entities predicted for it."""
-    return [word_tags(Example(id=g.id, text=g.text, entities=list(p))) for g, p in zip(gold, predicted, strict=True)]
+    """BIO tag per word of each gold text (its own words), from the entities predicted for it."""
+    return [word_tags(Example(id=g.id, text=g.text, entities=list(p), words=g.words)) for g, p in zip(gold, predicted, strict=True)]
 
 
 def llm_scores(test: Sequence[Example]) -> dict[str, Any]:
@@ -201,7 +201,7 @@ def evaluate(model_dir: str | Path, test: Sequence[Example], out_dir: str | Path
             if ent.label not in known:
                 raise DistillError(f"example {e.id}: entity label {ent.label!r} is unknown to the model {model_dir} (knows {', '.join(sorted(known))})")
     torch.manual_seed(0)
-    predicted = predict_entities(loaded, [e.text for e in test], batch_size)
+    predicted = predict_entities(loaded, test, batch_size)
     metrics: dict[str, Any] = {
         "model": str(model_dir),
         "role": loaded.meta.role,

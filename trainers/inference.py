@@ -12,7 +12,8 @@ being whatever its relation head reads, and `predict_relations(hidden, pairs) ->
 (torch, `trainers.modeling`) and `OnnxNerRe` (ONNX Runtime, `trainers.onnx_runtime`) have it.
 
 - `ModelInfo`, `read_meta(model_dir)`, `write_meta(model_dir, meta)`: `model.json`
-- `predict(loaded, texts) -> list[Example]` (entities and relations), batched, windows for long texts
+- `predict(loaded, texts) -> list[Example]` (entities and relations), batched, windows for long texts;
+  `texts` may be `Example`s, whose own words (a CoNLL file's tokens) the entities then keep to
 - `predict_entities(loaded, texts) -> list[list[Entity]]`
 """
 
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from distill_ner.data.errors import DistillError, validation_message
 from distill_ner.data.example import Entity, Example, Relation
 from distill_ner.data.formats import atomic_write
+from distill_ner.data.words import words_of
 from distill_ner.trainers.ner import decode_logits, merge_windows, ner_features
 from distill_ner.trainers.relations import NO_RELATION, relation_pairs
 
@@ -147,23 +149,26 @@ def by_length(features: Sequence[Any], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def predict(loaded: Loaded, texts: Sequence[str], batch_size: int = 64, allowed: Sequence[Sequence[str]] | None = None) -> list[Example]:
+def predict(loaded: Loaded, texts: Sequence[str] | Sequence[Example], batch_size: int = 64, allowed: Sequence[Sequence[str]] | None = None) -> list[Example]:
     """Entities and relations for each text, as `Example`s: one encoder pass per window for both.
+
+    Given `Example`s, their text is read on their words (`Example.words`, e.g. a CoNLL file's
+    tokens): every entity starts and ends on one of them. Their entities are not looked at.
 
     Texts are processed in chunks of `batch_size` of similar length. Relation candidates are the
     predicted entity pairs whose labels are in `allowed` (default: the model's `allowed_pairs`).
     """
-    out: list[Example | None] = [None] * len(texts)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    inputs = [Example(text=t) if isinstance(t, str) else Example(id=t.id, text=t.text, words=t.words) for t in texts]
+    out: list[Example | None] = [None] * len(inputs)
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i].text))
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        for i, example in zip(chunk, _predict_chunk(loaded, [texts[i] for i in chunk], allowed)):
+        for i, example in zip(chunk, _predict_chunk(loaded, [inputs[i] for i in chunk], allowed)):
             out[i] = example
     return out  # type: ignore[return-value]
 
 
-def _predict_chunk(loaded: Loaded, texts: Sequence[str], allowed: Sequence[Sequence[str]] | None) -> list[Example]:
-    examples = [Example(text=t) for t in texts]
+def _predict_chunk(loaded: Loaded, examples: list[Example], allowed: Sequence[Sequence[str]] | None) -> list[Example]:
     features, encoded = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta.max_length, loaded.meta.stride)
     if not features:
         return examples
@@ -172,7 +177,7 @@ def _predict_chunk(loaded: Loaded, texts: Sequence[str], allowed: Sequence[Seque
     hidden, tags = loaded.model.predict_tags(ids, mask)  # hidden kept: relations are read from it after decoding
     windows = [tags[row, : len(f.input_ids)] for row, f in enumerate(features)]
     for example, enc, logits in zip(examples, encoded, merge_windows(features, windows, encoded, loaded.tokenizer)):
-        example.entities = decode_logits(example.text, enc.offsets, logits, loaded.tags)
+        example.entities = decode_logits(words_of(example), enc.offsets, logits, loaded.tags)
     labels = loaded.relation_labels
     allowed = [tuple(p) for p in (loaded.meta.allowed_pairs if allowed is None else allowed)]
     if len(labels) < 2 or not allowed:
@@ -194,6 +199,6 @@ def _predict_chunk(loaded: Loaded, texts: Sequence[str], allowed: Sequence[Seque
     return examples
 
 
-def predict_entities(loaded: Loaded, texts: Sequence[str], batch_size: int = 64) -> list[list[Entity]]:
-    """Entities per text (char offsets, confidence = mean tag probability)."""
+def predict_entities(loaded: Loaded, texts: Sequence[str] | Sequence[Example], batch_size: int = 64) -> list[list[Entity]]:
+    """Entities per text or example (char offsets, confidence = mean tag probability)."""
     return [e.entities for e in predict(loaded, texts, batch_size, allowed=[])]

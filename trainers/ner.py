@@ -1,6 +1,7 @@
 """Token classification data: BIO tags on word pieces from char-offset entities, windows, decoding.
 
-Words are the tokens of `data.words.tokenize`. By default only the first word piece of each
+Words are the example's words (`data.words.words_of`: a pre-tokenized file's own tokens, else
+`data.words.tokenize`). By default only the first word piece of each
 word carries its tag (the others are ignored by the loss), as the strongest token classifiers
 do: the model then never has to agree with itself inside a word. `subword_labels="all"` tags
 every piece instead (B- where the entity starts, I- on the rest). Decoding reads the word-start
@@ -11,9 +12,9 @@ logits of a piece seen in two windows are averaged. Nothing is truncated.
 
 - `tag_names(labels) -> ["O", "B-X", "I-X", ...]`
 - `ner_features(tokenizer, examples, tags, max_length, stride, subword_labels="first")`
-- `decode_entities(text, offsets, tag_ids, tags) -> list[Entity]` (spans snapped to whole words)
+- `decode_entities(words, offsets, tag_ids, tags) -> list[Entity]` (spans snapped to whole words)
 - `viterbi_tags(log_probs, tags) -> list[int]` (the best valid BIO sequence)
-- `decode_logits(text, offsets, logits, tags) -> list[Entity]` (Viterbi, then `decode_entities`)
+- `decode_logits(words, offsets, logits, tags) -> list[Entity]` (Viterbi, then `decode_entities`)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from distill_ner.data.example import Entity, Example
-from distill_ner.data.words import tokenize as word_tokens
+from distill_ner.data.words import words_of
 
 IGNORE = -100  # label of positions that carry no target (special tokens, continuation pieces)
 N_SPECIAL = 2  # [CLS] and [SEP] around every window
@@ -88,9 +89,9 @@ def piece_tags(offsets: Sequence[tuple[int, int]], entities: Sequence[Entity], t
     return tags
 
 
-def word_starts(text: str, offsets: Sequence[tuple[int, int]]) -> list[bool]:
+def word_starts(words: Sequence[tuple[int, int]], offsets: Sequence[tuple[int, int]]) -> list[bool]:
     """Whether each piece is the first piece of a word (the one that carries the word's tag)."""
-    starts = {s for s, _ in word_tokens(text)}
+    starts = {s for s, _ in words}
     out, seen = [], set()
     for s, t in offsets:
         first = t > s and s in starts and s not in seen
@@ -118,7 +119,7 @@ def ner_features(
         encoded.append(enc)
         piece_labels = piece_tags(enc.offsets, example.entities, tag_index)
         if subword_labels == "first":
-            piece_labels = [tag if first else IGNORE for tag, first in zip(piece_labels, word_starts(example.text, enc.offsets))]
+            piece_labels = [tag if first else IGNORE for tag, first in zip(piece_labels, word_starts(words_of(example), enc.offsets))]
         for start, end in window_bounds(len(enc.ids), max_length, stride, N_SPECIAL):
             ids = with_specials(tokenizer, enc.ids[start:end])
             labels = [IGNORE, *piece_labels[start:end], IGNORE]
@@ -145,7 +146,7 @@ def merge_windows(features: Sequence[NerFeature], window_logits: Sequence[np.nda
 
 
 def decode_entities(
-    text: str, offsets: Sequence[tuple[int, int]], tag_ids: Sequence[int], tags: Sequence[str], scores: Sequence[float] | None = None,
+    words: Sequence[tuple[int, int]], offsets: Sequence[tuple[int, int]], tag_ids: Sequence[int], tags: Sequence[str], scores: Sequence[float] | None = None,
     starts: Sequence[bool] | None = None,
 ) -> list[Entity]:
     """BIO tags on pieces -> entities, read on word-start pieces, snapped outwards to whole words,
@@ -153,11 +154,11 @@ def decode_entities(
 
     An I- tag that does not continue an open entity of its label starts a new one (lenient).
     `scores` (one per piece) become the entity's `confidence` (their mean); `starts` is
-    `word_starts(text, offsets)` when the caller has it already.
+    `word_starts(words, offsets)` when the caller has it already.
     """
     spans: list[list] = []  # [start, end, label, scores]
     open_span: list | None = None
-    for i, ((s, t), first) in enumerate(zip(offsets, starts if starts is not None else word_starts(text, offsets))):
+    for i, ((s, t), first) in enumerate(zip(offsets, starts if starts is not None else word_starts(words, offsets))):
         if not first:
             if open_span is not None and t > open_span[1]:
                 open_span[1] = t  # the rest of the word
@@ -174,7 +175,7 @@ def decode_entities(
         else:
             open_span = [s, t, label, [score]]
             spans.append(open_span)
-    return _snap(text, spans)
+    return _snap(words, spans)
 
 
 @functools.lru_cache(maxsize=32)
@@ -211,24 +212,23 @@ def viterbi_tags(log_probs: np.ndarray, tags: Sequence[str]) -> list[int]:
     return path[::-1]
 
 
-def decode_logits(text: str, offsets: Sequence[tuple[int, int]], logits: np.ndarray, tags: Sequence[str]) -> list[Entity]:
+def decode_logits(words: Sequence[tuple[int, int]], offsets: Sequence[tuple[int, int]], logits: np.ndarray, tags: Sequence[str]) -> list[Entity]:
     """Entities from a text's piece logits [n_pieces, T]: constrained Viterbi over the word-start
     pieces, then `decode_entities` (confidence: the chosen tags' probabilities)."""
     x = np.asarray(logits, dtype=np.float32)
     e = np.exp(x - x.max(-1, keepdims=True))
     probs = e / e.sum(-1, keepdims=True)
     ids, scores = probs.argmax(-1).tolist(), probs.max(-1).tolist()
-    starts = word_starts(text, offsets)
+    starts = word_starts(words, offsets)
     rows = [i for i, first in enumerate(starts) if first]
     if rows:
         path = viterbi_tags(np.log(np.clip(probs[rows], 1e-12, None)), tags)
         for i, tag in zip(rows, path):
             ids[i], scores[i] = tag, float(probs[i, tag])
-    return decode_entities(text, offsets, ids, tags, scores, starts)
+    return decode_entities(words, offsets, ids, tags, scores, starts)
 
 
-def _snap(text: str, spans: list[list]) -> list[Entity]:
-    words = word_tokens(text)
+def _snap(words: Sequence[tuple[int, int]], spans: list[list]) -> list[Entity]:
     out: list[Entity] = []
     for s, t, label, scores in spans:
         inside = [(a, b) for a, b in words if a < t and b > s]

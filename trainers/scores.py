@@ -86,7 +86,7 @@ def per_example_scores(model_dir: str | Path, examples: Sequence[Example], kind:
 
 def predicted_entities(model_dir: str | Path, examples: Sequence[Example], batch_size: int = 64) -> list[list[Entity]]:
     """A model's entities for each example's text (for the `disagreement` pruning score)."""
-    return predict_entities(load_model(model_dir), [e.text for e in examples], batch_size)
+    return predict_entities(load_model(model_dir), examples, batch_size)
 
 
 def compute_scores(

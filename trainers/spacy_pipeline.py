@@ -1,9 +1,12 @@
 """The spaCy component `distill_ner_re`: the trained student inside a spaCy pipeline.
 
 Registered through the `spacy_factories` entry point (pyproject.toml), so `spacy.load(path)`
-finds it in any process where distill-ner is installed. spaCy tokenizes; the component runs the
-HF model on the raw text (word pieces with char offsets, windows for long texts) once per batch:
-BIO tags become char spans -> `doc.char_span(..., alignment_mode="expand")` -> `doc.ents`, and
+finds it in any process where distill-ner is installed. The exported pipeline's tokenizer cuts
+raw text into the project's words (`data.words.words_tokenizer`, as in training); a Doc made from a file's own tokens (`Doc(nlp.vocab, words=...)`) keeps them. The component runs the
+HF model on the doc's text (word pieces with char offsets, windows for long texts) once per batch
+and reads the tags on the doc's tokens (`data.words.read_on`: another tokenizer's cuts inside a
+project word are undone), so every entity starts and ends on a token:
+BIO tags become char spans -> `doc.char_span(...)` -> `doc.ents`, and
 the entity pairs whose labels `allowed_pairs` permits are classified from the same encoder pass
 -> `doc._.relations`, a list of `(head Span, tail Span, label, score)`. `nlp.pipe` batches (`batch_size`).
 
@@ -50,6 +53,8 @@ from spacy.training import Example as SpacyExample
 from spacy.util import filter_spans, minibatch
 
 from distill_ner.data.errors import DistillError
+from distill_ner.data.example import Example
+from distill_ner.data.words import read_on
 from distill_ner.trainers.inference import MODEL_FILES
 
 FACTORY = "distill_ner_re"
@@ -182,9 +187,10 @@ class DistillNerRe:
 
                 torch.set_num_threads(1)
             self._pid = os.getpid()
-        predicted = predict(self.loaded, [d.text for d in docs], self.cfg["batch_size"], allowed=self.cfg["allowed_pairs"])
+        inputs = [Example(text=d.text, words=read_on(d.text, [(t.idx, t.idx + len(t)) for t in d if not t.is_space])) for d in docs]
+        predicted = predict(self.loaded, inputs, self.cfg["batch_size"], allowed=self.cfg["allowed_pairs"])
         for doc, example in zip(docs, predicted):
-            spans = [doc.char_span(e.start, e.end, label=e.label, alignment_mode="expand") for e in example.entities]
+            spans = [doc.char_span(e.start, e.end, label=e.label, alignment_mode="expand") for e in example.entities]  # on token edges already
             doc.ents = filter_spans([s for s in spans if s is not None])
             kept = set(doc.ents)
             doc._.relations = [

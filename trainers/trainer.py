@@ -36,6 +36,7 @@ from distill_ner.data.errors import DistillError
 from distill_ner.data.dedup import normalize_text
 from distill_ner.data.example import Example, usable
 from distill_ner.data.formats import check_labels
+from distill_ner.data.words import words_of
 from distill_ner.trainers.args import TrainingArgs
 from distill_ner.trainers.kd import kd_method
 from distill_ner.trainers.kd.alpha import kd_alpha_for_fraction
@@ -271,7 +272,7 @@ def _with_llm(logits: torch.Tensor, feature: NerFeature, feats: Features, tags: 
     n = len(feature.input_ids) - N_SPECIAL
     window = slice(feature.first_token, feature.first_token + n)
     llm = torch.zeros(len(feature.input_ids), len(tags))  # special tokens: no target (their labels are IGNORE)
-    llm[content_positions(None, n)] = llm_log_probs(example.entities, enc.offsets[window], word_starts(example.text, enc.offsets)[window], tags)
+    llm[content_positions(None, n)] = llm_log_probs(example.entities, enc.offsets[window], word_starts(words_of(example), enc.offsets)[window], tags)
     return (torch.log_softmax(logits.float(), -1) + llm) / 2
 
 
@@ -438,7 +439,7 @@ class _Fit:
         """Dev entity micro F1, relation weighted F1 and their mean (the early-stopping score)."""
         self.model.eval()
         loaded = Loaded(self.model, self.tokenizer, self.meta, Path("."))
-        predicted = predict_entities(loaded, [e.text for e in self.dev], self.args.eval_batch_size)
+        predicted = predict_entities(loaded, self.dev, self.args.eval_batch_size)
         ner = ner_scores(self.dev, predicted)["f1"]
         re = relation_scores(loaded, self.dev, self.args.eval_batch_size).get("weighted_f1") if self.feats.pairs.pairs else None
         score = ner if re is None else (ner + re) / 2

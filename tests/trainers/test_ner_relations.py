@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from distill_ner.data.example import Entity, Example
+from distill_ner.data.words import tokenize
 from distill_ner.trainers.encoders import load_encoder, resolve_encoder, student_layer_ids, truncate_layers
 from distill_ner.trainers.ner import decode_entities, merge_windows, ner_features, tag_names, window_bounds
 from distill_ner.trainers.relations import NO_RELATION, candidate_pairs, relation_pairs
@@ -35,7 +36,7 @@ def test_bio_tags_round_trip_through_windows(tiny_bert):
     one_hot = [torch.nn.functional.one_hot(torch.tensor([max(0, l) for l in f.labels]), len(tags)).float() for f in feats]
     merged = merge_windows(feats, one_hot, enc, tok)[0]
     assert merged.shape[0] == len(enc[0].ids)
-    decoded = decode_entities(ex.text, enc[0].offsets, merged.argmax(-1).tolist(), tags)
+    decoded = decode_entities(tokenize(ex.text), enc[0].offsets, merged.argmax(-1).tolist(), tags)
     assert [(e.start, e.end, e.label) for e in decoded] == [(e.start, e.end, e.label) for e in ex.entities]
 
 
@@ -44,7 +45,7 @@ def test_decoding_snaps_to_words_and_is_lenient():
     offsets = [(0, 3), (4, 7), (7, 12), (13, 16)]
     tags = tag_names(["SPECIES"])
     # "leo" tagged I- without a B-, "##pards" left O: still the whole word "leopards"
-    got = decode_entities(text, offsets, [0, 2, 0, 0], tags)
+    got = decode_entities(tokenize(text), offsets, [0, 2, 0, 0], tags)
     assert [(e.start, e.end, e.label) for e in got] == [(4, 12, "SPECIES")]
 
 

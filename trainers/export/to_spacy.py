@@ -26,6 +26,7 @@ import spacy
 from distill_ner.data.errors import DistillError
 from distill_ner.trainers.inference import read_meta
 from distill_ner.trainers.relations import allowed_pairs_from_spec
+from distill_ner.data.words import words_tokenizer
 from distill_ner.trainers.spacy_pipeline import FACTORY
 
 
@@ -64,6 +65,7 @@ def _export(model_dir: Path, load_dir: Path, out_dir: Path, spec_or_labels: Any,
         if hasattr(spec_or_labels, "relations") and spec_or_labels.relations:
             allowed = [list(p) for p in allowed_pairs_from_spec(spec_or_labels)]
     nlp = spacy.blank(lang)
+    nlp.tokenizer = words_tokenizer(nlp.vocab)  # its rules are saved with the pipeline
     component = nlp.add_pipe(FACTORY, config={"labels": labels, "relation_labels": meta.relation_labels, "allowed_pairs": allowed, "runtime": runtime["runtime"]})
     component.load(load_dir)
     metrics = _read_json(model_dir / "metrics.json")

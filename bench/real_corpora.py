@@ -1,0 +1,295 @@
+"""Benchmark: the trainer on real, human-annotated corpora, at the data size our users have.
+
+    .venv/bin/python bench/real_corpora.py                                  # 4 corpora x 3 seeds, 1,000 sentences
+    .venv/bin/python bench/real_corpora.py --corpora bc5cdr,bc5cdr-glued --seeds 0 --threads 1
+
+For each corpus of `../shared/data/real-ner/` (or `--data-dir`) and each seed: a seeded subset of
+`--n-train` sentences of its training file, a seeded subset of `--n-dev` of its dev file, and its
+whole test file (or `--n-test` of it). Models, all on those sentences, all scored on the file's
+own tokens (strict span F1 with seqeval, token macro F1 over the entity types):
+
+- `plain`: bench/plain_finetune.py, the sixty-line token-classification loop (MiniLM, 15 epochs);
+- `teacher`: the project's teacher with every default (trainers/pipeline.py, as `distill train`);
+- `student`: the 3-layer student with the default KD method, from that teacher;
+- `spacy`: spaCy's own CNN NER, `spacy init config --pipeline ner --optimize efficiency` then
+  `spacy train` on the same sentences (dev for its model choice): the CPU model a user would
+  pick instead.
+
+A corpus name ending in `-glued` (e.g. `bc5cdr-glued`) is that corpus with its punctuation glued
+back onto a word, as whitespace splitting leaves it: closing and other marks onto the word before,
+opening brackets onto the word after ("California ," -> "California,"). Its tags are the word's.
+
+Prints and writes OUT/real_corpora.md and .json: per corpus, mean ± std over the seeds of strict
+span F1 and token F1, sentences per second in spaCy on one CPU thread (the exported pipelines;
+none for the plain loop, which is not one) and parameters; then the goals of issue 26.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import typer  # noqa: E402
+
+from distill_ner.data.tables import markdown_table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = ROOT.parent / "shared" / "data" / "real-ner"
+CORPORA = ("bc5cdr", "ncbi-disease", "linnaeus", "bionlp13cg")
+MODELS = ("plain", "teacher", "student", "spacy")
+OPENING = set("([{")
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+# --- data ------------------------------------------------------------------------------------
+def glue_punctuation(example):
+    """The example as whitespace splitting would have tokenized it: each punctuation token glued
+    onto the word before it (an opening bracket onto the word after); the glued token keeps the
+    word's tag (an opening bracket's own tag when it starts an entity)."""
+    from distill_ner.data.example import Entity, Example
+    from distill_ner.data.formats import bio_tokens
+
+    rows = [(tok, tag) for tok, tag, _, _ in bio_tokens(example)]
+    glued: list[list[str]] = []
+    carry: list[str] | None = None  # opening brackets waiting for their word
+    for tok, tag in rows:
+        punct = not any(c.isalnum() for c in tok)
+        if carry is not None:
+            carry = [carry[0] + tok, carry[1] if carry[1] != "O" else tag]
+            if not punct or tok not in OPENING:
+                glued.append(carry)
+                carry = None
+            continue
+        if punct and tok in OPENING:
+            carry = [tok, tag]
+        elif punct and glued:
+            glued[-1][0] += tok
+        else:
+            glued.append([tok, tag])
+    if carry is not None:
+        glued.append(carry)
+    text, words, cursor = " ".join(tok for tok, _ in glued), [], 0
+    for tok, _ in glued:
+        words.append((cursor, cursor + len(tok)))
+        cursor += len(tok) + 1
+    entities: list[dict] = []
+    current: dict | None = None
+    for (tok, tag), (s, t) in zip(glued, words):
+        if tag == "O":
+            current = None
+        elif tag.startswith("I-") and current is not None and current["label"] == tag[2:]:
+            current["end"] = t
+        else:
+            current = {"start": s, "end": t, "label": tag[2:]}
+            entities.append(current)
+    return Example(id=example.id, text=text, words=words, source=example.source,
+                   entities=[Entity(**e) for e in entities])
+
+
+def load_corpus(data_dir: Path, corpus: str, n_train: int, n_dev: int, n_test: int | None, seed: int) -> dict[str, list]:
+    """Seeded train and dev subsets and the test file (or a seeded subset) of a corpus."""
+    from distill_ner.data.formats import read_conll
+
+    name = corpus.removesuffix("-glued")
+    splits = {}
+    for split, n in (("train", n_train), ("dev", n_dev), ("test", n_test)):
+        examples = read_conll(data_dir / name / f"{split}.conll")
+        if n and n < len(examples):
+            examples = random.Random(f"{seed}-{split}").sample(examples, n)
+        splits[split] = [glue_punctuation(e) for e in examples] if corpus.endswith("-glued") else examples
+    return splits
+
+
+# --- models ----------------------------------------------------------------------------------
+def score_row(model: str, test: list, predicted: list, parameters: int | None, seconds: float, speed: float | None) -> dict:
+    from distill_ner.trainers.evaluate import ner_scores
+
+    scores = ner_scores(test, predicted)
+    return {"model": model, "f1": scores["f1"], "token_f1": scores["token_macro_f1"], "parameters": parameters, "train_seconds": round(seconds), "speed": speed}
+
+
+def spacy_speed(nlp, texts: list[str], n: int = 1000) -> float:
+    """Sentences per second of `nlp.pipe` (batch 64) on the current torch and spaCy threads."""
+    sample = (texts * (n // max(1, len(texts)) + 1))[:n]
+    list(nlp.pipe(sample[:64]))
+    started = time.perf_counter()
+    list(nlp.pipe(sample, batch_size=64))
+    return round(n / (time.perf_counter() - started), 1)
+
+
+def run_plain(splits: dict, out: Path, seed: int) -> dict:
+    from plain_finetune import plain_finetune  # bench/ is on sys.path when this script runs
+
+    from distill_ner.trainers.encoders import load_encoder
+
+    started = time.perf_counter()
+    predicted = plain_finetune(splits["train"], splits["test"], seed=seed)
+    parameters = sum(p.numel() for p in load_encoder(None)[0].parameters())
+    return score_row("plain fine-tune", splits["test"], predicted, parameters, time.perf_counter() - started, None)
+
+
+def run_project(splits: dict, out: Path, seed: int, threads: int | None) -> list[dict]:
+    """The teacher and the student with the trainer's defaults, scored and timed in spaCy."""
+    import spacy
+
+    from distill_ner.trainers.args import TrainingArgs
+    from distill_ner.trainers.export.to_spacy import export_spacy
+    from distill_ner.trainers.inference import predict_entities, read_meta
+    from distill_ner.trainers.modeling import load_model
+    from distill_ner.trainers.pipeline import student, teachers
+
+    args = TrainingArgs(seed=seed, threads=threads, progress=False)
+    rows = []
+    teacher = teachers(splits["train"], splits["dev"], out / "teacher", args)[0]
+    pupil = student(splits["train"], splits["dev"], teacher, out / "student", args)
+    texts = [e.text for e in splits["test"]]
+    for name, path in (("teacher", teacher), (f"student {args.student_layers}L KD {args.kd}", pupil)):
+        meta = read_meta(path)
+        predicted = predict_entities(load_model(path), splits["test"])
+        nlp = spacy.load(export_spacy(path, out / f"{path.name}-spacy"))
+        rows.append(score_row(name, splits["test"], predicted, meta.parameters, meta.train_seconds or 0.0, spacy_speed(nlp, texts)))
+    return rows
+
+
+def run_spacy_cnn(splits: dict, out: Path, seed: int, threads: int) -> dict:
+    """spaCy's CNN NER (`spacy init config --pipeline ner --optimize efficiency`), trained by `spacy train`."""
+    import spacy
+    from spacy.tokens import Doc
+
+    from distill_ner.data.example import Entity
+    from distill_ner.data.formats import to_docbin
+    from distill_ner.data.words import words_of
+
+    out.mkdir(parents=True, exist_ok=True)
+    to_docbin(splits["train"], out / "train.spacy")
+    to_docbin(splits["dev"], out / "dev.spacy")
+    config = out / "config.cfg"
+    subprocess.run([sys.executable, "-m", "spacy", "init", "config", str(config), "--lang", "en", "--pipeline", "ner", "--optimize", "efficiency", "--force"],
+                   check=True, capture_output=True)
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "spacy", "train", str(config), "--output", str(out / "model"), "--paths.train", str(out / "train.spacy"),
+                           "--paths.dev", str(out / "dev.spacy"), "--system.seed", str(seed)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)})
+    if proc.returncode != 0:
+        raise SystemExit(f"spacy train failed:\n{proc.stderr[-2000:]}")
+    seconds = time.perf_counter() - started
+    nlp = spacy.load(out / "model" / "model-best")
+    docs = [Doc(nlp.vocab, words=[e.text[s:t] for s, t in words_of(e)]) for e in splits["test"]]
+    predicted = []
+    for example, doc in zip(splits["test"], nlp.pipe(docs, batch_size=64)):
+        starts = [s for s, _ in words_of(example)]
+        predicted.append([Entity(start=starts[ent.start], end=starts[ent.end - 1] + len(doc[ent.end - 1].text), label=ent.label_) for ent in doc.ents])
+    ner = nlp.get_pipe("ner").model
+    parameters = sum(node.get_param(name).size for node in ner.walk() for name in node.param_names if node.has_param(name))
+    tok2vec = nlp.get_pipe("tok2vec").model if "tok2vec" in nlp.pipe_names else None
+    if tok2vec is not None:
+        parameters += sum(node.get_param(name).size for node in tok2vec.walk() for name in node.param_names if node.has_param(name))
+    return score_row("spaCy CNN NER (efficiency)", splits["test"], predicted, parameters, seconds, spacy_speed(nlp, [e.text for e in splits["test"]]))
+
+
+# --- report ----------------------------------------------------------------------------------
+def cell(values: list[float], scale: float = 100.0) -> str:
+    values = [v * scale for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{statistics.mean(values):.1f}" + (f" ± {statistics.stdev(values):.1f}" if len(values) > 1 else "")
+
+
+def summary(results: dict[str, dict[int, list[dict]]]) -> str:
+    """One row per corpus and model: mean ± std over the seeds."""
+    rows = []
+    for corpus, by_seed in results.items():
+        names = list(dict.fromkeys(r["model"] for seed_rows in by_seed.values() for r in seed_rows))
+        for name in names:
+            found = [r for seed_rows in by_seed.values() for r in seed_rows if r["model"] == name]
+            speed = [r["speed"] for r in found if r["speed"]]
+            rows.append({
+                "corpus": corpus, "model": name, "strict span F1": cell([r["f1"] for r in found]), "token F1": cell([r["token_f1"] for r in found]),
+                "sent/s in spaCy (1 thread)": f"{statistics.mean(speed):.0f}" if speed else "-",
+                "parameters": f"{found[0]['parameters'] / 1e6:.1f}M" if found[0]["parameters"] else "-",
+                "train s": f"{statistics.mean(r['train_seconds'] for r in found):.0f}", "seeds": len(found),
+            })
+    return markdown_table(rows)
+
+
+def goals(results: dict[str, dict[int, list[dict]]]) -> list[str]:
+    """Issue 26's goals, checked on the means (each line says what it compares)."""
+    def mean(corpus: str, prefix: str) -> float | None:
+        values = [r["f1"] for rows in results.get(corpus, {}).values() for r in rows if r["model"].startswith(prefix)]
+        return statistics.mean(values) * 100 if values else None
+
+    lines, gains = [], []
+    for corpus in results:
+        plain, teacher, pupil, cnn = (mean(corpus, p) for p in ("plain", "teacher", "student", "spaCy"))
+        if None not in (plain, teacher):
+            gains.append(teacher - plain)
+            lines.append(f"{corpus}: teacher minus plain {teacher - plain:+.1f}")
+        if None not in (plain, pupil):
+            lines.append(f"{corpus}: student minus plain {pupil - plain:+.1f} (goal >= +1.0: {'met' if pupil - plain >= 1.0 else 'NOT met'})")
+        if None not in (teacher, pupil):
+            lines.append(f"{corpus}: student keeps {pupil / teacher:.1%} of the teacher (goal >= 98%: {'met' if pupil >= 0.98 * teacher else 'NOT met'})")
+        if None not in (cnn, pupil):
+            lines.append(f"{corpus}: student minus spaCy CNN {pupil - cnn:+.1f} (goal > 0: {'met' if pupil > cnn else 'NOT met'})")
+    if gains:
+        lines.append(f"teacher minus plain, mean over {len(gains)} corpora: {statistics.mean(gains):+.1f} (goal >= +2.0: {'met' if statistics.mean(gains) >= 2.0 else 'NOT met'})")
+    return lines
+
+
+@app.command()
+def main(
+    corpora: str = typer.Option(",".join(CORPORA), help="Comma-separated folders of --data-dir; NAME-glued: punctuation glued back onto words."),
+    seeds: str = typer.Option("0,1,2", help="Comma-separated seeds (subsets and training)."),
+    models: str = typer.Option(",".join(MODELS), help=f"Comma-separated, of: {', '.join(MODELS)}."),
+    n_train: int = typer.Option(1000, help="Training sentences (a seeded subset of train.conll)."),
+    n_dev: int = typer.Option(500, help="Dev sentences (a seeded subset of dev.conll)."),
+    n_test: Optional[int] = typer.Option(None, help="Test sentences (default: the whole test.conll)."),
+    data_dir: Path = typer.Option(DATA_DIR, help="Where the corpora are."),  # noqa: B008
+    out: Path = typer.Option(ROOT / "bench_out" / "real_corpora", help="Models and results."),  # noqa: B008
+    threads: int = typer.Option(1, help="torch and spaCy CPU threads (training and the speed column)."),
+) -> None:
+    """Train and score every model on every corpus and seed; print the table and the goals."""
+    import torch
+
+    torch.set_num_threads(threads)
+    wanted = [m.strip() for m in models.split(",") if m.strip()]
+    results_file = out / "real_corpora.json"
+    results: dict[str, dict[int, list[dict]]] = {}
+    if results_file.exists():  # a rerun adds to what is there and skips what is done
+        results = {c: {int(s): rows for s, rows in by.items()} for c, by in json.loads(results_file.read_text()).items()}
+    for corpus in [c.strip() for c in corpora.split(",") if c.strip()]:
+        for seed in [int(s) for s in seeds.split(",") if s.strip()]:
+            done = {r["model"].split()[0].lower() for r in results.get(corpus, {}).get(seed, [])}
+            todo = [m for m in wanted if m not in done]
+            if not todo:
+                continue
+            splits = load_corpus(data_dir, corpus, n_train, n_dev, n_test, seed)
+            where = out / corpus / f"seed{seed}"
+            print(f"{corpus} seed {seed}: train {len(splits['train'])}, dev {len(splits['dev'])}, test {len(splits['test'])}; {', '.join(todo)}", flush=True)
+            rows = results.setdefault(corpus, {}).setdefault(seed, [])
+            if "plain" in todo:
+                rows.append(run_plain(splits, where / "plain", seed))
+            if "teacher" in todo or "student" in todo:
+                rows.extend(r for r in run_project(splits, where, seed, threads) if r["model"].split()[0] in todo)
+            if "spacy" in todo:
+                rows.append(run_spacy_cnn(splits, where / "spacy-cnn", seed, threads))
+            print(markdown_table(rows), flush=True)
+            out.mkdir(parents=True, exist_ok=True)
+            results_file.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    report = (f"{n_train} training sentences, {n_dev} dev sentences, test: {'all' if not n_test else n_test}; "
+              f"strict span F1 and token macro F1 on each file's own tokens, in percent, mean ± std over seeds.\n\n"
+              + summary(results) + "\n\n" + "\n".join(f"- {line}" for line in goals(results)) + "\n")
+    print(report)
+    (out / "real_corpora.md").write_text(report, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    app()
