@@ -411,6 +411,24 @@ def order_for_review(examples: Iterable[Example]) -> list[Example]:
     return sorted(examples, key=key)
 
 
+def budget_size(budget: float | None, n: int) -> int:
+    """How many of `n` examples a review budget sends: a share (<= 1) or a count (> 1); None: all."""
+    if budget is None:
+        return n
+    if budget <= 0:
+        raise DistillError(f"review budget {budget}: give a share of the examples (0 < share <= 1) or a count (> 1)")
+    return min(n, round(budget * n) if budget <= 1 else int(budget))
+
+
+def triage(examples: Iterable[Example], budget: float | None) -> tuple[list[Example], list[Example]]:
+    """(the examples a human should review within `budget`, the rest): least confident first
+    (`order_for_review`). The rest stay as the LLM labelled them ("silver"): never in a dev or
+    test split, used only where noise is tolerated (the student's transfer set)."""
+    ordered = order_for_review(examples)
+    n = budget_size(budget, len(ordered))
+    return ordered[:n], ordered[n:]
+
+
 def push(
     ls: LabelStudio, project_id: int, examples: Iterable[Example], spec: TaskSpec, run: str | None = None,
     batch_size: int = 500, retry_seconds: float = RETRY_SECONDS, on_batch: Callable[[int, int], None] | None = None,

@@ -67,6 +67,11 @@ class ReviewSection(_Section):
         description="simulated annotator: chance per entity to leave an LLM span convention or draw a boundary its own way (annotators/truth.py)",
     )
     annotators: int = Field(1, ge=1, description="simulated annotators per task")
+    budget: float | None = Field(
+        None, gt=0,
+        description="send only this share (<= 1) or count (> 1) of the examples to Label Studio, the least confident first; the rest stay "
+        "LLM-labelled (silver: never in dev or test, used by the student only as transfer texts with `distill.transfer`); null: all",
+    )
     timeout_hours: float = Field(72, gt=0, description="human review: how long the flow waits before giving up")
 
 

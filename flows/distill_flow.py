@@ -179,16 +179,20 @@ def project_url(config: RunConfig, project_id: int) -> str:
 
 @task(name="push-for-review", **SERVER_RETRIES)
 def push_task(config_json: dict[str, Any]) -> dict[str, Any]:
-    """Push the run's examples into its own project (`distill <spec> <run>`), creating it if needed."""
-    from distill_ner.annotators.label_studio import ensure_project, project_title, push, read_run
+    """Push the run's examples into its own project (`distill <spec> <run>`), creating it if needed;
+    with `review.budget`, only the least confident ones (`annotators.label_studio.triage`)."""
+    from distill_ner.annotators.label_studio import ensure_project, project_title, push, read_run, triage
     from distill_ner.data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
     spec = load_spec(config.spec)
     ls = label_studio(config)
     project = ensure_project(ls, spec, project_title(spec, config.name))
-    result = push(ls, project, read_run(config.run_dir), spec, run=config.name)
-    return {"project_id": project, "created": result.created, "skipped": result.skipped}
+    sent, held_back = triage(read_run(config.run_dir), config.review.budget)
+    if held_back and not config.distill.transfer:
+        _log(f"review budget: {len(held_back)} examples are not sent to review and, with distill.transfer off, not used")
+    result = push(ls, project, sent, spec, run=config.name)
+    return {"project_id": project, "created": result.created, "skipped": result.skipped, "held_back": len(held_back)}
 
 
 @task(name="simulated-review", **SERVER_RETRIES)

@@ -167,6 +167,28 @@ def test_distill_train_on_the_run_reuses_the_flows_teacher(finished_run, tiny_be
     assert f"reusing {run_dir / 'models' / 'teacher'}" in out.stdout and teacher.read_text() == before
 
 
+def test_a_review_budget_sends_the_least_confident_and_keeps_the_rest_out_of_dev_and_test(prefect, ls_env, tiny_bert, tmp_path):
+    from distill_ner.annotators.label_studio import example_confidence, triage
+    from distill_ner.data.formats import load_splits
+    from distill_ner.flows.distill_flow import distill
+
+    spec = tiny_spec(tmp_path, "flow-budget")
+    distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp_path, spec, tiny_bert, "budget", "llm.k_samples=3", "review.budget=0.5", "distill.transfer=true"))
+    run_dir = tmp_path / "budget"
+    generated = read_jsonl(run_dir / "generated.jsonl")
+    sent, held_back = triage(generated, 0.5)
+    assert len(sent) == round(len(generated) / 2) and held_back
+    assert sorted(project_tasks(ls_env, spec, "budget")) == sorted(e.id for e in sent)  # only the budget's examples became tasks
+    sent_confidence, held_confidence = [example_confidence(e) for e in sent], [example_confidence(e) for e in held_back]
+    assert None not in sent_confidence + held_confidence and min(sent_confidence) < 1.0  # k = 3 samples: every example has a confidence
+    assert max(sent_confidence) <= min(held_confidence)  # the least confident were sent
+    splits = load_splits(run_dir / "verified")
+    reviewed = {e.id for e in sent}
+    assert {e.id for e in splits["dev"] + splits["test"] + splits["train"]} <= reviewed  # silver examples never reach a split
+    student = json.loads((run_dir / "models" / "student" / "model.json").read_text())
+    assert student["n_transfer"] == len(held_back)  # they reach the student only as transfer texts (teacher's soft targets)
+
+
 def test_an_edited_spec_regenerates(finished_run, prefect, ls_env, tiny_bert):
     """The generate stage is keyed by the spec's text, not its name: a changed prompt asks the LLM again."""
     from distill_ner.flows.distill_flow import distill
