@@ -589,7 +589,7 @@ def verified_example(llm: Example, decision: Judgement, task_id: int) -> Example
     status = "corrected" if diff.changed else "accepted"
     review = Review(status=status, annotator=decision.annotator, time=decision.time, task_id=task_id, diff=diff if status == "corrected" else None)
     try:
-        return Example(id=llm.id, text=llm.text, entities=decision.entities, relations=decision.relations, source=llm.source, review=review)
+        return Example(id=llm.id, text=llm.text, entities=decision.entities, relations=decision.relations, source=llm.source, review=review, words=llm.words)
     except ValidationError as err:
         raise DistillError(f"Label Studio task {task_id} (example {llm.id}): {validation_message(err)}") from None
 

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from distill_ner.data.formats import bio_tokens, read_conll, read_examples, to_docbin, from_docbin, write_conll
-from distill_ner.data.words import tokenize, words_of
+from distill_ner.data.words import read_on, tokenize, words_of
 from distill_ner.trainers.encoders import load_encoder
 from distill_ner.trainers.ner import IGNORE, decode_logits, merge_windows, ner_features, tag_names, window_bounds
 
@@ -142,3 +142,11 @@ def test_the_exported_tokenizer_cuts_raw_text_into_the_project_words():
     texts += ["".join(rng.choice("ab1_-'’.,()😀 \t\n") for _ in range(rng.randint(1, 20))) for _ in range(3000)]
     for text in texts:
         assert [(t.idx, t.idx + len(t)) for t in tokenizer(text) if not t.is_space] == tokenize(text), text
+
+
+def test_the_words_read_on_a_doc_are_its_tokens_without_cuts_inside_a_project_word():
+    text = "The (Amur leopard), long-tailed."
+    glued = [(0, 3), (4, 9), (10, 19), (20, 31)]  # "(Amur" "leopard)," "long-tailed."
+    assert read_on(text, glued) == glued  # a file's tokens stay as they are
+    finer = [(0, 3), (4, 5), (5, 9), (10, 17), (17, 18), (18, 19), (20, 24), (24, 25), (25, 31), (31, 32)]  # "long" "-" "tailed"
+    assert read_on(text, finer) == tokenize(text)

@@ -24,9 +24,9 @@ from typing import Any
 import spacy
 
 from distill_ner.data.errors import DistillError
+from distill_ner.data.words import words_tokenizer
 from distill_ner.trainers.inference import read_meta
 from distill_ner.trainers.relations import allowed_pairs_from_spec
-from distill_ner.data.words import words_tokenizer
 from distill_ner.trainers.spacy_pipeline import FACTORY
 
 
