@@ -1,7 +1,8 @@
 """How correct was the LLM, and how much do the humans agree.
 
 Public API:
-    correctness_report(llm_examples, verified) -> dict       P/R/F1 of the LLM vs the humans, per label
+    correctness_report(llm_examples, verified) -> dict       P/R/F1 of the LLM vs the humans, per label;
+                                                             how often humans changed texts by LLM confidence
     report_markdown(report) -> str                           the same as a Markdown table
     Judgement                                                one annotator's verdict on a task (made by label_studio)
     agreement(per_task: dict[int, list[Judgement]]) -> dict  span F1 between annotators, Cohen's kappa
@@ -56,10 +57,15 @@ def correctness_report(llm_examples: list[Example], verified: list[Example]) -> 
     counts: dict[str, Counter] = {"entities": Counter(), "relations": Counter()}
     per_label: dict[str, dict[str, Counter]] = {"entities": {}, "relations": {}}
     statuses = Counter()
+    by_confidence: dict[str, Counter] = {"samples agree": Counter(), "samples disagree": Counter()}
     compared = 0
     for human in verified:
         statuses[human.review.status] += 1
         llm = llm_by_id.get(human.id)
+        if llm is not None and llm.source.confidence is not None and human.review.status != "pending":
+            bucket = by_confidence["samples agree" if llm.source.confidence >= 1.0 else "samples disagree"]
+            bucket["texts"] += 1
+            bucket["changed"] += human.review.status in ("corrected", "rejected")
         if llm is None or human.review.status not in ("accepted", "corrected"):
             continue
         compared += 1
@@ -81,6 +87,10 @@ def correctness_report(llm_examples: list[Example], verified: list[Example]) -> 
             }
             for kind in ("entities", "relations")
         },
+        "by_confidence": {
+            name: {"texts": c["texts"], "changed": c["changed"], "changed_share": round(c["changed"] / c["texts"], 4) if c["texts"] else None}
+            for name, c in by_confidence.items()
+        },
     }
 
 
@@ -91,6 +101,10 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"LLM vs human review: {ex['compared']} examples compared ({ex['accepted']} accepted as is, {ex['corrected']} corrected), "
         f"{ex['rejected']} rejected ({ex['rejection_rate']:.1%}).\n"
     )
+    agree, disagree = (report.get("by_confidence", {}).get(k, {}) for k in ("samples agree", "samples disagree"))
+    if agree.get("texts") and disagree.get("texts"):  # what the k annotation samples buy: the texts to look at first
+        head += (f"\nThe humans changed (corrected or rejected) {disagree['changed_share']:.0%} of the {disagree['texts']} texts on which the LLM's "
+                 f"samples disagreed, and {agree['changed_share']:.0%} of the {agree['texts']} on which they agreed.\n")
     rows = [{"kind": kind, "label": label, **m} for kind in ("entities", "relations")
             for label, m in [*report[kind]["per_label"].items(), ("all (micro)", report[kind]["micro"])]]
     return head + "\n" + markdown_table(rows, ["kind", "label", "precision", "recall", "f1", "support"])

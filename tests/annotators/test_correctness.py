@@ -34,6 +34,18 @@ def test_precision_recall_f1_per_label(species_examples):
     assert "1 rejected" in table
 
 
+def test_changes_are_counted_by_llm_sample_agreement(species_examples):
+    def confident(example, value):
+        return example.model_copy(update={"source": example.source.model_copy(update={"confidence": value})})
+
+    llm = [confident(species_examples[0], 1.0), confident(species_examples[1], 1.0), confident(species_examples[2], 0.67), species_examples[3]]
+    human = [_reviewed(llm[0], "accepted"), _reviewed(llm[1], "rejected"), _reviewed(llm[2], "corrected", llm[2].entities[:1]), _reviewed(llm[3], "corrected", [])]
+    report = correctness_report(llm, human)
+    assert report["by_confidence"] == {"samples agree": {"texts": 2, "changed": 1, "changed_share": 0.5},
+                                       "samples disagree": {"texts": 1, "changed": 1, "changed_share": 1.0}}  # the 4th has no confidence
+    assert "changed (corrected or rejected) 100% of the 1 texts on which the LLM's samples disagreed, and 50% of the 2" in report_markdown(report)
+
+
 def test_missed_entities_lower_recall():
     llm = make_example("Snow leopards hunt blue sheep.", [("Snow leopards", "SPECIES")])
     human = _reviewed(llm, "corrected", [*llm.entities, Entity(start=19, end=29, label="FEEDING")])

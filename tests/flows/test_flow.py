@@ -88,6 +88,7 @@ def test_flow_writes_every_artifact(finished_run, ls_env):
     for heading in ("## Data set", "## LLM against humans", "## Teacher and students", "## How training went", "f1_vs_params.png", "## Pruning sweep", "sweep/sweep_pareto.png"):
         assert heading in text
     assert text.count("| train: all 2 epochs (") == 2  # teacher and student: why each stopped
+    assert "texts on which the LLM's samples disagreed" in text  # the main job's 3 samples per text: what they buy
     assert (run_dir / "f1_vs_params.png").stat().st_size > 1000 and (run_dir / "report.html").exists()
     per_label = next(line for line in text.splitlines() if line.startswith("| model |") and line.endswith("| all |"))
     assert "SPECIES" in per_label and text.count("| LLM pre-annotation |") == 2  # the students against the LLM, overall and per label
