@@ -178,9 +178,10 @@ def project_url(config: RunConfig, project_id: int) -> str:
 
 
 @task(name="push-for-review", **SERVER_RETRIES)
-def push_task(config_json: dict[str, Any]) -> dict[str, Any]:
+def push_task(config_json: dict[str, Any], selected: list[str] | None = None) -> dict[str, Any]:
     """Push the run's examples into its own project (`distill <spec> <run>`), creating it if needed;
-    with `review.budget`, only the least confident ones (`annotators.label_studio.triage`)."""
+    with `review.budget`, only the least confident ones (`annotators.label_studio.triage`); in an
+    active-learning round, the `selected` example ids."""
     from distill_ner.annotators.label_studio import ensure_project, project_title, push, read_run, triage
     from distill_ner.data.spec import load_spec
 
@@ -188,7 +189,12 @@ def push_task(config_json: dict[str, Any]) -> dict[str, Any]:
     spec = load_spec(config.spec)
     ls = label_studio(config)
     project = ensure_project(ls, spec, project_title(spec, config.name))
-    sent, held_back = triage(read_run(config.run_dir), config.review.budget)
+    examples = read_run(config.run_dir)
+    if selected is not None:
+        chosen = set(selected)
+        sent, held_back = [e for e in examples if e.id in chosen], []
+    else:
+        sent, held_back = triage(examples, config.review.budget)
     if held_back and not config.distill.transfer:
         _log(f"review budget: {len(held_back)} examples are not sent to review and, with distill.transfer off, not used")
     result = push(ls, project, sent, spec, run=config.name)
@@ -252,8 +258,9 @@ def wait_for_humans(config: RunConfig, project_id: int) -> None:
         pause_flow_run(wait_for_input=ReviewDone, timeout=timeout, key="human-review")
 
 
-def review_stage(config: RunConfig, truth_file: Path | None) -> dict[str, Any]:
-    """Route every example through Label Studio (or skip review with `review.mode: none`)."""
+def review_stage(config: RunConfig, truth_file: Path | None, selected: list[str] | None = None) -> dict[str, Any]:
+    """Route every example (within `review.budget`, or the `selected` ids of an active-learning
+    round) through Label Studio (or skip review with `review.mode: none`)."""
     if config.review.mode == "none":
         from distill_ner.annotators.label_studio import read_run
         from distill_ner.data.formats import write_jsonl
@@ -262,7 +269,7 @@ def review_stage(config: RunConfig, truth_file: Path | None) -> dict[str, Any]:
         write_jsonl(config.layout.verified, examples)
         return {"accepted": len(examples), "mode": "none"}
     generated = [spec_path(config.spec), config.layout.generated]
-    pushed = run_stage(config.run_dir, "push", _dump(config.review), lambda: push_task(_dump(config)), log=_log, reads=generated)
+    pushed = run_stage(config.run_dir, "push", [_dump(config.review), selected], lambda: push_task(_dump(config), selected), log=_log, reads=generated)
     project_id = pushed["project_id"]
     if config.review.mode == "simulated":
         run_stage(config.run_dir, "simulate", _dump(config.review), lambda: simulate_task(_dump(config), project_id, str(truth_file) if truth_file else None), log=_log, reads=generated)
@@ -275,13 +282,21 @@ def review_stage(config: RunConfig, truth_file: Path | None) -> dict[str, Any]:
 
 # --- data and training ------------------------------------------------------------------------
 @task(name="split")
-def split_task(config_json: dict[str, Any]) -> dict[str, Any]:
+def split_task(config_json: dict[str, Any], gold_splits: str | None = None) -> dict[str, Any]:
+    """Seeded train/dev/test split of the verified examples; in an active-learning round, the dev
+    and test splits of the first round (`gold_splits`) stay as they are and the rest is train."""
+    from distill_ner.data.dedup import drop_texts_of
     from distill_ner.data.example import usable
-    from distill_ner.data.formats import read_jsonl, save_splits, split_examples
+    from distill_ner.data.formats import load_splits, read_jsonl, save_splits, split_examples
 
     config = RunConfig.model_validate(config_json)
     s = config.split
-    splits = split_examples(usable(read_jsonl(config.layout.verified)), dev=s.dev, test=s.test, seed=s.seed, gold_from=None if s.gold_from == "any" else s.gold_from)
+    verified = usable(read_jsonl(config.layout.verified))
+    if gold_splits is not None:
+        first = load_splits(gold_splits)
+        splits = {"train": drop_texts_of(verified, [*first["dev"], *first["test"]])[0], "dev": first["dev"], "test": first["test"]}
+    else:
+        splits = split_examples(verified, dev=s.dev, test=s.test, seed=s.seed, gold_from=None if s.gold_from == "any" else s.gold_from)
     save_splits(splits, config.layout.verified_splits)
     counts: dict[str, Any] = {name: len(items) for name, items in splits.items()}
     if config.source != "generate":  # how many of each split are the LLM's texts and how many yours
@@ -413,6 +428,9 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
         " two models whose intervals overlap are not told apart by this test split. `false_alarms` is the share of test texts"
         " with no entity in which the model finds one.\n"
         "\nStrict span F1 per label, the LLM's own pre-annotations in the last row:\n\n" + markdown_table(per_label_rows(results["models"])),
+        **({"Active-learning rounds": markdown_table(results["rounds"]) + "\nEach round after the first sends `review.budget` more texts, those the last "
+            "student was least sure of; teacher and student are scored on the first round's test split; the models above are the last round's "
+            f"(`{config.run_dir}/rounds/`).\n"} if results.get("rounds") else {}),
         "How training went": training_markdown(config.layout.models),
         **({"Pruning sweep (students on the gold test split)": sweep_markdown(sweep, image_dir="sweep/")} if sweep else {}),
         "Try the student": f"```python\nimport spacy\nnlp = spacy.load({results['pipeline']!r})\ndoc = nlp({load_spec(config.spec).try_text!r})\nprint(doc.ents, doc._.relations)\n```",
@@ -509,42 +527,117 @@ def sources_stage(cfg: RunConfig, base_url: str, stage: Any) -> dict[str, Any]:
     return stage("combine", None, lambda: combine_task(_dump(cfg), parts), reads, [cfg.layout.generated])
 
 
-def run_loop(cfg: RunConfig) -> str:
-    """The stages in order (the caller holds the run folder's lock)."""
-    from distill_ner.trainers.teachers import teacher_dirs
-
-    run_dir = cfg.run_dir
-    layout = cfg.layout
-    layout.config.write_text(json.dumps(_dump(cfg), indent=2))
-    dumped = _dump(cfg)
-    spec, verified_dir, pruned_dir = spec_path(cfg.spec), layout.verified_splits, layout.pruned
-    teacher_dir, student_dir = layout.teacher, layout.student
-
+def stages_of(run_dir: Path) -> Any:
+    """`stage(name, settings, body, reads, outputs)` for a run folder: a stage keyed by its settings
+    and the content of the files it reads, skipped when done (`flows.stages.run_stage`)."""
     def stage(name: str, settings: Any, body: Any, reads: list[Path], outputs: list[Path] | None = None) -> Any:
-        """A stage keyed by its settings and the content of the files it reads."""
         return run_stage(run_dir, name, settings, body, outputs=outputs, log=_log, reads=reads)
 
-    unlabeled = cfg.unlabeled_config()
-    with llm_endpoint(cfg) as (base_url, truth):
-        generated = sources_stage(cfg, base_url, stage)
-        reviewed = stage("review", _dump(cfg.review), lambda: review_stage(cfg, truth), [spec, layout.generated], [layout.verified])
-        if cfg.llm.n_unlabeled:
-            stage("generate-unlabeled", _dump(unlabeled.llm), lambda: generate_stage(unlabeled, base_url), [spec], [unlabeled.layout.generated])
-    if reviewed.get("project_id") is not None:
-        create_link_artifact(project_url(cfg, reviewed["project_id"]), link_text="Label Studio project", key=_key(cfg, "label-studio"))
-    split = stage("split", _dump(cfg.split), lambda: split_task(dumped), [layout.verified], [verified_dir])
+    return stage
+
+
+def train_stages(cfg: RunConfig, stage: Any, gold_splits: Path | None = None) -> dict[str, Any]:
+    """Split, teacher, prune, student, evaluate and export in the run folder of `cfg` (with
+    `gold_splits`, an active-learning round: the first round's dev and test splits)."""
+    from distill_ner.trainers.teachers import teacher_dirs
+
+    layout, dumped = cfg.layout, _dump(cfg)
+    spec, verified_dir, pruned_dir = spec_path(cfg.spec), layout.verified_splits, layout.pruned
+    teacher_dir, student_dir = layout.teacher, layout.student
+    gold = str(gold_splits) if gold_splits else None
+    split = stage("split", [_dump(cfg.split), gold], lambda: split_task(dumped, gold), [layout.verified, *([gold_splits] if gold_splits else [])], [verified_dir])
     all_teachers = teacher_dirs(teacher_dir, cfg.teacher.teachers)
     teacher = stage("teacher", _dump(cfg.teacher), lambda: teacher_task(dumped), [spec, verified_dir], all_teachers)
     pruned = stage("prune", _dump(cfg.prune), lambda: prune_task(dumped, teacher), [verified_dir, *(model_files(teacher_dir) if cfg.prune.needs_scores else [])], [pruned_dir])
+    unlabeled = cfg.unlabeled_config()
     transfer_reads = [layout.generated, *([unlabeled.layout.generated] if cfg.llm.n_unlabeled else [])] if cfg.distill.transfer else []
     student_settings = [_dump(cfg.teacher), _dump(cfg.student), _dump(cfg.distill)]
     student = stage("student", [*student_settings, cfg.prune.fraction], lambda: student_task(dumped, teacher), [pruned_dir, *transfer_reads, *(f for d in all_teachers for f in model_files(d))], [student_dir])
     models = stage("evaluate", None, lambda: evaluate_task(dumped, {"teacher": teacher, "student": student}), [verified_dir, *model_files(teacher_dir), *model_files(student_dir)])
     pipeline = stage("export", None, lambda: export_task(dumped, student), [spec, *model_files(student_dir)], [layout.spacy_pipeline])
+    return {"split": split, "teacher": teacher, "prune": pruned, "student": student, "models": models, "pipeline": pipeline}
+
+
+def round_config(cfg: RunConfig, number: int) -> RunConfig:
+    """Active-learning round `number` (>= 2): a run folder of its own, RUN/rounds/<number>/NAME,
+    under the same name (so the same Label Studio project)."""
+    return cfg.model_copy(update={"runs_dir": str(cfg.run_dir / "rounds" / str(number))})
+
+
+def active_learning_round(cfg: RunConfig, number: int, truth: Path | None, previous: dict[str, Any]) -> dict[str, Any]:
+    """One more round: the previous student picks the `review.budget` unreviewed examples it is
+    least sure of (`trainers.scores.margin_scores`), they are reviewed, and teacher and student
+    train again on everything reviewed so far; dev and test stay the first round's. Each step is
+    a stage of the round's folder, skipped when done."""
+    from distill_ner.data.formats import atomic_write
+
+    rc = round_config(cfg, number)
+    rc.run_dir.mkdir(parents=True, exist_ok=True)
+    for source, target in ((cfg.layout.generated, rc.layout.generated), (cfg.unlabeled_config().layout.generated, rc.unlabeled_config().layout.generated)):
+        if source.exists() and (not target.exists() or target.read_bytes() != source.read_bytes()):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, source.read_text(encoding="utf-8"))
+    stage = stages_of(rc.run_dir)
+    previous_verified = (cfg if number == 2 else round_config(cfg, number - 1)).layout.verified
+    selected = stage("select", [_dump(cfg.review), number], lambda: select_task(_dump(rc), str(previous_verified), previous["student"]),
+                     [rc.layout.generated, previous_verified, *model_files(previous["student"])])
+    stage("review", [_dump(cfg.review), selected], lambda: review_stage(rc, truth, selected), [spec_path(cfg.spec), rc.layout.generated], [rc.layout.verified])
+    return train_stages(rc, stage, gold_splits=cfg.layout.verified_splits)
+
+
+@task(name="select-for-review")
+def select_task(config_json: dict[str, Any], verified_file: str, student_dir: str) -> list[str]:
+    """Ids of the `review.budget` examples not reviewed yet that the student is least sure of."""
+    from distill_ner.annotators.label_studio import budget_size
+    from distill_ner.data.formats import read_jsonl
+    from distill_ner.trainers.scores import margin_scores
+
+    config = RunConfig.model_validate(config_json)
+    generated = read_jsonl(config.layout.generated)
+    reviewed = {e.id for e in read_jsonl(verified_file)}
+    candidates = [e for e in generated if e.id not in reviewed]
+    doubt = margin_scores(student_dir, candidates)
+    ranked = sorted(candidates, key=lambda e: (-doubt[e.id], e.id))
+    return [e.id for e in ranked[: budget_size(config.review.budget, len(generated))]]
+
+
+def round_row(number: int, config: RunConfig, trained: dict[str, Any]) -> dict[str, Any]:
+    """One line of the report's rounds table: texts reviewed so far and the models' strict F1."""
+    from distill_ner.data.formats import read_jsonl
+
+    scores = {m["model"]: m for m in trained["models"]}
+    return {"round": number, "texts reviewed": len(read_jsonl(config.layout.verified)), "train": trained["split"]["train"],
+            "teacher f1": scores["teacher"]["f1"], "student f1": scores["student"]["f1"], "LLM f1": scores["LLM pre-annotation"]["f1"]}
+
+
+def run_loop(cfg: RunConfig) -> str:
+    """The stages in order (the caller holds the run folder's lock)."""
+    run_dir = cfg.run_dir
+    layout = cfg.layout
+    layout.config.write_text(json.dumps(_dump(cfg), indent=2))
+    spec = spec_path(cfg.spec)
+    stage = stages_of(run_dir)
+    unlabeled = cfg.unlabeled_config()
+    review_key = {k: v for k, v in _dump(cfg.review).items() if k != "rounds"}  # more rounds do not redo the first
+    with llm_endpoint(cfg) as (base_url, truth):
+        generated = sources_stage(cfg, base_url, stage)
+        reviewed = stage("review", review_key, lambda: review_stage(cfg, truth), [spec, layout.generated], [layout.verified])
+        if cfg.llm.n_unlabeled:
+            stage("generate-unlabeled", _dump(unlabeled.llm), lambda: generate_stage(unlabeled, base_url), [spec], [unlabeled.layout.generated])
+    if reviewed.get("project_id") is not None:
+        create_link_artifact(project_url(cfg, reviewed["project_id"]), link_text="Label Studio project", key=_key(cfg, "label-studio"))
+    trained = train_stages(cfg, stage)
+    rounds = [round_row(1, cfg, trained)]
+    for number in range(2, cfg.review.rounds + 1):
+        trained = active_learning_round(cfg, number, truth, trained)
+        rounds.append(round_row(number, round_config(cfg, number), trained))
+    teacher, student, pipeline = trained["teacher"], trained["student"], trained["pipeline"]
     sweep = None
     if cfg.sweep.enabled:
-        sweep = stage("sweep", [_dump(cfg.sweep), *student_settings], lambda: sweep_task(dumped, teacher), [verified_dir, *model_files(teacher_dir)], [layout.sweep])
-    results = {"data": {"generated": generated, "review": reviewed, "split": split, "prune": pruned}, "models": models, "pipeline": pipeline, "sweep": sweep}
-    report = report_task(dumped, results)
+        student_settings = [_dump(cfg.teacher), _dump(cfg.student), _dump(cfg.distill)]
+        sweep = stage("sweep", [_dump(cfg.sweep), *student_settings], lambda: sweep_task(_dump(cfg), teacher), [layout.verified_splits, *model_files(layout.teacher)], [layout.sweep])
+    results = {"data": {"generated": generated, "review": reviewed, "split": trained["split"], "prune": trained["prune"]}, "models": trained["models"],
+               "pipeline": pipeline, "sweep": sweep, "rounds": rounds if len(rounds) > 1 else None}
+    report = report_task(_dump(cfg), results)
     _log(f"report: {report}; spaCy pipeline: {pipeline}")
     return report

@@ -10,6 +10,9 @@ for `data.prune.ToFraction`:
 - `disagreement`: `1 - entity F1` between the LLM's own annotation (recovered from
   `review.diff` when a human corrected it, else the example's entities) and the teacher's
   prediction.
+- `margin`: `1 -` the model's smallest margin over the words of a text (the probability of its
+  best tag minus that of the second best, at its least sure word): the active-learning score,
+  which needs no label.
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from distill_ner.data.errors import DistillError
 from distill_ner.data.registry import Registry
 from distill_ner.data.metrics import set_f1
 from distill_ner.data.example import Entity, Example, llm_entities
-from distill_ner.trainers.inference import predict_entities, read_meta, write_meta
+from distill_ner.data.words import words_of
+from distill_ner.trainers.inference import attention_mask, pad_ids, predict_entities, read_meta, write_meta
 from distill_ner.trainers.modeling import load_model, ner_batch
-from distill_ner.trainers.ner import IGNORE, ner_features
+from distill_ner.trainers.ner import IGNORE, merge_windows, ner_features, word_starts
 from distill_ner.trainers.trainer import train_teacher
 
 
@@ -89,6 +94,30 @@ def predicted_entities(model_dir: str | Path, examples: Sequence[Example], batch
     return predict_entities(load_model(model_dir), examples, batch_size)
 
 
+@torch.inference_mode()
+def margin_scores(model_dir: str | Path, examples: Sequence[Example], batch_size: int = 64) -> dict[str, float]:
+    """`{example id: 1 - smallest word margin}` of a model on unlabelled texts (higher: less sure)."""
+    loaded = load_model(model_dir)
+    out: dict[str, float] = {}
+    for start in range(0, len(examples), batch_size):
+        chunk = list(examples[start : start + batch_size])
+        features, encoded = ner_features(loaded.tokenizer, chunk, loaded.tags, loaded.meta.max_length, loaded.meta.stride)
+        if not features:
+            out.update({e.id: 0.0 for e in chunk})
+            continue
+        _, tags = loaded.model.predict_tags(pad_ids([f.input_ids for f in features], loaded.tokenizer.pad_token_id or 0), attention_mask(features))
+        windows = [tags[row, : len(f.input_ids)] for row, f in enumerate(features)]
+        for example, enc, logits in zip(chunk, encoded, merge_windows(features, windows, encoded, loaded.tokenizer)):
+            rows = logits[np.array(word_starts(words_of(example), enc.offsets), dtype=bool)] if len(logits) else logits
+            if not len(rows):
+                out[example.id] = 0.0
+                continue
+            probs = np.exp(rows - rows.max(-1, keepdims=True))
+            top = np.sort(probs / probs.sum(-1, keepdims=True), axis=-1)[:, -2:]
+            out[example.id] = round(1.0 - float((top[:, 1] - top[:, 0]).min()), 6)
+    return out
+
+
 def compute_scores(
     method: str,
     teacher_dir: str | Path,
@@ -112,6 +141,7 @@ SCORERS: Registry[Scorer] = Registry("pruning method", "distill_ner.hardness_sco
     "teacher_loss": lambda teacher, examples, dev, early: per_example_scores(teacher, examples, "teacher_loss"),
     "el2n": lambda teacher, examples, dev, early: per_example_scores(early_teacher(teacher, examples, dev, early), examples, "el2n"),
     "disagreement": lambda teacher, examples, dev, early: disagreement_scores(examples, predicted_entities(teacher, examples)),
+    "margin": lambda teacher, examples, dev, early: margin_scores(teacher, examples),
 })
 
 

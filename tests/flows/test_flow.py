@@ -190,6 +190,35 @@ def test_a_review_budget_sends_the_least_confident_and_keeps_the_rest_out_of_dev
     assert student["n_transfer"] == len(held_back)  # they reach the student only as transfer texts (teacher's soft targets)
 
 
+def test_active_learning_rounds_ask_about_what_the_student_doubts_and_resume_without_repeating(prefect, ls_env, tiny_bert, tmp_path):
+    from distill_ner.annotators.label_studio import triage
+    from distill_ner.data.formats import load_splits
+    from distill_ner.flows.distill_flow import distill
+    from distill_ner.trainers.scores import margin_scores
+
+    spec = tiny_spec(tmp_path, "flow-rounds")
+    args = overrides(tmp_path, spec, tiny_bert, "rounds", "llm.k_samples=3", "review.budget=0.3", "review.rounds=2", "distill.transfer=true")
+    report = Path(distill(str(REPO / "flows/configs/demo.yaml"), args))
+    run_dir, second = tmp_path / "rounds", tmp_path / "rounds" / "rounds" / "2" / "rounds"
+    generated = read_jsonl(run_dir / "generated.jsonl")
+    first, _ = triage(generated, 0.3)
+    candidates = [e for e in generated if e.id not in {x.id for x in read_jsonl(run_dir / "verified.jsonl")}]
+    doubt = margin_scores(run_dir / "models" / "student", candidates)
+    picked = [e.id for e in sorted(candidates, key=lambda e: (-doubt[e.id], e.id))[: len(first)]]
+    tasks = project_tasks(ls_env, spec, "rounds")
+    assert sorted(tasks) == sorted([e.id for e in first] + picked)  # round 2 asked about what the first student doubted most
+    assert len(read_jsonl(second / "verified.jsonl")) == len(tasks)
+    one, two = load_splits(run_dir / "verified"), load_splits(second / "verified")
+    assert [e.id for e in two["test"]] == [e.id for e in one["test"]] and [e.id for e in two["dev"]] == [e.id for e in one["dev"]]
+    assert len(two["train"]) > len(one["train"])
+    text = report.read_text()
+    assert "## Active-learning rounds" in text and str(second / "student-spacy") in text  # the last round's student is the run's
+    models = [run_dir / "models" / "student" / "model.json", second / "models" / "student" / "model.json", second / "models" / "teacher" / "model.json"]
+    before = [p.stat().st_mtime_ns for p in models]
+    distill(str(REPO / "flows/configs/demo.yaml"), args)  # resumed: no push, no training
+    assert [p.stat().st_mtime_ns for p in models] == before and project_tasks(ls_env, spec, "rounds") == tasks
+
+
 def test_an_edited_spec_regenerates(finished_run, prefect, ls_env, tiny_bert):
     """The generate stage is keyed by the spec's text, not its name: a changed prompt asks the LLM again."""
     from distill_ner.flows.distill_flow import distill
