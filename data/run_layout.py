@@ -44,6 +44,7 @@ FILES: dict[str, RunFile] = {
     "student": RunFile("models/student", "student", ("evaluate", "export"), "the KD student"),
     "spacy_pipeline": RunFile("student-spacy", "export", (), "the student as a spaCy pipeline"),
     "sweep": RunFile("sweep", "sweep", ("report",), "the pruning sweep's students, table and plots"),
+    "rounds": RunFile("rounds", "active-learning rounds", ("report",), "a run folder per round after the first: rounds/<r>/NAME/, laid out the same"),
     "stages": RunFile("stages", "every stage", ("every stage",), "what each finished stage was keyed on"),
     "config": RunFile("config.json", "flow", ("distill resume",), "the run config, as validated"),
     "report": RunFile("report.md", "report", (), "the run's report (and report.html)"),
@@ -87,6 +88,7 @@ class RunLayout:
     student = _Entry()
     spacy_pipeline = _Entry()
     sweep = _Entry()
+    rounds = _Entry()
     stages = _Entry()
     config = _Entry()
     report = _Entry()

@@ -430,7 +430,7 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
         "\nStrict span F1 per label, the LLM's own pre-annotations in the last row:\n\n" + markdown_table(per_label_rows(results["models"])),
         **({"Active-learning rounds": markdown_table(results["rounds"]) + "\nEach round after the first sends `review.budget` more texts, those the last "
             "student was least sure of; teacher and student are scored on the first round's test split; the models above are the last round's "
-            f"(`{config.run_dir}/rounds/`).\n"} if results.get("rounds") else {}),
+            f"(`{config.layout.rounds}/`).\n"} if results.get("rounds") else {}),
         "How training went": training_markdown(config.layout.models),
         **({"Pruning sweep (students on the gold test split)": sweep_markdown(sweep, image_dir="sweep/")} if sweep else {}),
         "Try the student": f"```python\nimport spacy\nnlp = spacy.load({results['pipeline']!r})\ndoc = nlp({load_spec(config.spec).try_text!r})\nprint(doc.ents, doc._.relations)\n```",
@@ -561,7 +561,7 @@ def train_stages(cfg: RunConfig, stage: Any, gold_splits: Path | None = None) ->
 def round_config(cfg: RunConfig, number: int) -> RunConfig:
     """Active-learning round `number` (>= 2): a run folder of its own, RUN/rounds/<number>/NAME,
     under the same name (so the same Label Studio project)."""
-    return cfg.model_copy(update={"runs_dir": str(cfg.run_dir / "rounds" / str(number))})
+    return cfg.model_copy(update={"runs_dir": str(cfg.layout.rounds / str(number))})
 
 
 def active_learning_round(cfg: RunConfig, number: int, truth: Path | None, previous: dict[str, Any]) -> dict[str, Any]:
