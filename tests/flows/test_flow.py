@@ -250,7 +250,8 @@ def test_killed_run_repeats_no_llm_call_and_no_task(ls_env, tiny_bert, mock_llm_
     mock = mock_llm_factory(latency_s=0.4, seed=7)
     spec = tiny_spec(tmp_path, "flow-kill")
     args = overrides(tmp_path, spec, tiny_bert, "killed", f"llm.base_url={mock.base_url}",
-                     f"llm.truth_file={mock.mock.config.truth_file}", "llm.concurrency=1", "generation_batches=1", "llm.n=40")
+                     f"llm.truth_file={mock.mock.config.truth_file}", "llm.concurrency=1", "generation_batches=1", "llm.n=40",
+                     "llm.k_samples=1")  # one call per 5 texts, so the calls below can be counted
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
     first = _distill_cli(args, env)
     deadline = time.monotonic() + 180
