@@ -259,6 +259,12 @@ def main(
     """Train and score every model on every corpus and seed; print the table and the goals."""
     import torch
 
+    # Everything this run will use, imported now: a long run must not mix in code edited meanwhile.
+    import plain_finetune  # noqa: F401
+    import distill_ner.trainers.export.to_spacy  # noqa: F401
+    import distill_ner.trainers.pipeline  # noqa: F401
+    import distill_ner.trainers.evaluate  # noqa: F401
+
     torch.set_num_threads(threads)
     wanted = [m.strip() for m in models.split(",") if m.strip()]
     results_file = out / "real_corpora.json"
@@ -275,15 +281,18 @@ def main(
             where = out / corpus / f"seed{seed}"
             print(f"{corpus} seed {seed}: train {len(splits['train'])}, dev {len(splits['dev'])}, test {len(splits['test'])}; {', '.join(todo)}", flush=True)
             rows = results.setdefault(corpus, {}).setdefault(seed, [])
-            if "plain" in todo:
-                rows.append(run_plain(splits, where / "plain", seed))
+            runs = []  # each row is saved as soon as it is done: a crash or a kill loses one model at most
             if "teacher" in todo or "student" in todo:
-                rows.extend(r for r in run_project(splits, where, seed, threads) if r["model"].split()[0] in todo)
+                runs.append(lambda: [r for r in run_project(splits, where, seed, threads) if r["model"].split()[0] in todo])
             if "spacy" in todo:
-                rows.append(run_spacy_cnn(splits, where / "spacy-cnn", seed, threads))
-            print(markdown_table(rows), flush=True)
-            out.mkdir(parents=True, exist_ok=True)
-            results_file.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+                runs.append(lambda: [run_spacy_cnn(splits, where / "spacy-cnn", seed, threads)])
+            if "plain" in todo:
+                runs.append(lambda: [run_plain(splits, where / "plain", seed)])
+            for run in runs:
+                rows.extend(run())
+                out.mkdir(parents=True, exist_ok=True)
+                results_file.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+                print(markdown_table(rows), flush=True)
     report = (f"{n_train} training sentences, {n_dev} dev sentences, test: {'all' if not n_test else n_test}; "
               f"strict span F1 and token macro F1 on each file's own tokens, in percent, mean ± std over seeds.\n\n"
               + summary(results) + "\n\n" + "\n".join(f"- {line}" for line in goals(results)) + "\n")
