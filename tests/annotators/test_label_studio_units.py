@@ -20,6 +20,7 @@ from distill_ner.annotators.label_studio import (
     from_result,
     label_config,
     order_for_review,
+    triage,
     project_title,
     resolve,
     to_result,
@@ -101,6 +102,16 @@ def test_example_with_a_label_outside_the_spec_is_refused_before_upload(species_
 def test_least_confident_first_unknown_last():
     examples = [make_example(f"text {i}", [], confidence=c) for i, c in enumerate([0.9, None, 0.1, 0.5])]
     assert [e.source.confidence for e in order_for_review(examples)] == [0.1, 0.5, 0.9, None]
+
+
+def test_a_review_budget_sends_the_least_confident_share_or_count():
+    examples = [make_example(f"Text {i}.", [], confidence=c) for i, c in enumerate([0.9, 0.2, None, 0.6, 1.0])]
+    sent, held = triage(examples, 0.4)
+    assert [e.source.confidence for e in sent] == [0.2, 0.6] and [e.source.confidence for e in held] == [0.9, 1.0, None]
+    assert [e.source.confidence for e in triage(examples, 3)[0]] == [0.2, 0.6, 0.9]
+    assert len(triage(examples, None)[0]) == 5 and len(triage(examples, 1.0)[0]) == 5 and len(triage(examples, 50)[0]) == 5
+    with pytest.raises(DistillError, match="review budget 0"):
+        triage(examples, 0)
 
 
 def _j(name, minute, entities=(), relations=(), rejected=None):
