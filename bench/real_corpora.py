@@ -97,6 +97,7 @@ def glue_punctuation(example):
 
 def load_corpus(data_dir: Path, corpus: str, n_train: int, n_dev: int, n_test: int | None, seed: int) -> dict[str, list]:
     """Seeded train and dev subsets and the test file (or a seeded subset) of a corpus."""
+    from distill_ner.data.dedup import drop_texts_of
     from distill_ner.data.formats import read_conll
 
     name = corpus.removesuffix("-glued")
@@ -106,6 +107,9 @@ def load_corpus(data_dir: Path, corpus: str, n_train: int, n_dev: int, n_test: i
         if n and n < len(examples):
             examples = random.Random(f"{seed}-{split}").sample(examples, n)
         splits[split] = [glue_punctuation(e) for e in examples] if corpus.endswith("-glued") else examples
+    # some sentences occur in two files of a corpus: none is trained on and scored (as `distill train` does)
+    splits["train"] = drop_texts_of(splits["train"], splits["test"])[0]
+    splits["dev"] = drop_texts_of(splits["dev"], [*splits["train"], *splits["test"]])[0]
     return splits
 
 
