@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from distill_ner.data.errors import DistillError, validation_message
 from distill_ner.data.example import Entity, Example, Relation, Source
-from distill_ner.data.words import doc_from_words, own_words, tokenize, words_of
+from distill_ner.data.words import doc_from_words, doc_words, own_words, tokenize, words_of
 
 SPLITS = ("train", "dev", "test")
 CONLL_SUFFIXES = {".conll", ".bio", ".tsv", ".iob"}
@@ -398,7 +398,7 @@ def from_docbin(path: str | Path, lang: str = "en") -> list[Example]:
             Relation(head=index[(hs, he)], tail=index[(ts, te)], label=label)
             for hs, he, ts, te, label in doc.user_data.get("relations", [])
         ]
-        words = own_words(doc.text, [(t.idx, t.idx + len(t)) for t in doc if not t.is_space])
+        words = own_words(doc.text, doc_words(doc))
         out.append(Example(id=doc.user_data.get("id", ""), text=doc.text, entities=entities, relations=relations, words=words))
     return out
 

@@ -63,24 +63,14 @@ def words_tokenizer(vocab: Any) -> Any:
 
 
 def doc_from_words(vocab: Any, text: str, words: Sequence[tuple[int, int]]) -> Any:
-    """A spaCy Doc of `text` whose tokens are `words` (whitespace between them kept as spaCy does)."""
+    """A spaCy Doc of `text` whose tokens are `words` (the whitespace between them as spaCy keeps it)."""
     from spacy.tokens import Doc
+    from spacy.util import get_words_and_spaces
 
-    tokens, spaces, cursor = [], [], 0
-    for s, t in words:
-        gap = text[cursor:s]
-        if tokens and gap.startswith(" "):
-            spaces[-1], gap = True, gap[1:]
-        if gap:  # other whitespace (or text no word covers) becomes a token of its own
-            tokens.append(gap)
-            spaces.append(False)
-        tokens.append(text[s:t])
-        spaces.append(False)
-        cursor = t
-    tail = text[cursor:]
-    if tokens and tail.startswith(" "):
-        spaces[-1], tail = True, tail[1:]
-    if tail:
-        tokens.append(tail)
-        spaces.append(False)
+    tokens, spaces = get_words_and_spaces([text[s:t] for s, t in words], text)
     return Doc(vocab, words=tokens, spaces=spaces)
+
+
+def doc_words(doc: Any) -> list[tuple[int, int]]:
+    """A spaCy Doc's tokens as char offsets, whitespace tokens left out."""
+    return [(t.idx, t.idx + len(t)) for t in doc if not t.is_space]

@@ -168,15 +168,34 @@ def predict(loaded: Loaded, texts: Sequence[str] | Sequence[Example], batch_size
     return out  # type: ignore[return-value]
 
 
-def _predict_chunk(loaded: Loaded, examples: list[Example], allowed: Sequence[Sequence[str]] | None) -> list[Example]:
+@dataclass
+class TagPass:
+    """One encoder pass over some examples: their windows, pieces, the hidden states the relation
+    head reads, and per example the tag logits [n_pieces, n_tags] with overlapping windows merged."""
+
+    features: list[Any]
+    encoded: list[Any]
+    hidden: Any
+    logits: list[np.ndarray]
+
+
+def tag_pass(loaded: Loaded, examples: Sequence[Example]) -> TagPass | None:
+    """The model's tag logits for `examples` (None when they have no word piece at all)."""
     features, encoded = ner_features(loaded.tokenizer, examples, loaded.tags, loaded.meta.max_length, loaded.meta.stride)
     if not features:
-        return examples
+        return None
     ids = pad_ids([f.input_ids for f in features], loaded.tokenizer.pad_token_id or 0)
-    mask = attention_mask(features)
-    hidden, tags = loaded.model.predict_tags(ids, mask)  # hidden kept: relations are read from it after decoding
+    hidden, tags = loaded.model.predict_tags(ids, attention_mask(features))
     windows = [tags[row, : len(f.input_ids)] for row, f in enumerate(features)]
-    for example, enc, logits in zip(examples, encoded, merge_windows(features, windows, encoded, loaded.tokenizer)):
+    return TagPass(features, encoded, hidden, merge_windows(features, windows, encoded, loaded.tokenizer))
+
+
+def _predict_chunk(loaded: Loaded, examples: list[Example], allowed: Sequence[Sequence[str]] | None) -> list[Example]:
+    tagged = tag_pass(loaded, examples)
+    if tagged is None:
+        return examples
+    features, encoded, hidden = tagged.features, tagged.encoded, tagged.hidden  # hidden kept: relations are read from it after decoding
+    for example, enc, logits in zip(examples, encoded, tagged.logits):
         example.entities = decode_logits(words_of(example), enc.offsets, logits, loaded.tags)
     labels = loaded.relation_labels
     allowed = [tuple(p) for p in (loaded.meta.allowed_pairs if allowed is None else allowed)]

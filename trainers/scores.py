@@ -29,9 +29,9 @@ from distill_ner.data.registry import Registry
 from distill_ner.data.metrics import set_f1
 from distill_ner.data.example import Entity, Example, llm_entities
 from distill_ner.data.words import words_of
-from distill_ner.trainers.inference import attention_mask, pad_ids, predict_entities, read_meta, write_meta
+from distill_ner.trainers.inference import predict_entities, read_meta, tag_pass, write_meta
 from distill_ner.trainers.modeling import load_model, ner_batch
-from distill_ner.trainers.ner import IGNORE, merge_windows, ner_features, word_starts
+from distill_ner.trainers.ner import IGNORE, ner_features, word_starts
 from distill_ner.trainers.trainer import train_teacher
 
 
@@ -101,14 +101,12 @@ def margin_scores(model_dir: str | Path, examples: Sequence[Example], batch_size
     out: dict[str, float] = {}
     for start in range(0, len(examples), batch_size):
         chunk = list(examples[start : start + batch_size])
-        features, encoded = ner_features(loaded.tokenizer, chunk, loaded.tags, loaded.meta.max_length, loaded.meta.stride)
-        if not features:
+        tagged = tag_pass(loaded, chunk)
+        if tagged is None:
             out.update({e.id: 0.0 for e in chunk})
             continue
-        _, tags = loaded.model.predict_tags(pad_ids([f.input_ids for f in features], loaded.tokenizer.pad_token_id or 0), attention_mask(features))
-        windows = [tags[row, : len(f.input_ids)] for row, f in enumerate(features)]
-        for example, enc, logits in zip(chunk, encoded, merge_windows(features, windows, encoded, loaded.tokenizer)):
-            rows = logits[np.array(word_starts(words_of(example), enc.offsets), dtype=bool)] if len(logits) else logits
+        for example, enc, logits in zip(chunk, tagged.encoded, tagged.logits):
+            rows = logits[np.array(word_starts(words_of(example), enc.offsets), dtype=bool)]
             if not len(rows):
                 out[example.id] = 0.0
                 continue

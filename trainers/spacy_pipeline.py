@@ -54,7 +54,7 @@ from spacy.util import filter_spans, minibatch
 
 from distill_ner.data.errors import DistillError
 from distill_ner.data.example import Example
-from distill_ner.data.words import read_on
+from distill_ner.data.words import doc_words, read_on
 from distill_ner.trainers.inference import MODEL_FILES
 
 FACTORY = "distill_ner_re"
@@ -187,7 +187,7 @@ class DistillNerRe:
 
                 torch.set_num_threads(1)
             self._pid = os.getpid()
-        inputs = [Example(text=d.text, words=read_on(d.text, [(t.idx, t.idx + len(t)) for t in d if not t.is_space])) for d in docs]
+        inputs = [Example(text=d.text, words=read_on(d.text, doc_words(d))) for d in docs]
         predicted = predict(self.loaded, inputs, self.cfg["batch_size"], allowed=self.cfg["allowed_pairs"])
         for doc, example in zip(docs, predicted):
             spans = [doc.char_span(e.start, e.end, label=e.label, alignment_mode="expand") for e in example.entities]  # on token edges already
