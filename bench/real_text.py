@@ -36,7 +36,7 @@ DATA_DIR = ROOT.parent / "shared" / "data" / "real-ner"
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-def annotate_with_replay(spec, examples: list, out: Path, seed: int) -> tuple[list, dict]:
+def annotate_with_replay(spec, examples: list, out: Path, seed: int, k_samples: int = 1) -> tuple[list, dict]:
     """The examples' texts annotated by the mock LLM replaying their gold: (kept examples, truth
     records by text: the gold the simulated reviewer corrects to) and the run's summary in
     OUT/generate_summary.json. A rerun takes the answers from the cache."""
@@ -52,7 +52,7 @@ def annotate_with_replay(spec, examples: list, out: Path, seed: int) -> tuple[li
     docs = [Document(id=e.id, text=e.text, file=str(gold)) for e in examples]
     with MockLLMServer(MockConfig(replay=gold, truth_file=out / "mock_truth.jsonl", seed=seed)) as server:
         config = LLMConfig(base_url=server.base_url, model="mock-replay", concurrency=8)
-        annotate(spec, windows(docs), out, config, seed=seed, max_failure_share=1.0)
+        annotate(spec, windows(docs), out, config, seed=seed, k_samples=k_samples, max_failure_share=1.0)
     generated = read_jsonl(out / "generated.jsonl")
     return generated, replay_truth(examples, [e.text for e in generated])
 

@@ -1,0 +1,297 @@
+"""Benchmark: how much human review does a student need? F1 against the share of texts reviewed.
+
+    .venv/bin/python bench/review_budget.py --worlds mock,bc5cdr,ncbi-disease --seeds 0
+    .venv/bin/python bench/review_budget.py --worlds bc5cdr --seeds 0,1,2 --pool 400 --threads 1
+
+For each world and seed, a pool of `--pool` texts is annotated by the LLM with three samples per
+text (so every example has a confidence): the mock world by the mock LLM (`annotators.generate`),
+a corpus of `../shared/data/real-ner/` by the mock in replay mode (`bench/real_text.py`: the
+corpus' gold passed through the replay error model). The simulated reviewers review every pool
+text once, offline and exactly as the flow's simulated annotators do
+(`bench/mock_difficulty.reviewed_gold`, the run config's accuracy and convention drift); a share
+of the pool then takes the reviewed version (a rejected text leaves the training set) and the rest
+keep the LLM's labels ("silver"). Which texts are reviewed at each share:
+
+- `random`: a seeded random choice;
+- `triage`: the least confident first by LLM sample agreement (`annotators.label_studio.triage`,
+  the order `review.budget` sends them in);
+- `rounds`: active learning: the first round is the triage at the smallest share; each later
+  round adds the texts the last round's model is least sure of (`trainers.scores.margin_scores`,
+  what `review.rounds` uses) up to the next share.
+
+At every point a student-sized model (the first `--layers` layers of the offline MiniLM, trained
+on the labels with `trainers.trainer.train_teacher`, `--epochs` epochs, no KD: a teacher and a KD
+student per point would cost three times the CPU) is scored with strict span F1 on a gold test
+set: the corpus' test file (a seeded `--max-test` subset), or for the mock world texts the truth
+labels exactly (reviewed with accuracy 1). Dev (early stopping) is gold too and not counted in the
+budget: the corpus' dev file, or mock texts apart from the pool. The LLM's own annotation of the
+test texts is the reference line. Each point is saved when done (OUT/WORLD-sSEED/points.json), so a
+rerun goes on where a killed one stopped, and processes may share OUT if they run different worlds. Results: OUT/review_budget.md, .json and .png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import typer  # noqa: E402
+from mock_difficulty import reviewed_gold  # noqa: E402  (bench/ is on sys.path when this script runs)
+from real_text import DATA_DIR, annotate_with_replay  # noqa: E402
+
+# Everything the bench runs is imported now: a package file edited while it runs cannot mix versions.
+from distill_ner.annotators.generate import generate  # noqa: E402
+from distill_ner.annotators.label_studio import budget_size, triage  # noqa: E402
+from distill_ner.annotators.llm import LLMConfig  # noqa: E402
+from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer  # noqa: E402
+from distill_ner.annotators.truth import load_truth_records  # noqa: E402
+from distill_ner.data.example import Example  # noqa: E402
+from distill_ner.data.formats import read_conll, read_jsonl  # noqa: E402
+from distill_ner.data.spec import load_spec  # noqa: E402
+from distill_ner.data.tables import markdown_table  # noqa: E402
+from distill_ner.flows.config import LLMSection, ReviewSection  # noqa: E402
+from distill_ner.trainers.args import TrainingArgs  # noqa: E402
+from distill_ner.trainers.encoders import default_encoder  # noqa: E402
+from distill_ner.trainers.evaluate import ner_scores  # noqa: E402
+from distill_ner.trainers.inference import predict_entities  # noqa: E402
+from distill_ner.trainers.modeling import load_model  # noqa: E402
+from distill_ner.trainers.scores import margin_scores  # noqa: E402
+from distill_ner.trainers.trainer import train_teacher  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+STRATEGIES = ("random", "triage", "rounds")
+K_SAMPLES = 3
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+class World:
+    """One world at one seed: the LLM-labelled pool, what a reviewer makes of each pool text
+    (None: rejected), gold dev and test, and the LLM's own labels of the test texts."""
+
+    def __init__(self, name: str, spec: Any, pool: list[Example], reviewed: dict[str, Example | None], dev: list[Example], test: list[Example], llm_test: list[list]) -> None:
+        self.name, self.spec, self.pool, self.reviewed, self.dev, self.test, self.llm_test = name, spec, pool, reviewed, dev, test, llm_test
+
+    def training_set(self, chosen: set[str]) -> list[Example]:
+        """The reviewed version of the chosen texts (rejected ones left out), the LLM's of the rest."""
+        out = []
+        for e in self.pool:
+            if e.id not in chosen:
+                out.append(e)
+            elif self.reviewed[e.id] is not None:
+                out.append(self.reviewed[e.id])
+        return out
+
+
+def _reviews(generated: list[Example], records: dict, seed: int) -> dict[str, Example | None]:
+    review = ReviewSection()
+    names = tuple(f"annotator-{i + 1}" for i in range(review.annotators))
+    gold, _ = reviewed_gold(generated, records, review.accuracy, review.convention_drift, names, seed)
+    by_text = {g.text: g for g in gold}
+    return {e.id: by_text.get(e.text) for e in generated}
+
+
+def mock_world(pool_size: int, n_dev: int, n_test: int, seed: int, out: Path) -> World:
+    """Mock LLM texts (k samples each); pool, dev and test drawn apart from one generation."""
+    llm = LLMSection()
+    gen = out / "generated"
+    config = MockConfig(seed=seed, error_rate=llm.error_rate, factual_error_rate=llm.factual_error_rate, truth_file=gen / "mock_truth.jsonl")
+    spec = load_spec("species")
+    asked = round((pool_size + n_dev + n_test) * 1.08)  # a few are dropped as duplicates
+    if not (gen / "generated.jsonl").exists():
+        with MockLLMServer(config) as server:
+            generate(spec, asked, gen, LLMConfig(base_url=server.base_url, model="mock-species", concurrency=8), seed=seed, k_samples=K_SAMPLES)
+    generated = read_jsonl(gen / "generated.jsonl")
+    random.Random(seed).shuffle(generated)
+    records = load_truth_records(gen / "mock_truth.jsonl")
+    pool, rest = generated[:pool_size], generated[pool_size:]
+    truth, _ = reviewed_gold(rest, records, accuracy=1.0, convention_drift=0.0, seed=seed)  # the truth; factually wrong texts dropped
+    llm_labels = {e.id: e.entities for e in rest}
+    dev, test = truth[:n_dev], truth[n_dev : n_dev + n_test]
+    return World("mock", spec, pool, _reviews(pool, records, seed), dev, test, [llm_labels[g.id] for g in test])
+
+
+def corpus_world(corpus: str, pool_size: int, n_dev: int, n_test: int, seed: int, out: Path, data_dir: Path) -> World:
+    """A corpus' training sentences annotated by the replay mock (k samples); its dev and test files as gold."""
+    spec = load_spec(corpus)
+    rng = random.Random(seed)
+    subset = rng.sample(read_conll(data_dir / corpus / "train.conll"), pool_size)
+    dev = rng.sample(read_conll(data_dir / corpus / "dev.conll"), n_dev)
+    test = rng.sample(read_conll(data_dir / corpus / "test.conll"), n_test)
+    seen = {e.text for e in subset}
+    dev, test = [e for e in dev if e.text not in seen], [e for e in test if e.text not in seen]
+    generated, records = annotate_with_replay(spec, subset, out / "annotate", seed, k_samples=K_SAMPLES)
+    test_llm, _ = annotate_with_replay(spec, test, out / "annotate-test", seed + 1)
+    by_text = {e.text: e.entities for e in test_llm}
+    return World(corpus, spec, generated, _reviews(generated, records, seed), dev, test, [by_text.get(e.text, []) for e in test])
+
+
+def small_encoder(layers: int, out: Path) -> Path:
+    """The first `layers` layers of the offline MiniLM, saved once (the student's size)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = out / f"minilm-{layers}l"
+    if not (path / "config.json").exists():
+        AutoModel.from_pretrained(default_encoder(), num_hidden_layers=layers).save_pretrained(path)
+        AutoTokenizer.from_pretrained(default_encoder()).save_pretrained(path)
+    return path
+
+
+def train_and_score(world: World, chosen: set[str], out: Path, args: TrainingArgs) -> tuple[float, Path]:
+    """(strict span F1 on the world's test set, model folder) of a model trained on the pool with `chosen` reviewed."""
+    model_dir = train_teacher(world.training_set(chosen), world.dev, out, args, spec=world.spec)
+    return ner_scores(world.test, predict_entities(load_model(model_dir), world.test))["f1"], model_dir
+
+
+def run_world(world: World, shares: list[float], strategies: list[str], out: Path, args: TrainingArgs, points: dict[str, Any], save) -> None:
+    """Every (strategy, share) point of one world and seed, skipping those in `points`."""
+    n = len(world.pool)
+    ids = [e.id for e in world.pool]
+    order = {"random": random.Random(args.seed).sample(ids, n), "triage": [e.id for e in triage(world.pool, None)[0]]}
+
+    def point(strategy: str, share: float, chosen: set[str]) -> Path | None:
+        key = f"{world.name}|{args.seed}|{strategy}|{share}"
+        model_dir = out / f"{strategy}-{share:g}"
+        if key in points and (model_dir / "model.json").exists():
+            return model_dir
+        if key in points:
+            return None
+        started = time.perf_counter()
+        f1, model_dir = train_and_score(world, chosen, model_dir, args)
+        points[key] = {"world": world.name, "seed": args.seed, "strategy": strategy, "share": share, "f1": f1,
+                       "reviewed": len(chosen), "train": len(world.training_set(chosen)), "seconds": round(time.perf_counter() - started)}
+        save()
+        print(f"{key}: strict span F1 {f1:.4f} ({len(chosen)} of {n} reviewed, {points[key]['seconds']} s)", flush=True)
+        return model_dir
+
+    for share in (s for s in shares if s in (0.0, 1.0)):  # the two ends are the same for every strategy
+        point("all", share, set(ids) if share else set())
+    inner = sorted(s for s in shares if 0 < s < 1)
+    for strategy in (s for s in strategies if s != "rounds"):
+        for share in inner:
+            point(strategy, share, set(order[strategy][: budget_size(share, n)]))
+    if "rounds" in strategies and inner:
+        chosen = set(order["triage"][: budget_size(inner[0], n)])
+        model_dir = point("triage", inner[0], chosen)  # round 1 is the triage
+        for share in inner[1:]:
+            if model_dir is None:
+                raise SystemExit(f"{world.name} seed {args.seed}: round models are missing from {out}; remove its points to rerun the rounds")
+            candidates = [e for e in world.pool if e.id not in chosen]
+            doubt = margin_scores(model_dir, candidates)
+            ranked = sorted(candidates, key=lambda e: (-doubt[e.id], e.id))
+            chosen = chosen | {e.id for e in ranked[: budget_size(share, n) - len(chosen)]}
+            model_dir = point("rounds", share, chosen)
+
+
+def curve_rows(points: list[dict], worlds: list[str], shares: list[float], strategies: list[str]) -> list[dict]:
+    """One row per world and strategy: mean ± std strict span F1 (x100) at each share."""
+    rows = []
+    for world in worlds:
+        for strategy in strategies:
+            row: dict[str, Any] = {"world": world, "choice": strategy}
+            for share in shares:
+                name = strategy if 0 < share < 1 else "all"
+                if strategy == "rounds" and share == min(s for s in shares if 0 < s < 1):
+                    name = "triage"  # round 1
+                f1 = [p["f1"] * 100 for p in points if (p["world"], p["strategy"], p["share"]) == (world, name, share)]
+                row[f"{share:.0%}"] = "" if not f1 else f"{statistics.mean(f1):.1f}" + (f" ± {statistics.stdev(f1):.1f}" if len(f1) > 1 else "")
+            rows.append(row)
+    return rows
+
+
+def plot(points: list[dict], llm: dict[str, float], worlds: list[str], shares: list[float], strategies: list[str], path: Path) -> None:
+    """One panel per world: mean F1 against the share reviewed, a line per strategy, the LLM dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(worlds), figsize=(4.2 * len(worlds), 3.4), squeeze=False)
+    first_inner = min(s for s in shares if 0 < s < 1)
+    for ax, world in zip(axes[0], worlds, strict=True):
+        for strategy in strategies:
+            xs, ys = [], []
+            for share in shares:
+                name = "all" if share in (0.0, 1.0) else ("triage" if strategy == "rounds" and share == first_inner else strategy)
+                f1 = [p["f1"] * 100 for p in points if (p["world"], p["strategy"], p["share"]) == (world, name, share)]
+                if f1:
+                    xs.append(share * 100)
+                    ys.append(statistics.mean(f1))
+            ax.plot(xs, ys, marker="o", label=strategy)
+        if world in llm:
+            ax.axhline(llm[world], linestyle="--", color="grey", label="LLM")
+        ax.set_title(world)
+        ax.set_xlabel("texts reviewed by humans (%)")
+        ax.set_ylabel("strict span F1")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@app.command()
+def main(
+    worlds: str = typer.Option("mock,bc5cdr,ncbi-disease", help="mock and/or corpora of --data-dir, comma-separated."),
+    seeds: str = typer.Option("0", help="Comma-separated seeds (the pool, the LLM's errors, the review, training)."),
+    shares: str = typer.Option("0,0.1,0.2,0.3,0.5,1", help="Shares of the pool reviewed by humans."),
+    strategies: str = typer.Option(",".join(STRATEGIES), help="random, triage and/or rounds."),
+    pool: int = typer.Option(400, help="Texts the LLM labels, of which a share is reviewed."),
+    n_dev: int = typer.Option(100, help="Gold dev texts (early stopping; outside the budget)."),
+    max_test: int = typer.Option(1000, help="Gold test texts (a seeded subset of a corpus' test file)."),
+    layers: int = typer.Option(3, help="Encoder layers of the model trained at each point (the student's size)."),
+    epochs: int = typer.Option(8, help="Epochs at most per point (early stopping on dev)."),
+    threads: Optional[int] = typer.Option(1, help="torch CPU threads."),
+    data_dir: Path = typer.Option(DATA_DIR),  # noqa: B008
+    out: Path = typer.Option(ROOT / "bench_out" / "review_budget"),  # noqa: B008
+) -> None:
+    """Train at every share x strategy point; print and save the table and the curves."""
+    world_names = [w for w in worlds.split(",") if w]
+    share_list = sorted({float(s) for s in shares.split(",")})
+    strategy_list = [s for s in strategies.split(",") if s]
+    if bad := [s for s in strategy_list if s not in STRATEGIES]:
+        raise SystemExit(f"unknown strategy {bad[0]!r}: use {', '.join(STRATEGIES)}")
+    out.mkdir(parents=True, exist_ok=True)
+    encoder = small_encoder(layers, out)
+    llm: dict[str, list[float]] = {}
+    kept: list[dict] = []
+    seed_list = [int(s) for s in seeds.split(",")]
+    for seed in seed_list:
+        args = TrainingArgs(encoder=str(encoder), seed=seed, threads=threads, epochs=epochs, relations=False, progress=False)
+        for name in world_names:
+            folder = out / f"{name}-s{seed}"
+            world = mock_world(pool, n_dev, max_test, seed, folder) if name == "mock" else corpus_world(name, pool, n_dev, max_test, seed, folder, data_dir)
+            llm.setdefault(name, []).append(ner_scores(world.test, world.llm_test)["f1"] * 100)
+            print(f"{name} seed {seed}: pool {len(world.pool)}, dev {len(world.dev)}, test {len(world.test)}, "
+                  f"{sum(r is None for r in world.reviewed.values())} rejected if reviewed; LLM F1 on test {llm[name][-1]:.1f}", flush=True)
+            points_file = folder / "points.json"  # one file per world and seed: two processes may run different worlds
+            points: dict[str, Any] = json.loads(points_file.read_text()) if points_file.exists() else {}
+
+            def save(points: dict[str, Any] = points, points_file: Path = points_file) -> None:
+                points_file.with_suffix(".tmp").write_text(json.dumps(points, indent=1) + "\n")
+                points_file.with_suffix(".tmp").replace(points_file)
+
+            run_world(world, share_list, strategy_list, folder, args, points, save)
+            kept += points.values()
+
+    rows = curve_rows(kept, world_names, share_list, strategy_list)
+    llm_mean = {w: statistics.mean(v) for w, v in llm.items()}
+    plot(kept, llm_mean, world_names, share_list, strategy_list, out / "review_budget.png")
+    report = (
+        f"Strict span F1 (x100, mean ± std over seeds {seeds}) of a {layers}-layer model against the share of the {pool} "
+        f"LLM-labelled texts reviewed by humans; the rest keep the LLM's labels.\n\n" + markdown_table(rows) + "\n\n"
+        + "LLM's own annotation of the test texts: " + ", ".join(f"{w} {v:.1f}" for w, v in llm_mean.items()) + "\n"
+    )
+    print(report)
+    (out / "review_budget.md").write_text(report, encoding="utf-8")
+    (out / "review_budget.json").write_text(json.dumps({"points": kept, "llm": llm_mean}, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    app()
