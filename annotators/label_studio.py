@@ -678,7 +678,9 @@ def read_run(run_dir: str | Path) -> list[Example]:
 
 
 def write_verified(run_dir: str | Path, result: PullResult, allow_fewer: bool = False) -> Path:
-    """Write every reviewed example to `verified.jsonl` and the counts to `review.json` (each atomically).
+    """Write every reviewed example to `verified.jsonl`, the run's examples never pushed (left out
+    by a review budget) to `silver.jsonl` with review status "silver", and the counts to
+    `review.json` (each atomically).
 
     Refuses to replace a `verified.jsonl` that holds more examples than this pull has, unless `allow_fewer`.
     """
@@ -699,6 +701,8 @@ def write_verified(run_dir: str | Path, result: PullResult, allow_fewer: bool = 
                 "left as it was (pass --allow-fewer to replace it)"
             )
         write_jsonl(path, result.verified)
+        where = RunLayout(run_dir).silver
+        write_jsonl(where, [e.model_copy(update={"review": Review(status="silver")}) for e in result.not_pushed])
         where = RunLayout(run_dir).review_summary
         tmp = run_dir / ".review.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")

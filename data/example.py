@@ -9,7 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-ReviewStatus = Literal["pending", "accepted", "corrected", "rejected"]
+from distill_ner.data.errors import DistillError
+
+ReviewStatus = Literal["pending", "accepted", "corrected", "rejected", "silver"]  # silver: left LLM-labelled by the review budget, never sent
 
 
 def make_id(text: str, origin: str = "") -> str:
@@ -184,6 +186,16 @@ class Example(BaseModel):
 def usable(examples: Iterable[Example]) -> list[Example]:
     """The examples a reviewer did not reject: what training, splitting and scoring use."""
     return [e for e in examples if e.review.status != "rejected"]
+
+
+def check_gold(name: str, examples: Iterable[Example]) -> None:
+    """A dev or test split holds only human verdicts: one line naming a silver example otherwise."""
+    silver = [e for e in examples if e.review.status == "silver"]
+    if silver:
+        raise DistillError(
+            f"the {name} split holds {len(silver)} silver example(s) (e.g. {silver[0].id}: LLM labels no human reviewed); "
+            "dev and test come only from reviewed examples"
+        )
 
 
 def llm_entities(example: Example) -> list[Entity]:

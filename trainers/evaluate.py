@@ -26,7 +26,7 @@ from seqeval.scheme import IOB2, Entities
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from distill_ner.data.errors import DistillError
-from distill_ner.data.example import Entity, Example, llm_entities, usable
+from distill_ner.data.example import Entity, Example, check_gold, llm_entities, usable
 from distill_ner.data.formats import bio_tokens
 from distill_ner.data.tables import markdown_table
 from distill_ner.trainers.inference import Loaded, predict, predict_entities
@@ -194,6 +194,7 @@ def evaluate(model_dir: str | Path, test: Sequence[Example], out_dir: str | Path
     test = usable(test)
     if not test:
         raise DistillError(f"evaluate {model_dir}: the test split is empty")
+    check_gold("test", test)
     loaded = load_model(model_dir, device="cpu")
     known = set(loaded.meta.entity_labels)
     for e in test:

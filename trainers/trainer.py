@@ -34,7 +34,7 @@ from transformers import get_linear_schedule_with_warmup, set_seed
 
 from distill_ner.data.errors import DistillError
 from distill_ner.data.dedup import normalize_text
-from distill_ner.data.example import Example, usable
+from distill_ner.data.example import Example, check_gold, usable
 from distill_ner.data.formats import check_labels
 from distill_ner.data.words import words_of
 from distill_ner.trainers.args import TrainingArgs
@@ -216,6 +216,7 @@ def _prepare(train: Sequence[Example], dev: Sequence[Example]) -> tuple[list[Exa
     """Usable train and dev examples; an empty dev split means no early stopping (all epochs, the last kept)."""
     train, dev = usable(train), usable(dev)
     check_split("train", train)
+    check_gold("dev", dev)
     check_disjoint(train, dev, "dev")
     return train, dev
 

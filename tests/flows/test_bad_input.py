@@ -111,6 +111,7 @@ CASES = [
     Case("export-format-unknown", "export {w}/folder.jsonl {w}/out --format onnx", "unknown export format 'onnx' (registered: spacy, transformers)"),
     Case("train-nothing-given", "train", "give a run folder, or --train"),
     Case("train-run-without-splits", "train {run}", "no verified/ split"),
+    Case("train-silver-dev", "train --train {w}/good.jsonl --dev {w}/silver.jsonl", "the dev split holds 3 silver example(s)"),
     Case("train-missing-file", "train --train {w}/nope.jsonl --dev {w}/good.jsonl", "file not found"),
     Case("sweep-kd-unknown", "sweep {w}/folder.jsonl --teacher {w}/folder.jsonl --out {w}/sweep --kd none,magic", "--kd 'none,magic'"),
     Case("sweep-fraction-range", "sweep {w}/folder.jsonl --teacher {w}/folder.jsonl --out {w}/sweep --fractions 1.0,2", "each kept fraction"),
@@ -150,6 +151,7 @@ def world(tmp_path_factory) -> Path:
     (run / "rejected.jsonl").write_text('{"reason": "duplicate"}\n')
     (run / "generate_summary.json").write_text('{"kept": 3}\n')
     write_jsonl(w / "good.jsonl", good)
+    write_jsonl(w / "silver.jsonl", [e.model_copy(update={"review": e.review.model_copy(update={"status": "silver"})}) for e in good])
     write_jsonl(w / "one.jsonl", good[:1])
     write_jsonl(w / "two.jsonl", good[:2])
     write_jsonl(w / "target.jsonl", good)

@@ -186,6 +186,8 @@ def test_a_review_budget_sends_the_least_confident_and_keeps_the_rest_out_of_dev
     splits = load_splits(run_dir / "verified")
     reviewed = {e.id for e in sent}
     assert {e.id for e in splits["dev"] + splits["test"] + splits["train"]} <= reviewed  # silver examples never reach a split
+    silver = read_jsonl(run_dir / "silver.jsonl")
+    assert sorted(e.id for e in silver) == sorted(e.id for e in held_back) and {e.review.status for e in silver} == {"silver"}
     student = json.loads((run_dir / "models" / "student" / "model.json").read_text())
     assert student["n_transfer"] == len(held_back)  # they reach the student only as transfer texts (teacher's soft targets)
 
