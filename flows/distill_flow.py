@@ -379,7 +379,7 @@ def evaluate_task(config_json: dict[str, Any], model_dirs: dict[str, str]) -> li
 
     config = RunConfig.model_validate(config_json)
     test = load_splits(config.layout.verified_splits)["test"]
-    return [*(({**evaluate(path, test), "model": name}) for name, path in model_dirs.items()), llm_row(test)]
+    return [*(({**evaluate(path, test, against_llm=True), "model": name}) for name, path in model_dirs.items()), llm_row(test)]
 
 
 def llm_row(test: list[Any]) -> dict[str, Any]:
@@ -426,7 +426,7 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
             results["models"], ["model", "layers", "kd", "f1", "f1_low", "f1_high", "overlap_f1", "precision", "recall", "token_macro_f1", "false_alarms", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
         ) + f"\n`f1` is strict span F1; `f1_low`-`f1_high` is its 95% bootstrap interval over the {results['models'][-1].get('n_test') or ''} test texts:"
         " two models whose intervals overlap are not told apart by this test split. `false_alarms` is the share of test texts"
-        " with no entity in which the model finds one.\n"
+        " with no entity in which the model finds one.\n" + versus_llm_lines(results["models"], results["reviewed_texts"]) +
         "\nStrict span F1 per label, the LLM's own pre-annotations in the last row:\n\n" + markdown_table(per_label_rows(results["models"])),
         **({"Active-learning rounds": markdown_table(results["rounds"]) + "\nEach round after the first sends `review.budget` more texts, those the last "
             "student was least sure of; teacher and student are scored on the first round's test split; the models above are the last round's "
@@ -440,6 +440,19 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
     for title, body in sections.items():
         create_markdown_artifact(body, key=_key(config, title.split()[0]), description=title)
     return str(path)
+
+
+def versus_llm_lines(models: list[dict[str, Any]], reviewed_texts: int) -> str:
+    """Each model against the LLM's own annotations of the same test texts, with the paired
+    interval of the difference, and how many texts humans reviewed to get there."""
+    lines = []
+    for m in models:
+        if "vs_llm" in m:
+            d = m["vs_llm"]
+            verdict = "above the LLM" if d["low"] > 0 else "below the LLM" if d["high"] < 0 else "not told apart from the LLM by this test split"
+            lines.append(f"- {m['model']} minus LLM: {d['difference']:+.3f} strict span F1, 95% paired bootstrap interval "
+                         f"{d['low']:+.3f} to {d['high']:+.3f}: {verdict}")
+    return ("\n" + "\n".join(lines) + f"\n\nHumans reviewed {reviewed_texts} texts to get there.\n") if lines else ""
 
 
 def training_markdown(models_dir: Path) -> str:
@@ -637,7 +650,7 @@ def run_loop(cfg: RunConfig) -> str:
         student_settings = [_dump(cfg.teacher), _dump(cfg.student), _dump(cfg.distill)]
         sweep = stage("sweep", [_dump(cfg.sweep), *student_settings], lambda: sweep_task(_dump(cfg), teacher), [layout.verified_splits, *model_files(layout.teacher)], [layout.sweep])
     results = {"data": {"generated": generated, "review": reviewed, "split": trained["split"], "prune": trained["prune"]}, "models": trained["models"],
-               "pipeline": pipeline, "sweep": sweep, "rounds": rounds if len(rounds) > 1 else None}
+               "pipeline": pipeline, "sweep": sweep, "rounds": rounds if len(rounds) > 1 else None, "reviewed_texts": rounds[-1]["texts reviewed"]}
     report = report_task(_dump(cfg), results)
     _log(f"report: {report}; spaCy pipeline: {pipeline}")
     return report

@@ -189,8 +189,12 @@ def size_on_disk(model_dir: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(model_dir).rglob("*") if p.is_file() and "logits_cache" not in p.parts and p.name not in ("metrics.json", "metrics.md"))
 
 
-def evaluate(model_dir: str | Path, test: Sequence[Example], out_dir: str | Path | None = None, batch_size: int = 64, measure_speed: bool = True) -> dict[str, Any]:
-    """All metrics of a model directory on a gold test split; written as metrics.json and metrics.md."""
+def evaluate(
+    model_dir: str | Path, test: Sequence[Example], out_dir: str | Path | None = None, batch_size: int = 64, measure_speed: bool = True, against_llm: bool = False,
+) -> dict[str, Any]:
+    """All metrics of a model directory on a gold test split; written as metrics.json and metrics.md.
+    `against_llm`: also `vs_llm`, the model's strict span F1 minus that of the LLM's own annotations
+    of the same texts (`data.example.llm_entities`), with its paired 95% bootstrap interval."""
     test = usable(test)
     if not test:
         raise DistillError(f"evaluate {model_dir}: the test split is empty")
@@ -216,6 +220,8 @@ def evaluate(model_dir: str | Path, test: Sequence[Example], out_dir: str | Path
         "train_seconds": loaded.meta.train_seconds,
     }
     metrics["relation_f1"] = metrics["relations"].get("weighted_f1") if metrics["relations"] else None
+    if against_llm:
+        metrics["vs_llm"] = dict(zip(("difference", "low", "high"), f1_difference(test, predicted, [llm_entities(e) for e in test]), strict=True))
     metrics["sentences_per_second"] = speed(loaded, [e.text for e in test], batch_size) if measure_speed else None
     write_metrics(metrics, out_dir or model_dir)
     return metrics

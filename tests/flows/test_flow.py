@@ -94,6 +94,16 @@ def test_flow_writes_every_artifact(finished_run, ls_env):
     assert "SPECIES" in per_label and text.count("| LLM pre-annotation |") == 2  # the students against the LLM, overall and per label
     models = next(line for line in text.splitlines() if line.startswith("| model | layers |"))
     assert "| f1 | f1_low | f1_high |" in models and "95% bootstrap interval over the" in text  # how much the test split alone moves F1
+    from distill_ner.data.example import llm_entities, usable
+    from distill_ner.data.formats import load_splits
+    from distill_ner.trainers.evaluate import f1_difference
+    from distill_ner.trainers.inference import predict_entities
+    from distill_ner.trainers.modeling import load_model
+
+    test = usable(load_splits(run_dir / "verified")["test"])
+    diff, low, high = f1_difference(test, predict_entities(load_model(run_dir / "models" / "student"), test), [llm_entities(e) for e in test])
+    assert f"- student minus LLM: {diff:+.3f} strict span F1, 95% paired bootstrap interval {low:+.3f} to {high:+.3f}" in text  # the point of the pipeline, tested
+    assert f"Humans reviewed {len(verified)} texts to get there." in text
     sweep = json.loads((run_dir / "sweep" / "sweep.json").read_text())
     assert sorted((r["fraction"], r["method"], r["kd"]) for r in sweep) == [(0.5, "random", "hinton"), (0.5, "random", "none"), (1.0, "all", "hinton"), (1.0, "all", "none"), (1.0, "teacher", "teacher")]
     assert (run_dir / "sweep" / "sweep_f1_vs_fraction.png").stat().st_size > 1000
