@@ -75,15 +75,15 @@ class ReviewSection(_Section):
     rounds: int = Field(
         1, ge=1,
         description="active learning: after the first student, each further round sends `budget` more examples, those the current student is "
-        "least sure of, then trains again (RUN/rounds/<r>/); needs `budget` and the simulated review",
+        "least sure of, then trains again (RUN/rounds/<r>/); needs `budget`; with `mode: human` each round waits for people (distill resume NAME)",
     )
 
     @model_validator(mode="after")
     def _rounds_need_a_budget(self) -> ReviewSection:
         if self.rounds > 1 and self.budget is None:
             raise ValueError("review.rounds > 1 needs review.budget (how many examples each round sends)")
-        if self.rounds > 1 and self.mode != "simulated":
-            raise ValueError(f"review.rounds > 1 works with review.mode: simulated only for now (not {self.mode!r})")
+        if self.rounds > 1 and self.mode == "none":
+            raise ValueError("review.rounds > 1 sends texts to people each round: use review.mode simulated or human, not none")
         return self
     timeout_hours: float = Field(72, gt=0, description="human review: how long the flow waits before giving up")
 

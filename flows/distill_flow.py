@@ -6,6 +6,7 @@ export -> (pruning sweep, when `sweep.enabled`) -> report. Orchestration only: e
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import time
@@ -252,10 +253,11 @@ def wait_for_humans(config: RunConfig, project_id: int) -> None:
     _log(f"waiting for review in Label Studio: {project_url(config, project_id)}; then run: distill resume {config.name} "
          f"(or now: distill resume {config.name} --when-reviewed all, to resume by webhook once every task is reviewed)")
     timeout = int(config.review.timeout_hours * 3600)
+    key = f"human-review-{hashlib.sha1(str(config.run_dir).encode()).hexdigest()[:12]}"  # one pause per run folder (each active-learning round has its own)
     if current_deployment.id:
-        suspend_flow_run(wait_for_input=ReviewDone, timeout=timeout, key="human-review")
+        suspend_flow_run(wait_for_input=ReviewDone, timeout=timeout, key=key)
     else:
-        pause_flow_run(wait_for_input=ReviewDone, timeout=timeout, key="human-review")
+        pause_flow_run(wait_for_input=ReviewDone, timeout=timeout, key=key)
 
 
 def review_stage(config: RunConfig, truth_file: Path | None, selected: list[str] | None = None) -> dict[str, Any]:

@@ -87,7 +87,8 @@ def resume_run(run_dir: Path, note: str = "", when_reviewed: str | None = None, 
     """Resume the run's flow run paused for review (first waiting for `when_reviewed`, if given); returns its id."""
     from prefect.flow_runs import resume_flow_run
 
-    record = RunLayout(run_dir).flow_run
+    waiting_dir = waiting_folder(run_dir)
+    record = RunLayout(waiting_dir).flow_run
     if not record.exists():
         raise DistillError(f"{record}: no flow run of {run_dir.name} is waiting for review")
     waiting = json.loads(record.read_text())
@@ -95,12 +96,20 @@ def resume_run(run_dir: Path, note: str = "", when_reviewed: str | None = None, 
         progress = _wait_for_review(run_dir, waiting["project_id"], when_reviewed, listen, public_url)
         note = note or f"{progress.reviewed} of {progress.total} tasks reviewed"
     flow_run_id = waiting["flow_run_id"]
-    RunLayout(run_dir).review_resumed.write_text(json.dumps({"flow_run_id": flow_run_id, "note": note}))
+    RunLayout(waiting_dir).review_resumed.write_text(json.dumps({"flow_run_id": flow_run_id, "note": note}))
     try:
         resume_flow_run(flow_run_id, run_input={"note": note})
     except Exception as err:  # noqa: BLE001 - Prefect raises several kinds; all mean the same to the user
         raise DistillError(f"could not resume flow run {flow_run_id}: {err}") from None
     return flow_run_id
+
+
+def waiting_folder(run_dir: Path) -> Path:
+    """The folder whose review the run waits for: its last active-learning round
+    (`RUN/rounds/<r>/NAME/`) that paused and was not resumed yet, else the run folder itself."""
+    rounds = RunLayout(run_dir).rounds
+    folders = sorted((p for p in rounds.glob(f"*/{run_dir.name}") if p.parent.name.isdigit()), key=lambda p: int(p.parent.name)) if rounds.is_dir() else []
+    return next((f for f in reversed(folders) if RunLayout(f).flow_run.exists() and not RunLayout(f).review_resumed.exists()), run_dir)
 
 
 def _wait_for_review(run_dir: Path, project_id: int, when_reviewed: str, listen: str, public_url: str | None):

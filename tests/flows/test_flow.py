@@ -316,6 +316,38 @@ def test_human_review_pauses_and_resumes(prefect, ls_env, tiny_bert, tmp_path):
     assert verified and {e.review.annotator for e in verified} == {"reviewer@example.org"}
 
 
+def test_human_review_rounds_pause_for_people_each_round(prefect, ls_env, tiny_bert, tmp_path):
+    """review.rounds with people: each round's push waits; `distill resume NAME` resumes the round
+    that waits (RUN/rounds/2/NAME/), and round 2 trains on what the people reviewed in it."""
+    from distill_ner.annotators.simulate import simulate_review
+    from distill_ner.flows.distill_flow import distill
+    from distill_ner.flows.run_cli import resume_run
+
+    spec = tiny_spec(tmp_path, "flow-human-rounds")
+    args = overrides(tmp_path, spec, tiny_bert, "hrounds", "review.mode=human", "llm.n=16", "llm.k_samples=3", "review.budget=0.5", "review.rounds=2")
+    run_dir, round_dir = tmp_path / "hrounds", tmp_path / "hrounds" / "rounds" / "2" / "hrounds"
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(report=distill(str(REPO / "flows/configs/demo.yaml"), args)), daemon=True)
+    thread.start()
+    ls = client(ls_env.connection)
+    for folder in (run_dir, round_dir):  # round 1, then round 2
+        record = folder / "flow_run.json"
+        deadline = time.monotonic() + 400
+        while not record.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert record.exists(), f"the flow should wait for review in {folder}"
+        time.sleep(2)  # the record is written just before the pause
+        assert thread.is_alive() and not (folder / "verified.jsonl").exists()
+        simulate_review(ls, json.loads(record.read_text())["project_id"], {}, annotators=["reviewer@example.org"])
+        assert resume_run(run_dir) == json.loads(record.read_text())["flow_run_id"]  # the run's name finds the round that waits
+        assert (folder / "review_resumed.json").exists()
+    thread.join(timeout=600)
+    assert not thread.is_alive() and Path(outcome["report"]).exists()
+    first, both = read_jsonl(run_dir / "verified.jsonl"), read_jsonl(round_dir / "verified.jsonl")
+    assert len(both) > len(first) and {e.review.annotator for e in both} == {"reviewer@example.org"}
+    assert "## Active-learning rounds" in Path(outcome["report"]).read_text()
+
+
 def test_generation_fans_out_the_same_on_dask(prefect, mock_llm_server, tmp_path):
     from distill_ner.flows.config import load_run_config
     from distill_ner.flows.distill_flow import generate_stage
