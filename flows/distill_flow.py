@@ -428,7 +428,7 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
             results["models"], ["model", "layers", "kd", "f1", "f1_low", "f1_high", "overlap_f1", "precision", "recall", "token_macro_f1", "false_alarms", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
         ) + f"\n`f1` is strict span F1; `f1_low`-`f1_high` is its 95% bootstrap interval over the {results['models'][-1].get('n_test') or ''} test texts:"
         " two models whose intervals overlap are not told apart by this test split. `false_alarms` is the share of test texts"
-        " with no entity in which the model finds one.\n" + versus_llm_lines(results["models"], results["reviewed_texts"]) +
+        " with no entity in which the model finds one.\n" + versus_llm_lines(results["models"], results["reviewed_texts"] if config.review.mode != "none" else 0) +
         "\nStrict span F1 per label, the LLM's own pre-annotations in the last row:\n\n" + markdown_table(per_label_rows(results["models"])),
         **({"Active-learning rounds": markdown_table(results["rounds"]) + "\nEach round after the first sends `review.budget` more texts, those the last "
             "student was least sure of; teacher and student are scored on the first round's test split; the models above are the last round's "
