@@ -121,9 +121,8 @@ def corpus_world(corpus: str, pool_size: int, n_dev: int, n_test: int, seed: int
     """A corpus' training sentences annotated by the replay mock (k samples); its dev and test files as gold."""
     spec = load_spec(corpus)
     rng = random.Random(seed)
-    subset = rng.sample(read_conll(data_dir / corpus / "train.conll"), pool_size)
-    dev = rng.sample(read_conll(data_dir / corpus / "dev.conll"), n_dev)
-    test = rng.sample(read_conll(data_dir / corpus / "test.conll"), n_test)
+    train, dev, test = (read_conll(data_dir / corpus / f"{name}.conll") for name in ("train", "dev", "test"))
+    subset, dev, test = rng.sample(train, min(pool_size, len(train))), rng.sample(dev, min(n_dev, len(dev))), rng.sample(test, min(n_test, len(test)))
     seen = {e.text for e in subset}
     dev, test = [e for e in dev if e.text not in seen], [e for e in test if e.text not in seen]
     generated, records = annotate_with_replay(spec, subset, out / "annotate", seed, k_samples=K_SAMPLES)
@@ -189,6 +188,13 @@ def run_world(world: World, shares: list[float], strategies: list[str], out: Pat
             model_dir = point("rounds", share, chosen)
 
 
+def f1_at(points: list[dict], world: str, strategy: str, share: float, shares: list[float]) -> list[float]:
+    """The strict span F1s (x100, one per seed) of a strategy at a share: the ends (0% and 100%)
+    are the same for every strategy, and round 1 of `rounds` is the triage at the smallest share."""
+    name = "all" if share in (0.0, 1.0) else "triage" if strategy == "rounds" and share == min(s for s in shares if 0 < s < 1) else strategy
+    return [p["f1"] * 100 for p in points if (p["world"], p["strategy"], p["share"]) == (world, name, share)]
+
+
 def curve_rows(points: list[dict], worlds: list[str], shares: list[float], strategies: list[str]) -> list[dict]:
     """One row per world and strategy: mean ± std strict span F1 (x100) at each share."""
     rows = []
@@ -196,10 +202,7 @@ def curve_rows(points: list[dict], worlds: list[str], shares: list[float], strat
         for strategy in strategies:
             row: dict[str, Any] = {"world": world, "choice": strategy}
             for share in shares:
-                name = strategy if 0 < share < 1 else "all"
-                if strategy == "rounds" and share == min(s for s in shares if 0 < s < 1):
-                    name = "triage"  # round 1
-                f1 = [p["f1"] * 100 for p in points if (p["world"], p["strategy"], p["share"]) == (world, name, share)]
+                f1 = f1_at(points, world, strategy, share, shares)
                 row[f"{share:.0%}"] = "" if not f1 else f"{statistics.mean(f1):.1f}" + (f" ± {statistics.stdev(f1):.1f}" if len(f1) > 1 else "")
             rows.append(row)
     return rows
@@ -213,17 +216,10 @@ def plot(points: list[dict], llm: dict[str, float], worlds: list[str], shares: l
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(worlds), figsize=(4.2 * len(worlds), 3.4), squeeze=False)
-    first_inner = min(s for s in shares if 0 < s < 1)
     for ax, world in zip(axes[0], worlds, strict=True):
         for strategy in strategies:
-            xs, ys = [], []
-            for share in shares:
-                name = "all" if share in (0.0, 1.0) else ("triage" if strategy == "rounds" and share == first_inner else strategy)
-                f1 = [p["f1"] * 100 for p in points if (p["world"], p["strategy"], p["share"]) == (world, name, share)]
-                if f1:
-                    xs.append(share * 100)
-                    ys.append(statistics.mean(f1))
-            ax.plot(xs, ys, marker="o", label=strategy)
+            curve = [(share * 100, statistics.mean(f1)) for share in shares if (f1 := f1_at(points, world, strategy, share, shares))]
+            ax.plot([x for x, _ in curve], [y for _, y in curve], marker="o", label=strategy)
         if world in llm:
             ax.axhline(llm[world], linestyle="--", color="grey", label="LLM")
         ax.set_title(world)
