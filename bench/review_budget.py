@@ -26,7 +26,8 @@ set: the corpus' test file (a seeded `--max-test` subset), or for the mock world
 labels exactly (reviewed with accuracy 1). Dev (early stopping) is gold too and not counted in the
 budget: the corpus' dev file, or mock texts apart from the pool. The LLM's own annotation of the
 test texts is the reference line. Each point is saved when done (OUT/WORLD-sSEED/points.json), so a
-rerun goes on where a killed one stopped, and processes may share OUT if they run different worlds. Results: OUT/review_budget.md, .json and .png.
+rerun goes on where a killed one stopped, and processes may share OUT if they run different
+worlds. Results: OUT/review_budget.md, .json and .png.
 """
 
 from __future__ import annotations
