@@ -37,6 +37,7 @@ import os
 import random
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -72,12 +73,18 @@ K_SAMPLES = 3
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
+@dataclass
 class World:
     """One world at one seed: the LLM-labelled pool, what a reviewer makes of each pool text
     (None: rejected), gold dev and test, and the LLM's own labels of the test texts."""
 
-    def __init__(self, name: str, spec: Any, pool: list[Example], reviewed: dict[str, Example | None], dev: list[Example], test: list[Example], llm_test: list[list]) -> None:
-        self.name, self.spec, self.pool, self.reviewed, self.dev, self.test, self.llm_test = name, spec, pool, reviewed, dev, test, llm_test
+    name: str
+    spec: Any
+    pool: list[Example]
+    reviewed: dict[str, Example | None]
+    dev: list[Example]
+    test: list[Example]
+    llm_test: list[list]
 
     def training_set(self, chosen: set[str]) -> list[Example]:
         """The reviewed version of the chosen texts (rejected ones left out), the LLM's of the rest."""
