@@ -41,7 +41,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from html import unescape
@@ -297,15 +297,18 @@ def check_labels(example: Example, spec: TaskSpec) -> None:
             raise DistillError(f"example {example.id}: relation label {r.label!r} is not in spec {spec.name!r}")
 
 
-def example_to_task(example: Example, spec: TaskSpec, run: str | None = None) -> dict[str, Any]:
-    """A Label Studio task: the text, the example id (for idempotency) and the LLM's prediction."""
+def example_to_task(example: Example, spec: TaskSpec, run: str | None = None, blind: bool = False) -> dict[str, Any]:
+    """A Label Studio task: the text, the example id (for idempotency) and the LLM's prediction;
+    `blind`: no prediction, no confidence (people label the text from scratch: a blind test text)."""
     check_labels(example, spec)
-    confidence = example_confidence(example)
+    confidence = None if blind else example_confidence(example)
     data = {"text": example.text, "example_id": example.id, "llm": example.source.model, "confidence": confidence, "origin": example.source.origin}
     if example.source.document is not None:  # your text: where it is in your file (a column to filter and sort on)
         data |= {"document": example.source.document, "offset": example.source.offset}
     if run:
         data["run"] = run
+    if blind:
+        return {"data": {**data, "blind": True}}
     prediction: dict[str, Any] = {"model_version": example.source.model or "llm", "result": to_result(example)}
     if confidence is not None:
         prediction["score"] = confidence
@@ -432,10 +435,12 @@ def triage(examples: Iterable[Example], budget: float | None) -> tuple[list[Exam
 def push(
     ls: LabelStudio, project_id: int, examples: Iterable[Example], spec: TaskSpec, run: str | None = None,
     batch_size: int = 500, retry_seconds: float = RETRY_SECONDS, on_batch: Callable[[int, int], None] | None = None,
+    blind: Collection[str] = (),
 ) -> PushResult:
-    """Import examples as tasks with the LLM's annotation as predictions, in batches, idempotently."""
+    """Import examples as tasks with the LLM's annotation as predictions, in batches, idempotently;
+    the examples whose ids are in `blind` go without it, to be labelled from scratch."""
     examples = order_for_review(examples)
-    tasks = [example_to_task(e, spec, run) for e in examples]  # checks every label before any upload
+    tasks = [example_to_task(e, spec, run, blind=e.id in blind) for e in examples]  # checks every label before any upload
     seen = set(existing_example_ids(ls, project_id))
     todo = []
     for task in tasks:
@@ -491,6 +496,7 @@ class PullResult:
         return {
             "accepted": c["accepted"], "corrected": c["corrected"], "rejected": c["rejected"], "pending": len(self.pending),
             "not_pushed": len(self.not_pushed), "relations_flipped": self.relations_flipped,
+            **({"blind": sum(e.review.blind for e in self.verified)} if any(e.review.blind for e in self.verified) else {}),
         }
 
 
@@ -580,14 +586,14 @@ def review_diff(llm: Example, entities: list[Entity], relations: list[Relation])
     )
 
 
-def verified_example(llm: Example, decision: Judgement, task_id: int) -> Example:
-    """The human-verified version of an LLM example."""
+def verified_example(llm: Example, decision: Judgement, task_id: int, blind: bool = False) -> Example:
+    """The human-verified version of an LLM example (`blind`: labelled without the LLM's answer)."""
     if decision.rejected:
-        review = Review(status="rejected", annotator=decision.annotator, time=decision.time, task_id=task_id, diff=ReviewDiff(reason=decision.rejected))
+        review = Review(status="rejected", annotator=decision.annotator, time=decision.time, task_id=task_id, diff=ReviewDiff(reason=decision.rejected), blind=blind)
         return llm.model_copy(update={"review": review})
     diff = review_diff(llm, decision.entities, decision.relations)
     status = "corrected" if diff.changed else "accepted"
-    review = Review(status=status, annotator=decision.annotator, time=decision.time, task_id=task_id, diff=diff if status == "corrected" else None)
+    review = Review(status=status, annotator=decision.annotator, time=decision.time, task_id=task_id, diff=diff if status == "corrected" else None, blind=blind)
     try:
         return Example(id=llm.id, text=llm.text, entities=decision.entities, relations=decision.relations, source=llm.source, review=review, words=llm.words)
     except ValidationError as err:
@@ -628,7 +634,7 @@ def pull(ls: LabelStudio, project_id: int, spec: TaskSpec, examples: Iterable[Ex
         if run is not None and task["data"].get("run") != run:
             others[task["data"].get("run") or "unknown"] += 1
         per_task[task["id"]] = judged
-        result.verified.append(verified_example(example, resolve(judged), task["id"]))
+        result.verified.append(verified_example(example, resolve(judged), task["id"], blind=bool(task["data"].get("blind"))))
     result.not_pushed = [e for e in by_id.values() if e.id not in seen]
     result.agreement = agreement(per_task)
     if others:

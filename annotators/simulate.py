@@ -10,7 +10,8 @@ or article, list items apart, full names, right labels and relations; `annotator
 except for the convention drift of a real reviewer: with probability `convention_drift` per
 entity it leaves an LLM span that differs only by convention, or draws the boundary its own way
 (`annotators.truth.review_example`, the same decision the bench makes). It accepts texts it has
-no truth for.
+no truth for. A blind task (`data.blind`: a test text sent without the LLM's answer) it labels
+from scratch, every boundary its own way, and a hurried reviewer does not check the text's facts.
 
 Several annotators are real Label Studio users (`<name>@distill.local`, created on first use in
 the admin's organization). The community edition gives API tokens only to users who log in, so
@@ -64,7 +65,7 @@ def load_truth(path: str | Path) -> dict[str, TruthRecord]:
 class SimulateResult:
     annotations: int = 0
     tasks: int = 0
-    decisions: Counter = field(default_factory=Counter)  # corrected / accepted / rejected / no_truth
+    decisions: Counter = field(default_factory=Counter)  # corrected / accepted / rejected / labelled (blind) / no_truth
     per_annotator: Counter = field(default_factory=Counter)
 
 
@@ -88,13 +89,16 @@ def _get(obj: Any, key: str) -> Any:
 
 def _decide(
     text: str, prediction: list[dict], truth: dict[str, TruthRecord], accuracy: float, rng: random.Random,
-    annotator: str = "annotator-1", convention_drift: float = 0.0,
+    annotator: str = "annotator-1", convention_drift: float = 0.0, blind: bool = False,
 ) -> tuple[str, list[dict]]:
-    """(decision, annotation result) of one simulated reviewer on one task (`review_example`)."""
+    """(decision, annotation result) of one simulated reviewer on one task (`review_example`;
+    `blind`: a task without the LLM's prediction, labelled from scratch)."""
     record = truth.get(text)
     if record is None:
         return "no_truth", prediction
-    decision, example = review_example(record, _predicted(text, prediction), annotator, accuracy, convention_drift, rng)
+    decision, example = review_example(record, _predicted(text, prediction), annotator, accuracy, convention_drift, rng, blind=blind)
+    if blind and example is not None:
+        return "labelled", to_result(example)
     if decision == "missed":
         return "accepted", prediction  # a miss: the prediction goes through unchanged
     if decision == "rejected":
@@ -166,7 +170,8 @@ def simulate_review(
         todo = [a for a in rotation if a not in done_by][: per_task - submitted]
         for name in todo:
             digest = hashlib.sha1(f"{seed}\x00{name}\x00{text}".encode()).digest()
-            decision, annotation = _decide(text, prediction, truth, accuracy, random.Random(digest), name, convention_drift)
+            blind = bool((task.data or {}).get("blind"))
+            decision, annotation = _decide(text, prediction, truth, accuracy, random.Random(digest), name, convention_drift, blind)
             if seconds_per_task:
                 time.sleep(seconds_per_task)
             create(

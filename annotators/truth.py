@@ -224,12 +224,22 @@ def drifted_example(truth: Example, llm: Example | None, annotator: str, convent
 
 def review_example(
     record: TruthRecord, llm: Example | None, annotator: str, accuracy: float, convention_drift: float, rng: random.Random,
+    blind: bool = False,
 ) -> tuple[str, Example | None]:
     """What a simulated reviewer does with one LLM example whose truth is `record`: `("missed",
     llm)` with probability 1 - `accuracy` (the answer goes through as it is), `("rejected", None)`
     for a text the truth marks factually wrong or unusable, else `("reviewed", example)` with the
     truth as `drifted_example` lets this reviewer draw it. The one place the simulated annotator
-    and the bench decide this."""
+    and the bench decide this.
+
+    `blind` (a text sent without the LLM's answer, `llm` is None): there is nothing to wave
+    through, so every entity is drawn the reviewer's way; a hurried reviewer (1 - `accuracy`)
+    labels the text without checking its facts (`("labelled", example)` for a wrong text)."""
+    if blind:
+        hurried = rng.random() >= accuracy
+        if record.rejected and not hurried:
+            return "rejected", None
+        return ("labelled" if hurried and record.rejected else "reviewed"), drifted_example(record.example, None, annotator, convention_drift, rng)
     if rng.random() >= accuracy:
         return "missed", llm
     if record.rejected:

@@ -113,6 +113,14 @@ class Review(BaseModel):
     time: datetime | None = None
     diff: ReviewDiff | None = None  # LLM vs human: added/removed entities and relations (a dict validates into it)
     task_id: int | None = None  # Label Studio task
+    blind: bool = False  # labelled from scratch, without the LLM's pre-annotation (a blind test text: `split.blind_test`)
+
+    @model_serializer(mode="wrap")
+    def _without_default_blind(self, handler: SerializerFunctionWrapHandler) -> dict:
+        out = handler(self)
+        if not out.get("blind", True):  # the usual case: files and hashes stay as they were
+            del out["blind"]
+        return out
 
 
 class Example(BaseModel):

@@ -13,7 +13,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -99,37 +99,50 @@ def check_writable(path: str | Path, folder: bool = False) -> Path:
 
 
 # --- splits and HF datasets ----------------------------------------------------------------
-def split_examples(examples: list[Example], dev: float = 0.1, test: float = 0.1, seed: int = 0, gold_from: str | None = None) -> dict[str, list[Example]]:
+def split_examples(
+    examples: list[Example], dev: float = 0.1, test: float = 0.1, seed: int = 0, gold_from: str | None = None,
+    test_texts: Collection[str] | None = None,
+) -> dict[str, list[Example]]:
     """Seeded train/dev/test split; examples with the same text always land in the same split.
 
     A fraction of 0 leaves that split empty on purpose; a split asked for gets at least one
     text, and one that cannot (too few texts) is an error, never an empty split by accident.
     `gold_from` (e.g. "corpus"): dev and test texts are drawn only from examples of that
     `source.origin` (their sizes are still the fractions of all texts); the rest is train.
+    `test_texts`: the test split is exactly the examples with these texts (a blind test split,
+    chosen before review: `blind_test_ids`), and `test` is not used; dev is drawn from the rest.
     """
     if not examples:
         raise DistillError("cannot split an empty set of examples")
     if dev < 0 or test < 0 or dev + test >= 1:
         raise DistillError(f"dev ({dev}) and test ({test}) fractions must be >= 0 and sum to less than 1")
     texts = sorted({e.text for e in examples})
-    needed = 1 + (dev > 0) + (test > 0)
+    fixed = None if test_texts is None else set(test_texts)
+    needed = 1 + (dev > 0) + (test > 0 or fixed is not None)
     if len(texts) < needed:
         raise DistillError(
             f"{len(texts)} distinct text(s) cannot fill {needed} splits (train{', dev' if dev else ''}{', test' if test else ''}): "
             "add examples, or set a fraction to 0 to leave that split empty"
         )
     random.Random(seed).shuffle(texts)
-    n_test, n_dev = round(len(texts) * test), round(len(texts) * dev)
+    if fixed is not None:
+        chosen = [t for t in texts if t in fixed]
+        if not chosen:
+            raise DistillError("no blind test text is among the reviewed examples (all rejected, or not reviewed yet): nothing to test on")
+        texts = chosen + [t for t in texts if t not in fixed]  # the blind texts first: they are the test split
+    n_test, n_dev = (len(chosen), round(len(texts) * dev)) if fixed is not None else (round(len(texts) * test), round(len(texts) * dev))
     n_test, n_dev = max(n_test, 1 if test else 0), max(n_dev, 1 if dev else 0)  # every split asked for is non-empty
     while n_test + n_dev >= len(texts):  # and train keeps at least one text
-        if n_dev >= n_test and n_dev > 1:
+        if (n_dev >= n_test or fixed is not None) and n_dev > 1:
             n_dev -= 1
-        else:
+        elif fixed is None:
             n_test -= 1
+        else:
+            raise DistillError(f"{len(chosen)} blind test texts of {len(texts)} leave no text for dev and train: generate more, or lower split.test")
     gold = texts
     if gold_from is not None:
         eligible = {e.text for e in examples if e.source.origin == gold_from}
-        gold = [t for t in texts if t in eligible]
+        gold = [t for t in texts if t in eligible or (fixed is not None and t in fixed)]
         if len(gold) < n_test + n_dev:
             raise DistillError(
                 f"dev and test need {n_test + n_dev} texts of origin {gold_from!r} (split.gold_from), and there are {len(gold)}: "
@@ -141,6 +154,13 @@ def split_examples(examples: list[Example], dev: float = 0.1, test: float = 0.1,
     for e in examples:
         out[split_of.get(e.text, "train")].append(e)
     return out
+
+
+def blind_test_ids(examples: list[Example], test: float, seed: int = 0, gold_from: str | None = None) -> set[str]:
+    """The ids of the examples a blind test split takes, chosen before review so that people label
+    them without seeing the LLM's answer (`split.blind_test`); `split_examples(test_texts=...)`
+    makes them the test split once they are reviewed."""
+    return {e.id for e in split_examples(examples, dev=0.0, test=test, seed=seed, gold_from=gold_from)["test"]}
 
 
 def _features():

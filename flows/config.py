@@ -93,6 +93,12 @@ class SplitSection(_Section):
     test: float = Field(0.15, gt=0, lt=1, description="the gold test split the models are scored on")
     seed: int = 0
     gold_from: Literal["any", "corpus"] = Field("any", description="corpus: dev and test texts come only from the user's texts (the student will meet real text)")
+    blind_test: bool = Field(
+        False,
+        description="the test texts (`test` of the generated ones) are chosen before review and sent to Label Studio without the LLM's "
+        "pre-annotation, so people label them from scratch: the test gold is not anchored to the LLM, and 'student minus LLM' is fair; "
+        "outside `review.budget`; no effect with review.mode none",
+    )
 
 
 class PruneSection(PruneSettings):

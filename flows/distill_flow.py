@@ -181,9 +181,11 @@ def project_url(config: RunConfig, project_id: int) -> str:
 @task(name="push-for-review", **SERVER_RETRIES)
 def push_task(config_json: dict[str, Any], selected: list[str] | None = None) -> dict[str, Any]:
     """Push the run's examples into its own project (`distill <spec> <run>`), creating it if needed;
-    with `review.budget`, only the least confident ones (`annotators.label_studio.triage`); in an
-    active-learning round, the `selected` example ids."""
+    with `split.blind_test`, the test texts without the LLM's answer; with `review.budget`, only
+    the least confident of the others (`annotators.label_studio.triage`); in an active-learning
+    round, the `selected` example ids."""
     from distill_ner.annotators.label_studio import ensure_project, project_title, push, read_run, triage
+    from distill_ner.data.formats import blind_test_ids
     from distill_ner.data.spec import load_spec
 
     config = RunConfig.model_validate(config_json)
@@ -191,15 +193,20 @@ def push_task(config_json: dict[str, Any], selected: list[str] | None = None) ->
     ls = label_studio(config)
     project = ensure_project(ls, spec, project_title(spec, config.name))
     examples = read_run(config.run_dir)
+    blind: set[str] = set()
     if selected is not None:
         chosen = set(selected)
         sent, held_back = [e for e in examples if e.id in chosen], []
     else:
-        sent, held_back = triage(examples, config.review.budget)
+        if config.split.blind_test:
+            s = config.split
+            blind = blind_test_ids(examples, s.test, s.seed, gold_from=None if s.gold_from == "any" else s.gold_from)
+        sent, held_back = triage([e for e in examples if e.id not in blind], config.review.budget)
+        sent = [e for e in examples if e.id in blind] + sent
     if held_back and not config.distill.transfer:
         _log(f"review budget: {len(held_back)} examples are not sent to review and, with distill.transfer off, not used")
-    result = push(ls, project, sent, spec, run=config.name)
-    return {"project_id": project, "created": result.created, "skipped": result.skipped, "held_back": len(held_back)}
+    result = push(ls, project, sent, spec, run=config.name, blind=blind)
+    return {"project_id": project, "created": result.created, "skipped": result.skipped, "held_back": len(held_back), "blind": len(blind)}
 
 
 @task(name="simulated-review", **SERVER_RETRIES)
@@ -271,7 +278,8 @@ def review_stage(config: RunConfig, truth_file: Path | None, selected: list[str]
         write_jsonl(config.layout.verified, examples)
         return {"accepted": len(examples), "mode": "none"}
     generated = [spec_path(config.spec), config.layout.generated]
-    pushed = run_stage(config.run_dir, "push", [_dump(config.review), selected], lambda: push_task(_dump(config), selected), log=_log, reads=generated)
+    settings = [_dump(config.review), selected, *([blind_settings(config)] if config.split.blind_test else [])]
+    pushed = run_stage(config.run_dir, "push", settings, lambda: push_task(_dump(config), selected), log=_log, reads=generated)
     project_id = pushed["project_id"]
     if config.review.mode == "simulated":
         run_stage(config.run_dir, "simulate", _dump(config.review), lambda: simulate_task(_dump(config), project_id, str(truth_file) if truth_file else None), log=_log, reads=generated)
@@ -282,11 +290,18 @@ def review_stage(config: RunConfig, truth_file: Path | None, selected: list[str]
     return {**counts, "project_id": project_id}
 
 
+def blind_settings(config: RunConfig) -> dict[str, Any] | None:
+    """The split settings that choose a blind test split (part of the review's stage key), None without one."""
+    s = config.split
+    return {"blind_test": True, "test": s.test, "seed": s.seed, "gold_from": s.gold_from} if s.blind_test else None
+
+
 # --- data and training ------------------------------------------------------------------------
 @task(name="split")
 def split_task(config_json: dict[str, Any], gold_splits: str | None = None) -> dict[str, Any]:
-    """Seeded train/dev/test split of the verified examples; in an active-learning round, the dev
-    and test splits of the first round (`gold_splits`) stay as they are and the rest is train."""
+    """Seeded train/dev/test split of the verified examples (with `split.blind_test`, the test split
+    is the texts people labelled blind); in an active-learning round, the dev and test splits of
+    the first round (`gold_splits`) stay as they are and the rest is train."""
     from distill_ner.data.dedup import drop_texts_of
     from distill_ner.data.example import usable
     from distill_ner.data.formats import load_splits, read_jsonl, save_splits, split_examples
@@ -298,7 +313,8 @@ def split_task(config_json: dict[str, Any], gold_splits: str | None = None) -> d
         first = load_splits(gold_splits)
         splits = {"train": drop_texts_of(verified, [*first["dev"], *first["test"]])[0], "dev": first["dev"], "test": first["test"]}
     else:
-        splits = split_examples(verified, dev=s.dev, test=s.test, seed=s.seed, gold_from=None if s.gold_from == "any" else s.gold_from)
+        blind = {e.text for e in verified if e.review.blind} if s.blind_test and config.review.mode != "none" else None
+        splits = split_examples(verified, dev=s.dev, test=s.test, seed=s.seed, gold_from=None if s.gold_from == "any" else s.gold_from, test_texts=blind)
     save_splits(splits, config.layout.verified_splits)
     counts: dict[str, Any] = {name: len(items) for name, items in splits.items()}
     if config.source != "generate":  # how many of each split are the LLM's texts and how many yours
@@ -428,7 +444,7 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
             results["models"], ["model", "layers", "kd", "f1", "f1_low", "f1_high", "overlap_f1", "precision", "recall", "token_macro_f1", "false_alarms", "relation_f1", "parameters", "train_seconds", "sentences_per_second"]
         ) + f"\n`f1` is strict span F1; `f1_low`-`f1_high` is its 95% bootstrap interval over the {results['models'][-1].get('n_test') or ''} test texts:"
         " two models whose intervals overlap are not told apart by this test split. `false_alarms` is the share of test texts"
-        " with no entity in which the model finds one.\n" + versus_llm_lines(results["models"], results["reviewed_texts"] if config.review.mode != "none" else 0) +
+        " with no entity in which the model finds one.\n" + versus_llm_lines(results["models"], results["reviewed_texts"] if config.review.mode != "none" else 0, results.get("blind_texts", 0)) +
         "\nStrict span F1 per label, the LLM's own pre-annotations in the last row:\n\n" + markdown_table(per_label_rows(results["models"])),
         **({"Active-learning rounds": markdown_table(results["rounds"]) + "\nEach round after the first sends `review.budget` more texts, those the last "
             "student was least sure of; teacher and student are scored on the first round's test split; the models above are the last round's "
@@ -444,9 +460,10 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
     return str(path)
 
 
-def versus_llm_lines(models: list[dict[str, Any]], reviewed_texts: int) -> str:
+def versus_llm_lines(models: list[dict[str, Any]], reviewed_texts: int, blind_texts: int = 0) -> str:
     """Each model against the LLM's own annotations of the same test texts, with the paired
-    interval of the difference, and how many texts humans reviewed to get there."""
+    interval of the difference, how many texts humans reviewed to get there, and whether the test
+    gold was labelled blind (`split.blind_test`) or by correcting the LLM (which favours the LLM)."""
     lines = []
     for m in models:
         if "vs_llm" in m:
@@ -454,7 +471,13 @@ def versus_llm_lines(models: list[dict[str, Any]], reviewed_texts: int) -> str:
             verdict = "above the LLM" if d["low"] > 0 else "below the LLM" if d["high"] < 0 else "not told apart from the LLM by this test split"
             lines.append(f"- {m['model']} minus LLM: {d['difference']:+.3f} strict span F1, 95% paired bootstrap interval "
                          f"{d['low']:+.3f} to {d['high']:+.3f}: {verdict}")
-    return ("\n" + "\n".join(lines) + f"\n\nHumans reviewed {reviewed_texts} texts to get there.\n") if lines else ""
+    if not lines:
+        return ""
+    gold = ("No human reviewed the test texts: their gold is the LLM's own labels." if not reviewed_texts else
+            f"{blind_texts} of them were test texts labelled blind, without the LLM's answer (`split.blind_test`), so the test gold is not "
+            "anchored to the LLM." if blind_texts else "The test gold was made by correcting the LLM's answers: an LLM error a reviewer missed "
+            "counts as right, which favours the LLM (`split.blind_test` avoids it).")
+    return "\n" + "\n".join(lines) + f"\n\nHumans reviewed {reviewed_texts} texts to get there. {gold}\n"
 
 
 def training_markdown(models_dir: Path) -> str:
@@ -634,6 +657,8 @@ def run_loop(cfg: RunConfig) -> str:
     stage = stages_of(run_dir)
     unlabeled = cfg.unlabeled_config()
     review_key = {k: v for k, v in _dump(cfg.review).items() if k != "rounds"}  # more rounds do not redo the first
+    if cfg.split.blind_test:
+        review_key["blind"] = blind_settings(cfg)
     with llm_endpoint(cfg) as (base_url, truth):
         generated = sources_stage(cfg, base_url, stage)
         reviewed = stage("review", review_key, lambda: review_stage(cfg, truth), [spec, layout.generated], [layout.verified])
@@ -652,7 +677,8 @@ def run_loop(cfg: RunConfig) -> str:
         student_settings = [_dump(cfg.teacher), _dump(cfg.student), _dump(cfg.distill)]
         sweep = stage("sweep", [_dump(cfg.sweep), *student_settings], lambda: sweep_task(_dump(cfg), teacher), [layout.verified_splits, *model_files(layout.teacher)], [layout.sweep])
     results = {"data": {"generated": generated, "review": reviewed, "split": trained["split"], "prune": trained["prune"]}, "models": trained["models"],
-               "pipeline": pipeline, "sweep": sweep, "rounds": rounds if len(rounds) > 1 else None, "reviewed_texts": rounds[-1]["texts reviewed"]}
+               "pipeline": pipeline, "sweep": sweep, "rounds": rounds if len(rounds) > 1 else None, "reviewed_texts": rounds[-1]["texts reviewed"],
+               "blind_texts": reviewed.get("blind", 0)}
     report = report_task(_dump(cfg), results)
     _log(f"report: {report}; spaCy pipeline: {pipeline}")
     return report

@@ -46,6 +46,25 @@ def test_accuracy_controls_how_many_errors_are_fixed(label_studio, species_spec)
     assert len(result.pending) == 10 and {e.review.annotator for e in result.verified} == {"x@distill.local", "y@distill.local", "z@distill.local"}
 
 
+@pytest.mark.slow
+def test_blind_tasks_go_without_the_llms_answer_and_are_labelled_from_scratch(label_studio, species_spec):
+    ls = client(label_studio.connection)
+    truth, llm = _examples(20)
+    records = {t.text: TruthRecord(example=t) for t in truth}
+    blind = {e.id for e in llm[:10]}
+    project = ensure_project(ls, species_spec, "sim blind")
+    push(ls, project, llm, species_spec, blind=blind)
+    tasks = list(ls.tasks.list(project=project, fields="all"))
+    assert sorted(t.data["example_id"] for t in tasks if not t.predictions) == sorted(blind)  # nothing to anchor on
+    assert all(bool(t.data.get("blind")) == (t.data["example_id"] in blind) for t in tasks)
+    done = simulate_review(ls, project, records, accuracy=0.5, seed=1)
+    assert done.decisions["labelled"] == 10 and done.decisions["accepted"] >= 2  # a hurried reviewer waves an LLM answer through
+    verified = {e.id: e for e in pull(ls, project, species_spec, llm).verified}
+    assert {i for i, e in verified.items() if e.review.blind} == blind
+    by_text = {t.text: t for t in truth}
+    assert all(verified[i].entities == by_text[verified[i].text].entities for i in blind)  # the pond the LLM missed is labelled every time
+
+
 def test_truth_file_and_bad_settings(tmp_path, species_examples):
     line = {**json.loads(species_examples[0].model_dump_json()), "errors": ["unusable"]}
     (tmp_path / "truth.jsonl").write_text(json.dumps(line) + "\n")

@@ -11,6 +11,7 @@ from distill_ner.data.formats import (
     read_examples,
     read_jsonl,
     save_splits,
+    blind_test_ids,
     split_examples,
     to_docbin,
     write_conll,
@@ -60,6 +61,19 @@ def test_split_is_seeded_disjoint_and_keeps_same_text_together(species_examples)
     assert len(a["test"]) == 5 and len(a["dev"]) == 5
     with pytest.raises(DistillError):
         split_examples([])
+
+
+def test_a_blind_test_split_is_exactly_the_texts_chosen_before_review():
+    many = [make_example(f"Sentence number {i} about the Amur leopard.", [("Amur leopard", "SPECIES")]) for i in range(60)]
+    blind = blind_test_ids(many, test=0.2, seed=1)
+    assert len(blind) == 12 and blind == blind_test_ids(many, test=0.2, seed=1) and blind != blind_test_ids(many, test=0.2, seed=2)
+    reviewed = [e for e in many if e.id not in sorted(blind)[:2]]  # two blind texts were rejected: they leave the pool
+    texts = {e.text for e in many if e.id in blind}
+    splits = split_examples(reviewed, dev=0.1, test=0.3, seed=5, test_texts=texts)  # `test` is not used: the blind texts are the test split
+    assert {e.id for e in splits["test"]} == blind - set(sorted(blind)[:2])
+    assert len(splits["dev"]) == round(len(reviewed) * 0.1) and not {e.id for e in splits["dev"] + splits["train"]} & blind
+    with pytest.raises(DistillError, match="no blind test text"):
+        split_examples(reviewed, test_texts={"a text nobody reviewed"})
 
 
 def test_conll_round_trip_keeps_text_and_entities(tmp_path, species_examples):
