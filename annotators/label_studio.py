@@ -59,7 +59,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from distill_ner.annotators.correctness import Judgement, agreement
 from distill_ner.annotators.ls_server import Connection
 from distill_ner.data.errors import DistillError, validation_message
-from distill_ner.data.example import DiffEntity, DiffRelation, Entity, Example, Relation, Review, ReviewDiff
+from distill_ner.data.example import DiffEntity, DiffRelation, Entity, Example, Relation, Review, ReviewDiff, example_confidence
 from distill_ner.data.run_layout import RunLayout
 from distill_ner.data.spec import TaskSpec
 
@@ -263,14 +263,6 @@ def ensure_project(ls: LabelStudio, spec: TaskSpec, title: str) -> int:
 
 
 # --- Example <-> Label Studio ----------------------------------------------------------------
-def example_confidence(example: Example) -> float | None:
-    """The LLM's confidence in an example: its own, else the mean of its entities'."""
-    if example.source.confidence is not None:
-        return example.source.confidence
-    scores = [e.confidence for e in example.entities if e.confidence is not None]
-    return sum(scores) / len(scores) if scores else None
-
-
 def to_result(example: Example) -> list[dict[str, Any]]:
     """Entities and relations as Label Studio result items (region ids `e0`, `e1`, ...)."""
     items: list[dict[str, Any]] = []

@@ -16,8 +16,9 @@ keep the LLM's labels ("silver"). Which texts are reviewed at each share:
 - `triage`: the least confident first by LLM sample agreement (`annotators.label_studio.triage`,
   the order `review.budget` sends them in);
 - `rounds`: active learning: the first round is the triage at the smallest share; each later
-  round adds the texts the last round's model is least sure of (`trainers.scores.margin_scores`,
-  what `review.rounds` uses) up to the next share.
+  round adds the texts that most need a human by the last round's model (`trainers.scores.review_priority`:
+  its doubt, its disagreement with the LLM and the LLM's own doubt; what `review.rounds` uses) up
+  to the next share.
 
 At every point a student-sized model (the first `--layers` layers of the offline MiniLM, trained
 on the labels with `trainers.trainer.train_teacher`, `--epochs` epochs, no KD: a teacher and a KD
@@ -64,7 +65,7 @@ from distill_ner.trainers.encoders import default_encoder  # noqa: E402
 from distill_ner.trainers.evaluate import ner_scores  # noqa: E402
 from distill_ner.trainers.inference import predict_entities  # noqa: E402
 from distill_ner.trainers.modeling import load_model  # noqa: E402
-from distill_ner.trainers.scores import margin_scores  # noqa: E402
+from distill_ner.trainers.scores import review_priority  # noqa: E402
 from distill_ner.trainers.trainer import train_teacher  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,8 +191,8 @@ def run_world(world: World, shares: list[float], strategies: list[str], out: Pat
             if model_dir is None:
                 raise SystemExit(f"{world.name} seed {args.seed}: round models are missing from {out}; remove its points to rerun the rounds")
             candidates = [e for e in world.pool if e.id not in chosen]
-            doubt = margin_scores(model_dir, candidates)
-            ranked = sorted(candidates, key=lambda e: (-doubt[e.id], e.id))
+            need = review_priority(model_dir, candidates)
+            ranked = sorted(candidates, key=lambda e: (-need[e.id], e.id))
             chosen = chosen | {e.id for e in ranked[: budget_size(share, n) - len(chosen)]}
             model_dir = point("rounds", share, chosen)
 

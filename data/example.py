@@ -191,6 +191,15 @@ class Example(BaseModel):
         return {e.label for e in self.entities} | {r.label for r in self.relations}
 
 
+def example_confidence(example: Example) -> float | None:
+    """The LLM's confidence in an example: its own, else the mean of its entities' (the share of
+    the LLM's samples that agree); None when it gave one sample."""
+    if example.source.confidence is not None:
+        return example.source.confidence
+    scores = [e.confidence for e in example.entities if e.confidence is not None]
+    return sum(scores) / len(scores) if scores else None
+
+
 def usable(examples: Iterable[Example]) -> list[Example]:
     """The examples a reviewer did not reject: what training, splitting and scoring use."""
     return [e for e in examples if e.review.status != "rejected"]

@@ -74,8 +74,8 @@ class ReviewSection(_Section):
     )
     rounds: int = Field(
         1, ge=1,
-        description="active learning: after the first student, each further round sends `budget` more examples, those the current student is "
-        "least sure of, then trains again (RUN/rounds/<r>/); needs `budget`; with `mode: human` each round waits for people (distill resume NAME)",
+        description="active learning: after the first student, each further round sends `budget` more examples, those that most need a human "
+        "(the student's doubt, its disagreement with the LLM, the LLM's own doubt), then trains again (RUN/rounds/<r>/); needs `budget`; with `mode: human` each round waits for people (distill resume NAME)",
     )
 
     @model_validator(mode="after")

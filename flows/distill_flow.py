@@ -446,8 +446,8 @@ def report_task(config_json: dict[str, Any], results: dict[str, Any]) -> str:
         " two models whose intervals overlap are not told apart by this test split. `false_alarms` is the share of test texts"
         " with no entity in which the model finds one.\n" + versus_llm_lines(results["models"], results["reviewed_texts"] if config.review.mode != "none" else 0, results.get("blind_texts", 0)) +
         "\nStrict span F1 per label, the LLM's own pre-annotations in the last row:\n\n" + markdown_table(per_label_rows(results["models"])),
-        **({"Active-learning rounds": markdown_table(results["rounds"]) + "\nEach round after the first sends `review.budget` more texts, those the last "
-            "student was least sure of; teacher and student are scored on the first round's test split; the models above are the last round's "
+        **({"Active-learning rounds": markdown_table(results["rounds"]) + "\nEach round after the first sends `review.budget` more texts, those that most needed "
+            "a human by the last student (its doubt, its disagreement with the LLM, the LLM's own doubt: `trainers.scores.review_priority`); teacher and student are scored on the first round's test split; the models above are the last round's "
             f"(`{config.layout.rounds}/`).\n"} if results.get("rounds") else {}),
         "How training went": training_markdown(config.layout.models),
         **({"Pruning sweep (students on the gold test split)": sweep_markdown(sweep, image_dir="sweep/")} if sweep else {}),
@@ -603,8 +603,8 @@ def round_config(cfg: RunConfig, number: int) -> RunConfig:
 
 
 def active_learning_round(cfg: RunConfig, number: int, truth: Path | None, previous: dict[str, Any]) -> dict[str, Any]:
-    """One more round: the previous student picks the `review.budget` unreviewed examples it is
-    least sure of (`trainers.scores.margin_scores`), they are reviewed, and teacher and student
+    """One more round: the previous student picks the `review.budget` unreviewed examples that most
+    need a human (`trainers.scores.review_priority`), they are reviewed, and teacher and student
     train again on everything reviewed so far; dev and test stay the first round's. Each step is
     a stage of the round's folder, skipped when done."""
     from distill_ner.data.formats import atomic_write
@@ -625,17 +625,19 @@ def active_learning_round(cfg: RunConfig, number: int, truth: Path | None, previ
 
 @task(name="select-for-review")
 def select_task(config_json: dict[str, Any], verified_file: str, student_dir: str) -> list[str]:
-    """Ids of the `review.budget` examples not reviewed yet that the student is least sure of."""
+    """Ids of the `review.budget` examples not reviewed yet that most need a human: the student is
+    least sure of them, reads them otherwise than the LLM, or the LLM's samples disagree
+    (`trainers.scores.review_priority`)."""
     from distill_ner.annotators.label_studio import budget_size
     from distill_ner.data.formats import read_jsonl
-    from distill_ner.trainers.scores import margin_scores
+    from distill_ner.trainers.scores import review_priority
 
     config = RunConfig.model_validate(config_json)
     generated = read_jsonl(config.layout.generated)
     reviewed = {e.id for e in read_jsonl(verified_file)}
     candidates = [e for e in generated if e.id not in reviewed]
-    doubt = margin_scores(student_dir, candidates)
-    ranked = sorted(candidates, key=lambda e: (-doubt[e.id], e.id))
+    need = review_priority(student_dir, candidates)
+    ranked = sorted(candidates, key=lambda e: (-need[e.id], e.id))
     return [e.id for e in ranked[: budget_size(config.review.budget, len(generated))]]
 
 

@@ -11,8 +11,10 @@ for `data.prune.ToFraction`:
   `review.diff` when a human corrected it, else the example's entities) and the teacher's
   prediction.
 - `margin`: `1 -` the model's smallest margin over the words of a text (the probability of its
-  best tag minus that of the second best, at its least sure word): the active-learning score,
-  which needs no label.
+  best tag minus that of the second best, at its least sure word), which needs no label.
+- `review_priority`: what the active-learning rounds send to people first, the mean of the
+  model's `margin` doubt, its `disagreement` with the LLM and the LLM's own doubt (1 - the share
+  of its samples that agree).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from distill_ner.data.errors import DistillError
 from distill_ner.data.registry import Registry
 from distill_ner.data.metrics import set_f1
-from distill_ner.data.example import Entity, Example, llm_entities
+from distill_ner.data.example import Entity, Example, example_confidence, llm_entities
 from distill_ner.data.words import words_of
 from distill_ner.trainers.inference import predict_entities, read_meta, tag_pass, write_meta
 from distill_ner.trainers.modeling import load_model, ner_batch
@@ -114,6 +116,17 @@ def margin_scores(model_dir: str | Path, examples: Sequence[Example], batch_size
             top = np.sort(probs / probs.sum(-1, keepdims=True), axis=-1)[:, -2:]
             out[example.id] = round(1.0 - float((top[:, 1] - top[:, 0]).min()), 6)
     return out
+
+
+def review_priority(model_dir: str | Path, examples: Sequence[Example]) -> dict[str, float]:
+    """`{example id: need of a human}` from 0 to 1 for texts nobody reviewed yet (higher first): the
+    mean of the model's doubt (`margin_scores`), its disagreement with the LLM's labels (a text the
+    model reads otherwise is likely an LLM error) and the LLM's own doubt (1 - `example_confidence`;
+    0 with one sample)."""
+    doubt = margin_scores(model_dir, examples)
+    disagree = disagreement_scores(examples, predicted_entities(model_dir, examples))
+    llm_doubt = {e.id: 1.0 - c if (c := example_confidence(e)) is not None else 0.0 for e in examples}
+    return {e.id: round((doubt[e.id] + disagree[e.id] + llm_doubt[e.id]) / 3, 6) for e in examples}
 
 
 def compute_scores(

@@ -103,7 +103,9 @@ def test_flow_writes_every_artifact(finished_run, ls_env):
     test = usable(load_splits(run_dir / "verified")["test"])
     diff, low, high = f1_difference(test, predict_entities(load_model(run_dir / "models" / "student"), test), [llm_entities(e) for e in test])
     assert f"- student minus LLM: {diff:+.3f} strict span F1, 95% paired bootstrap interval {low:+.3f} to {high:+.3f}" in text  # the point of the pipeline, tested
-    assert f"Humans reviewed {len(verified)} texts to get there." in text
+    blind = [e for e in verified if e.review.blind]  # the main job labels its test texts blind: the gold is not anchored to the LLM
+    assert blind and {e.id for e in test} == {e.id for e in usable(blind)}
+    assert f"Humans reviewed {len(verified)} texts to get there. {len(blind)} of them were test texts labelled blind" in text
     sweep = json.loads((run_dir / "sweep" / "sweep.json").read_text())
     assert sorted((r["fraction"], r["method"], r["kd"]) for r in sweep) == [(0.5, "random", "hinton"), (0.5, "random", "none"), (1.0, "all", "hinton"), (1.0, "all", "none"), (1.0, "teacher", "teacher")]
     assert (run_dir / "sweep" / "sweep_f1_vs_fraction.png").stat().st_size > 1000
@@ -180,22 +182,24 @@ def test_distill_train_on_the_run_reuses_the_flows_teacher(finished_run, tiny_be
 
 def test_a_review_budget_sends_the_least_confident_and_keeps_the_rest_out_of_dev_and_test(prefect, ls_env, tiny_bert, tmp_path):
     from distill_ner.annotators.label_studio import example_confidence, triage
-    from distill_ner.data.formats import load_splits
+    from distill_ner.data.formats import blind_test_ids, load_splits
     from distill_ner.flows.distill_flow import distill
 
     spec = tiny_spec(tmp_path, "flow-budget")
     distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp_path, spec, tiny_bert, "budget", "llm.k_samples=3", "review.budget=0.5", "distill.transfer=true"))
     run_dir = tmp_path / "budget"
     generated = read_jsonl(run_dir / "generated.jsonl")
-    sent, held_back = triage(generated, 0.5)
-    assert len(sent) == round(len(generated) / 2) and held_back
-    assert sorted(project_tasks(ls_env, spec, "budget")) == sorted(e.id for e in sent)  # only the budget's examples became tasks
+    blind = blind_test_ids(generated, 0.2)  # the blind test texts go to people outside the budget
+    sent, held_back = triage([e for e in generated if e.id not in blind], 0.5)
+    assert len(sent) == round((len(generated) - len(blind)) / 2) and held_back and blind
+    assert sorted(project_tasks(ls_env, spec, "budget")) == sorted(blind | {e.id for e in sent})  # only the budget's examples became tasks
     sent_confidence, held_confidence = [example_confidence(e) for e in sent], [example_confidence(e) for e in held_back]
     assert None not in sent_confidence + held_confidence and min(sent_confidence) < 1.0  # k = 3 samples: every example has a confidence
     assert max(sent_confidence) <= min(held_confidence)  # the least confident were sent
     splits = load_splits(run_dir / "verified")
-    reviewed = {e.id for e in sent}
+    reviewed = blind | {e.id for e in sent}
     assert {e.id for e in splits["dev"] + splits["test"] + splits["train"]} <= reviewed  # silver examples never reach a split
+    assert {e.id for e in splits["test"]} <= blind and {e.id for e in splits["dev"]} <= {e.id for e in sent}
     silver = read_jsonl(run_dir / "silver.jsonl")
     assert sorted(e.id for e in silver) == sorted(e.id for e in held_back) and {e.review.status for e in silver} == {"silver"}
     student = json.loads((run_dir / "models" / "student" / "model.json").read_text())
@@ -204,21 +208,22 @@ def test_a_review_budget_sends_the_least_confident_and_keeps_the_rest_out_of_dev
 
 def test_active_learning_rounds_ask_about_what_the_student_doubts_and_resume_without_repeating(prefect, ls_env, tiny_bert, tmp_path):
     from distill_ner.annotators.label_studio import triage
-    from distill_ner.data.formats import load_splits
+    from distill_ner.data.formats import blind_test_ids, load_splits
     from distill_ner.flows.distill_flow import distill
-    from distill_ner.trainers.scores import margin_scores
+    from distill_ner.trainers.scores import review_priority
 
     spec = tiny_spec(tmp_path, "flow-rounds")
     args = overrides(tmp_path, spec, tiny_bert, "rounds", "llm.k_samples=3", "review.budget=0.3", "review.rounds=2", "distill.transfer=true")
     report = Path(distill(str(REPO / "flows/configs/demo.yaml"), args))
     run_dir, second = tmp_path / "rounds", tmp_path / "rounds" / "rounds" / "2" / "rounds"
     generated = read_jsonl(run_dir / "generated.jsonl")
-    first, _ = triage(generated, 0.3)
+    blind = blind_test_ids(generated, 0.2)
+    first, _ = triage([e for e in generated if e.id not in blind], 0.3)
     candidates = [e for e in generated if e.id not in {x.id for x in read_jsonl(run_dir / "verified.jsonl")}]
-    doubt = margin_scores(run_dir / "models" / "student", candidates)
-    picked = [e.id for e in sorted(candidates, key=lambda e: (-doubt[e.id], e.id))[: len(first)]]
+    need = review_priority(run_dir / "models" / "student", candidates)
+    picked = [e.id for e in sorted(candidates, key=lambda e: (-need[e.id], e.id))[: round(0.3 * len(generated))]]
     tasks = project_tasks(ls_env, spec, "rounds")
-    assert sorted(tasks) == sorted([e.id for e in first] + picked)  # round 2 asked about what the first student doubted most
+    assert sorted(tasks) == sorted([*blind, *(e.id for e in first), *picked])  # round 2 asked about what most needed a human
     assert len(read_jsonl(second / "verified.jsonl")) == len(tasks)
     one, two = load_splits(run_dir / "verified"), load_splits(second / "verified")
     assert [e.id for e in two["test"]] == [e.id for e in one["test"]] and [e.id for e in two["dev"]] == [e.id for e in one["dev"]]

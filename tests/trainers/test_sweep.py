@@ -178,3 +178,19 @@ def test_extra_teachers_reach_the_kd_students_of_a_sweep(tiny_bert, tmp_path):
     assert set(by_kd) == {"none", "hinton (2 teachers, gold_loss)"}
     taught = json.loads((Path(by_kd["hinton (2 teachers, gold_loss)"].model_dir) / "model.json").read_text())["teachers"]
     assert [Path(t).name for t in taught] == ["t0", "t1"]
+
+
+def test_review_priority_adds_the_models_disagreement_with_the_llm_and_the_llms_own_doubt(teacher, data):
+    from distill_ner.trainers.scores import predicted_entities, review_priority
+
+    text = data["test"][0].text
+    predicted = predicted_entities(teacher, [Example(text=text)])[0]
+    assert predicted, "the tiny teacher should find an entity in its own test text"
+    sure = [e.model_copy(update={"confidence": 1.0}) for e in predicted]
+    agreed = Example(text=text, entities=sure, source={"origin": "agreed"})  # the same text: the same model doubt
+    disputed = Example(text=text, entities=sure[1:], source={"origin": "disputed"})  # the LLM misses what the model finds
+    unsure = Example(text=text, entities=[e.model_copy(update={"confidence": 1 / 3}) for e in predicted], source={"origin": "unsure"})
+    need = review_priority(teacher, [agreed, disputed, unsure])
+    f1 = entity_f1(sure[1:], predicted)
+    assert need[disputed.id] - need[agreed.id] == pytest.approx((1 - f1) / 3, abs=1e-5)
+    assert need[unsure.id] - need[agreed.id] == pytest.approx(2 / 9, abs=1e-5)
