@@ -290,10 +290,10 @@ def review_stage(config: RunConfig, truth_file: Path | None, selected: list[str]
     return {**counts, "project_id": project_id}
 
 
-def blind_settings(config: RunConfig) -> dict[str, Any] | None:
-    """The split settings that choose a blind test split (part of the review's stage key), None without one."""
+def blind_settings(config: RunConfig) -> dict[str, Any]:
+    """The split settings that choose a blind test split (with `split.blind_test`, part of the review's stage key)."""
     s = config.split
-    return {"blind_test": True, "test": s.test, "seed": s.seed, "gold_from": s.gold_from} if s.blind_test else None
+    return {"blind_test": s.blind_test, "test": s.test, "seed": s.seed, "gold_from": s.gold_from}
 
 
 # --- data and training ------------------------------------------------------------------------
