@@ -16,7 +16,7 @@ if [ -x "$venv/bin/label-studio" ] && [[ "$("$venv/bin/pip" show label-studio 2>
   touch "$stamp"; exit 0
 fi
 echo "== installing label-studio==$VERSION into $venv (first time: about 2 minutes, 1 GB)"
-[ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+"$venv/bin/python" -m pip --version >/dev/null 2>&1 || "$PYTHON" -m venv --clear "$venv"  # afresh where pip does not run (killed while made)
 log="$venv/install.log"
 {
   "$venv/bin/pip" install --upgrade pip

@@ -11,7 +11,7 @@ PYTHON=${PYTHON:-python3}
 stamp=.venv/.installed-$( (cat pyproject.toml; find data annotators trainers flows -type f ! -path '*/__pycache__/*' | LC_ALL=C sort) | sha1sum | cut -c1-12)
 if [ -f "$stamp" ]; then exit 0; fi
 echo "== installing the project into .venv (first time: a few minutes)"
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip --version >/dev/null 2>&1 || "$PYTHON" -m venv --clear .venv  # afresh where pip does not run (killed while made)
 log=.venv/install.log
 {
   .venv/bin/pip install --upgrade pip
