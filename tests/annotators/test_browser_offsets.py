@@ -113,11 +113,11 @@ def _highlights(driver) -> list[str]:
 
 
 def _wait_for(driver, what: str, condition):
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    try:
-        return WebDriverWait(driver, WAIT).until(lambda d: condition(d))
+    try:  # a region re-rendered between finding it and reading it is stale: look again
+        return WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: condition(d))
     except TimeoutException:
         raise AssertionError(f"waited {WAIT:.0f} s for {what}; highlighted: {_highlights(driver)}; page {driver.current_url}") from None
 
