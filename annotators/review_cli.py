@@ -102,18 +102,29 @@ def push_cmd(
     run: Path = RUN, spec: str = SPEC, project: str = PROJECT, url: str = URL, data_dir: Path = DATA_DIR,
     batch_size: int = typer.Option(500, min=1, help="Tasks per import request."),
     budget: float = typer.Option(None, help="Send only this share (<= 1) or count (> 1) of the examples, the least confident first; the rest stay LLM-labelled."),
+    blind_test: float = typer.Option(
+        None, min=0.0, max=0.99,
+        help="Send this share of the texts (seeded) without the LLM's annotations, to be labelled from scratch, outside the budget; then: distill split --blind.",
+    ),
+    seed: int = typer.Option(0, help="Seed of the --blind-test choice."),
 ) -> None:
     """Import a run's examples as tasks, with the LLM's annotations as predictions (idempotent)."""
     from distill_ner.annotators.label_studio import push, read_run, triage
+    from distill_ner.data.formats import blind_test_ids
 
-    examples, held_back = triage(read_run(run), budget)
+    generated = read_run(run)
+    blind = blind_test_ids(generated, blind_test, seed) if blind_test else set()
+    examples, held_back = triage([e for e in generated if e.id not in blind], budget)
+    examples = [e for e in generated if e.id in blind] + examples
     ls = _connect(url, data_dir)
     task_spec, project_id = _project(ls, spec, project, run, create=True)
     columns = (TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with run_lock(run, "distill review push"), Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task("push", total=None)
-        result = push(ls, project_id, examples, task_spec, run=run.name, batch_size=batch_size, on_batch=lambda done, total: progress.update(bar, completed=done, total=total))
+        result = push(ls, project_id, examples, task_spec, run=run.name, batch_size=batch_size, blind=blind,
+                      on_batch=lambda done, total: progress.update(bar, completed=done, total=total))
     console.print(f"project {project_id}: {result.created} tasks created, {result.skipped} already there (left untouched)"
+                  + (f"; {len(blind)} of them blind, without the LLM's annotations" if blind else "")
                   + (f"; {len(held_back)} least-needed examples held back by the budget" if held_back else ""))
 
 

@@ -47,11 +47,15 @@ def split(
     dev: float = typer.Option(0.1, min=0.0, max=0.99, help="Fraction for dev (0: no dev split; training then runs every epoch)."),
     test: float = typer.Option(0.1, min=0.0, max=0.99, help="Fraction for test (0: no test split)."),
     seed: int = typer.Option(0),
+    blind: bool = typer.Option(False, "--blind", help="The test split is the examples people labelled blind (distill review push --blind-test); --test is not used."),
 ) -> None:
     """Split examples into train/dev/test (same text, same split) and save a DatasetDict."""
+    from distill_ner.data.example import usable
     from distill_ner.data.formats import check_writable, save_splits, split_examples
 
     check_writable(out, folder=True)
-    splits = split_examples(read_checked(source), dev=dev, test=test, seed=seed)
+    examples = read_checked(source)
+    test_texts = {e.text for e in usable(examples) if e.review.blind} if blind else None
+    splits = split_examples(examples, dev=dev, test=test, seed=seed, test_texts=test_texts)
     save_splits(splits, out)
     console.print(", ".join(f"{name}: {len(items)}" for name, items in splits.items()) + f" -> {out}")

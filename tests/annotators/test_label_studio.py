@@ -96,6 +96,33 @@ def test_push_simulate_pull_report_through_the_cli(label_studio, species_example
     assert status["annotators"]["ann-a@distill.local"] == {"done": 3, "rejected": 1, "skipped": 0}
 
 
+def test_the_cli_pushes_a_blind_test_share_and_splits_on_it(label_studio, ls, tmp_path, monkeypatch, title):
+    from distill_ner.data.formats import blind_test_ids, load_splits
+    from distill_ner.flows.cli import app
+
+    run = tmp_path / "blind"
+    generated = _many(20)
+    write_jsonl(run / "generated.jsonl", generated)
+    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+
+    def distill(*args: str) -> str:
+        result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "5 of them blind" in distill("review", "push", "--run", str(run), "--project", title, "--blind-test", "0.25", "--seed", "3")
+    blind = blind_test_ids(generated, 0.25, seed=3)
+    project = next(p for p in ls.projects.list() if p.title == title)
+    assert sorted(t.data["example_id"] for t in ls.tasks.list(project=project.id, fields="all") if not t.predictions) == sorted(blind)
+    write_jsonl(run / "mock_truth.jsonl", generated)  # a reviewer who finds the LLM right
+    distill("review", "simulate", "--run", str(run), "--project", title, "--accuracy", "1", "--convention-drift", "0")
+    distill("review", "pull", "--run", str(run), "--project", title)
+    distill("split", str(run / "verified.jsonl"), "--out", str(run / "verified"), "--blind", "--dev", "0.2")
+    splits = load_splits(run / "verified")
+    assert {e.id for e in splits["test"]} == blind and {e.review.blind for e in splits["test"]} == {True} and len(splits["dev"]) == 4
+
+
 def test_push_twice_adds_nothing_and_never_touches_an_annotation(ls, species_spec, species_examples, title):
     pid = ensure_project(ls, species_spec, title)
     assert push(ls, pid, species_examples, species_spec).created == 4

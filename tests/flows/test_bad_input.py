@@ -100,6 +100,7 @@ CASES = [
     Case("split-one-example", "split {w}/one.jsonl --out {w}/splits", "cannot fill 3 splits"),
     Case("split-two-examples", "split {w}/two.jsonl --out {w}/splits --dev 0.1 --test 0.1", "cannot fill 3 splits"),
     Case("split-out-is-a-file", "split {w}/good.jsonl --out {w}/file", "is a file"),
+    Case("split-blind-none-labelled", "split {w}/good.jsonl --out {w}/splits --blind", "no blind test text"),
     Case("split-out-not-writable", "split {w}/good.jsonl --out " + NOT_WRITABLE, "cannot create this folder"),
     Case("split-fraction-range", "split {w}/good.jsonl --out {w}/splits --dev 1.5", "'--dev'"),
     Case("split-fractions-sum", "split {w}/good.jsonl --out {w}/splits --dev 0.6 --test 0.6", "sum to less than 1"),
