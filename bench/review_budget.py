@@ -197,6 +197,16 @@ def run_world(world: World, shares: list[float], strategies: list[str], out: Pat
             model_dir = point("rounds", share, chosen)
 
 
+def missing_points(folder: Path, world: str, seed: int, shares: list[float], strategies: list[str]) -> list[str]:
+    """The keys of the points of one world and seed that `folder` has not saved."""
+    points = json.loads((folder / "points.json").read_text()) if (folder / "points.json").exists() else {}
+    inner = sorted(s for s in shares if 0 < s < 1)
+    names = [("all", s) for s in shares if s in (0.0, 1.0)] + [(st, s) for st in strategies if st != "rounds" for s in inner]
+    if "rounds" in strategies and inner:
+        names += [("triage", inner[0])] + [("rounds", s) for s in inner[1:]]
+    return [key for key in dict.fromkeys(f"{world}|{seed}|{st}|{s}" for st, s in names) if key not in points]
+
+
 def f1_at(points: list[dict], world: str, strategy: str, share: float, shares: list[float]) -> list[float]:
     """The strict span F1s (x100, one per seed) of a strategy at a share: the ends (0% and 100%)
     are the same for every strategy, and round 1 of `rounds` is the triage at the smallest share."""
@@ -255,6 +265,7 @@ def main(
     threads: Optional[int] = typer.Option(1, help="torch CPU threads."),
     data_dir: Path = typer.Option(DATA_DIR),  # noqa: B008
     out: Path = typer.Option(ROOT / "bench_out" / "review_budget"),  # noqa: B008
+    no_train: bool = typer.Option(False, "--no-train", help="Train nothing: the table and curves of the worlds and seeds whose points are all saved."),
 ) -> None:
     """Train at every share x strategy point; print and save the table and the curves."""
     world_names = [w for w in worlds.split(",") if w]
@@ -266,11 +277,15 @@ def main(
     encoder = small_encoder(layers, out)
     llm: dict[str, list[float]] = {}
     kept: list[dict] = []
+    included: dict[str, list[int]] = {}
     seed_list = [int(s) for s in seeds.split(",")]
     for seed in seed_list:
         args = TrainingArgs(encoder=str(encoder), seed=seed, threads=threads, epochs=epochs, relations=False, progress=False)
         for name in world_names:
             folder = out / f"{name}-s{seed}"
+            if no_train and (missing := missing_points(folder, name, seed, share_list, strategy_list)):
+                print(f"{name} seed {seed}: left out, {len(missing)} points not saved (e.g. {missing[0]})", flush=True)
+                continue
             world = mock_world(pool, n_dev, max_test, seed, folder) if name == "mock" else corpus_world(name, pool, n_dev, max_test, seed, folder, data_dir)
             llm.setdefault(name, []).append(ner_scores(world.test, world.llm_test)["f1"] * 100)
             print(f"{name} seed {seed}: pool {len(world.pool)}, dev {len(world.dev)}, test {len(world.test)}, "
@@ -282,14 +297,20 @@ def main(
                 points_file.with_suffix(".tmp").write_text(json.dumps(points, indent=1) + "\n")
                 points_file.with_suffix(".tmp").replace(points_file)
 
-            run_world(world, share_list, strategy_list, folder, args, points, save)
+            if not no_train:
+                run_world(world, share_list, strategy_list, folder, args, points, save)
             kept += points.values()
+            included.setdefault(name, []).append(seed)
 
+    world_names = [w for w in world_names if w in included]
+    if not world_names:
+        raise SystemExit("no world has all its points saved: nothing to tabulate (run without --no-train)")
     rows = curve_rows(kept, world_names, share_list, strategy_list)
     llm_mean = {w: statistics.mean(v) for w, v in llm.items()}
     plot(kept, llm_mean, world_names, share_list, strategy_list, out / "review_budget.png")
     report = (
-        f"Strict span F1 (x100, mean ± std over seeds {seeds}) of a {layers}-layer model against the share of the {pool} "
+        "Seeds: " + "; ".join(f"{w} {', '.join(map(str, included[w]))}" for w in world_names) + ".\n\n"
+        f"Strict span F1 (x100, mean ± std over those seeds) of a {layers}-layer model against the share of the {pool} "
         f"LLM-labelled texts reviewed by humans; the rest keep the LLM's labels.\n\n" + markdown_table(rows) + "\n\n"
         + "LLM's own annotation of the test texts: " + ", ".join(f"{w} {v:.1f}" for w, v in llm_mean.items()) + "\n"
     )
