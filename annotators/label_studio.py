@@ -415,13 +415,15 @@ def budget_size(budget: float | None, n: int) -> int:
     return min(n, round(budget * n) if budget <= 1 else int(budget))
 
 
-def triage(examples: Iterable[Example], budget: float | None) -> tuple[list[Example], list[Example]]:
+def triage(examples: Iterable[Example], budget: float | None, blind: Collection[str] = ()) -> tuple[list[Example], list[Example]]:
     """(the examples a human should review within `budget`, the rest): least confident first
-    (`order_for_review`). The rest stay as the LLM labelled them ("silver"): never in a dev or
-    test split, used only where noise is tolerated (the student's transfer set)."""
-    ordered = order_for_review(examples)
+    (`order_for_review`); the `blind` ids (a blind test split) are always sent, first and outside
+    the budget. The rest stay as the LLM labelled them ("silver"): never in a dev or test split,
+    used only where noise is tolerated (the student's transfer set)."""
+    examples = list(examples)
+    ordered = order_for_review(e for e in examples if e.id not in blind)
     n = budget_size(budget, len(ordered))
-    return ordered[:n], ordered[n:]
+    return [e for e in examples if e.id in blind] + ordered[:n], ordered[n:]
 
 
 def push(
@@ -488,7 +490,7 @@ class PullResult:
         return {
             "accepted": c["accepted"], "corrected": c["corrected"], "rejected": c["rejected"], "pending": len(self.pending),
             "not_pushed": len(self.not_pushed), "relations_flipped": self.relations_flipped,
-            **({"blind": sum(e.review.blind for e in self.verified)} if any(e.review.blind for e in self.verified) else {}),
+            **({"blind": blind} if (blind := sum(e.review.blind for e in self.verified)) else {}),
         }
 
 

@@ -114,8 +114,7 @@ def push_cmd(
 
     generated = read_run(run)
     blind = blind_test_ids(generated, blind_test, seed) if blind_test else set()
-    examples, held_back = triage([e for e in generated if e.id not in blind], budget)
-    examples = [e for e in generated if e.id in blind] + examples
+    examples, held_back = triage(generated, budget, blind)
     ls = _connect(url, data_dir)
     task_spec, project_id = _project(ls, spec, project, run, create=True)
     columns = (TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

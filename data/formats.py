@@ -130,7 +130,7 @@ def split_examples(
         if not chosen:
             raise DistillError("no blind test text is among the reviewed examples (all rejected, or not reviewed yet): nothing to test on")
         texts = chosen + [t for t in texts if t not in fixed]  # the blind texts first: they are the test split
-    n_test, n_dev = (len(chosen), round(len(texts) * dev)) if fixed is not None else (round(len(texts) * test), round(len(texts) * dev))
+    n_test, n_dev = len(chosen) if fixed is not None else round(len(texts) * test), round(len(texts) * dev)
     n_test, n_dev = max(n_test, 1 if test else 0), max(n_dev, 1 if dev else 0)  # every split asked for is non-empty
     while n_test + n_dev >= len(texts):  # and train keeps at least one text
         if (n_dev >= n_test or fixed is not None) and n_dev > 1:

@@ -201,8 +201,7 @@ def push_task(config_json: dict[str, Any], selected: list[str] | None = None) ->
         if config.split.blind_test:
             s = config.split
             blind = blind_test_ids(examples, s.test, s.seed, gold_from=None if s.gold_from == "any" else s.gold_from)
-        sent, held_back = triage([e for e in examples if e.id not in blind], config.review.budget)
-        sent = [e for e in examples if e.id in blind] + sent
+        sent, held_back = triage(examples, config.review.budget, blind)
     if held_back and not config.distill.transfer:
         _log(f"review budget: {len(held_back)} examples are not sent to review and, with distill.transfer off, not used")
     result = push(ls, project, sent, spec, run=config.name, blind=blind)
