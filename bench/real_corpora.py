@@ -11,6 +11,9 @@ own tokens (strict span F1 with seqeval, token macro F1 over the entity types):
 - `plain`: bench/plain_finetune.py, the sixty-line token-classification loop (MiniLM, 15 epochs);
 - `teacher`: the project's teacher with every default (trainers/pipeline.py, as `distill train`);
 - `student`: the 3-layer student with the default KD method, from that teacher;
+- `transfer`: the same student that also learns the teacher's soft targets on `--n-transfer`
+  unlabelled sentences (other sentences of the training file, their tags dropped), as
+  `distill train --transfer FILE` does with a user's own unlabelled text;
 - `spacy`: spaCy's own CNN NER, `spacy init config --pipeline ner --optimize efficiency` then
   `spacy train` on the same sentences (dev for its model choice): the CPU model a user would
   pick instead.
@@ -45,7 +48,7 @@ from distill_ner.data.tables import markdown_table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT.parent / "shared" / "data" / "real-ner"
 CORPORA = ("bc5cdr", "ncbi-disease", "linnaeus", "bionlp13cg")
-MODELS = ("plain", "teacher", "student", "spacy")
+MODELS = ("plain", "teacher", "student", "transfer", "spacy")
 OPENING = set("([{")
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -95,9 +98,11 @@ def glue_punctuation(example):
                    entities=[Entity(**e) for e in entities])
 
 
-def load_corpus(data_dir: Path, corpus: str, n_train: int, n_dev: int, n_test: int | None, seed: int) -> dict[str, list]:
-    """Seeded train and dev subsets and the test file (or a seeded subset) of a corpus."""
+def load_corpus(data_dir: Path, corpus: str, n_train: int, n_dev: int, n_test: int | None, seed: int, n_transfer: int = 0) -> dict[str, list]:
+    """Seeded train and dev subsets and the test file (or a seeded subset) of a corpus; with
+    `n_transfer`, also that many other training sentences without their tags (`transfer`)."""
     from distill_ner.data.dedup import drop_texts_of
+    from distill_ner.data.example import Example
     from distill_ner.data.formats import read_conll
 
     name = corpus.removesuffix("-glued")
@@ -106,19 +111,28 @@ def load_corpus(data_dir: Path, corpus: str, n_train: int, n_dev: int, n_test: i
         examples = read_conll(data_dir / name / f"{split}.conll")
         if n and n < len(examples):
             examples = random.Random(f"{seed}-{split}").sample(examples, n)
+        if split == "train":
+            chosen = {e.id for e in examples}
+            rest = [e for e in read_conll(data_dir / name / "train.conll") if e.id not in chosen]
+            rest = random.Random(f"{seed}-transfer").sample(rest, min(n_transfer, len(rest)))
+            splits["transfer"] = [Example(id=e.id, text=e.text, words=e.words, source=e.source) for e in rest]
         splits[split] = [glue_punctuation(e) for e in examples] if corpus.endswith("-glued") else examples
+    if corpus.endswith("-glued"):
+        splits["transfer"] = [glue_punctuation(e) for e in splits["transfer"]]
     # some sentences occur in two files of a corpus: none is trained on and scored (as `distill train` does)
     splits["train"] = drop_texts_of(splits["train"], splits["test"])[0]
     splits["dev"] = drop_texts_of(splits["dev"], [*splits["train"], *splits["test"]])[0]
+    splits["transfer"] = drop_texts_of(splits["transfer"], [*splits["train"], *splits["dev"], *splits["test"]])[0]
     return splits
 
 
 # --- models ----------------------------------------------------------------------------------
-def score_row(model: str, test: list, predicted: list, parameters: int | None, seconds: float, speed: float | None) -> dict:
+def score_row(key: str, model: str, test: list, predicted: list, parameters: int | None, seconds: float, speed: float | None) -> dict:
+    """A table row; `key` is the `--models` name it answers (a rerun skips it)."""
     from distill_ner.trainers.evaluate import ner_scores
 
     scores = ner_scores(test, predicted)
-    return {"model": model, "f1": scores["f1"], "token_f1": scores["token_macro_f1"], "parameters": parameters, "train_seconds": round(seconds), "speed": speed}
+    return {"key": key, "model": model, "f1": scores["f1"], "token_f1": scores["token_macro_f1"], "parameters": parameters, "train_seconds": round(seconds), "speed": speed}
 
 
 def spacy_speed(nlp, texts: list[str], n: int = 1000) -> float:
@@ -138,11 +152,12 @@ def run_plain(splits: dict, out: Path, seed: int) -> dict:
     started = time.perf_counter()
     predicted = plain_finetune(splits["train"], splits["test"], seed=seed)
     parameters = sum(p.numel() for p in load_encoder(None)[0].parameters())
-    return score_row("plain fine-tune", splits["test"], predicted, parameters, time.perf_counter() - started, None)
+    return score_row("plain", "plain fine-tune", splits["test"], predicted, parameters, time.perf_counter() - started, None)
 
 
-def run_project(splits: dict, out: Path, seed: int, threads: int | None) -> list[dict]:
-    """The teacher and the student with the trainer's defaults, scored and timed in spaCy."""
+def run_project(splits: dict, out: Path, seed: int, threads: int | None, todo: list[str]) -> list[dict]:
+    """Those of the teacher, the student and the transfer student (trainer defaults) in `todo`,
+    scored and timed in spaCy (the teacher is trained for the students either way, once)."""
     import spacy
 
     from distill_ner.trainers.args import TrainingArgs
@@ -154,13 +169,20 @@ def run_project(splits: dict, out: Path, seed: int, threads: int | None) -> list
     args = TrainingArgs(seed=seed, threads=threads, progress=False)
     rows = []
     teacher = teachers(splits["train"], splits["dev"], out / "teacher", args)[0]
-    pupil = student(splits["train"], splits["dev"], teacher, out / "student", args)
+    models = {"teacher": ("teacher", lambda: teacher)}
+    models["student"] = (f"student {args.student_layers}L KD {args.kd}", lambda: student(splits["train"], splits["dev"], teacher, out / "student", args))
+    models["transfer"] = (f"student {args.student_layers}L KD {args.kd} + {len(splits['transfer'])} unlabelled",
+                          lambda: student(splits["train"], splits["dev"], teacher, out / "student-transfer", args, transfer=splits["transfer"]))
     texts = [e.text for e in splits["test"]]
-    for name, path in (("teacher", teacher), (f"student {args.student_layers}L KD {args.kd}", pupil)):
+    for key in todo:
+        if key not in models:
+            continue
+        name, train = models[key]
+        path = train()
         meta = read_meta(path)
         predicted = predict_entities(load_model(path), splits["test"])
         nlp = spacy.load(export_spacy(path, out / f"{path.name}-spacy"))
-        rows.append(score_row(name, splits["test"], predicted, meta.parameters, meta.train_seconds or 0.0, spacy_speed(nlp, texts)))
+        rows.append(score_row(key, name, splits["test"], predicted, meta.parameters, meta.train_seconds or 0.0, spacy_speed(nlp, texts)))
     return rows
 
 
@@ -197,7 +219,7 @@ def run_spacy_cnn(splits: dict, out: Path, seed: int, threads: int) -> dict:
     tok2vec = nlp.get_pipe("tok2vec").model if "tok2vec" in nlp.pipe_names else None
     if tok2vec is not None:
         parameters += sum(node.get_param(name).size for node in tok2vec.walk() for name in node.param_names if node.has_param(name))
-    return score_row("spaCy CNN NER (efficiency)", splits["test"], predicted, parameters, seconds, spacy_speed(nlp, [e.text for e in splits["test"]]))
+    return score_row("spacy", "spaCy CNN NER (efficiency)", splits["test"], predicted, parameters, seconds, spacy_speed(nlp, [e.text for e in splits["test"]]))
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -225,24 +247,32 @@ def summary(results: dict[str, dict[int, list[dict]]]) -> str:
     return markdown_table(rows)
 
 
+def row_key(row: dict) -> str:
+    """The `--models` name of a row (rows saved before rows had keys: the model's first word)."""
+    return row.get("key", row["model"].split()[0].lower())
+
+
 def goals(results: dict[str, dict[int, list[dict]]]) -> list[str]:
-    """Issue 26's goals, checked on the means (each line says what it compares)."""
-    def mean(corpus: str, prefix: str) -> float | None:
-        values = [r["f1"] for rows in results.get(corpus, {}).values() for r in rows if r["model"].startswith(prefix)]
+    """Issue 26's goals, checked on the means (each line says what it compares); the transfer
+    student is checked as a student too."""
+    def mean(corpus: str, key: str) -> float | None:
+        values = [r["f1"] for rows in results.get(corpus, {}).values() for r in rows if row_key(r) == key]
         return statistics.mean(values) * 100 if values else None
 
     lines, gains = [], []
     for corpus in results:
-        plain, teacher, pupil, cnn = (mean(corpus, p) for p in ("plain", "teacher", "student", "spaCy"))
+        plain, teacher, cnn = (mean(corpus, k) for k in ("plain", "teacher", "spacy"))
         if None not in (plain, teacher):
             gains.append(teacher - plain)
             lines.append(f"{corpus}: teacher minus plain {teacher - plain:+.1f}")
-        if None not in (plain, pupil):
-            lines.append(f"{corpus}: student minus plain {pupil - plain:+.1f} (goal >= +1.0: {'met' if pupil - plain >= 1.0 else 'NOT met'})")
-        if None not in (teacher, pupil):
-            lines.append(f"{corpus}: student keeps {pupil / teacher:.1%} of the teacher (goal >= 98%: {'met' if pupil >= 0.98 * teacher else 'NOT met'})")
-        if None not in (cnn, pupil):
-            lines.append(f"{corpus}: student minus spaCy CNN {pupil - cnn:+.1f} (goal > 0: {'met' if pupil > cnn else 'NOT met'})")
+        for key, name in (("student", "student"), ("transfer", "student + unlabelled")):
+            pupil = mean(corpus, key)
+            if None not in (plain, pupil):
+                lines.append(f"{corpus}: {name} minus plain {pupil - plain:+.1f} (goal >= +1.0: {'met' if pupil - plain >= 1.0 else 'NOT met'})")
+            if None not in (teacher, pupil):
+                lines.append(f"{corpus}: {name} keeps {pupil / teacher:.1%} of the teacher (goal >= 98%: {'met' if pupil >= 0.98 * teacher else 'NOT met'})")
+            if None not in (cnn, pupil):
+                lines.append(f"{corpus}: {name} minus spaCy CNN {pupil - cnn:+.1f} (goal > 0: {'met' if pupil > cnn else 'NOT met'})")
     if gains:
         lines.append(f"teacher minus plain, mean over {len(gains)} corpora: {statistics.mean(gains):+.1f} (goal >= +2.0: {'met' if statistics.mean(gains) >= 2.0 else 'NOT met'})")
     return lines
@@ -256,6 +286,7 @@ def main(
     n_train: int = typer.Option(1000, help="Training sentences (a seeded subset of train.conll)."),
     n_dev: int = typer.Option(500, help="Dev sentences (a seeded subset of dev.conll)."),
     n_test: Optional[int] = typer.Option(None, help="Test sentences (default: the whole test.conll)."),
+    n_transfer: int = typer.Option(3000, help="`transfer`: unlabelled sentences (other sentences of train.conll, tags dropped), at most all the rest."),
     data_dir: Path = typer.Option(DATA_DIR, help="Where the corpora are."),  # noqa: B008
     out: Path = typer.Option(ROOT / "bench_out" / "real_corpora", help="Models and results."),  # noqa: B008
     threads: int = typer.Option(1, help="torch and spaCy CPU threads (training and the speed column)."),
@@ -277,17 +308,17 @@ def main(
         results = {c: {int(s): rows for s, rows in by.items()} for c, by in json.loads(results_file.read_text()).items()}
     for corpus in [c.strip() for c in corpora.split(",") if c.strip()]:
         for seed in [int(s) for s in seeds.split(",") if s.strip()]:
-            done = {r["model"].split()[0].lower() for r in results.get(corpus, {}).get(seed, [])}
+            done = {row_key(r) for r in results.get(corpus, {}).get(seed, [])}
             todo = [m for m in wanted if m not in done]
             if not todo:
                 continue
-            splits = load_corpus(data_dir, corpus, n_train, n_dev, n_test, seed)
+            splits = load_corpus(data_dir, corpus, n_train, n_dev, n_test, seed, n_transfer if "transfer" in todo else 0)
             where = out / corpus / f"seed{seed}"
             print(f"{corpus} seed {seed}: train {len(splits['train'])}, dev {len(splits['dev'])}, test {len(splits['test'])}; {', '.join(todo)}", flush=True)
             rows = results.setdefault(corpus, {}).setdefault(seed, [])
             runs = []  # each row is saved as soon as it is done: a crash or a kill loses one model at most
-            if "teacher" in todo or "student" in todo:
-                runs.append(lambda: [r for r in run_project(splits, where, seed, threads) if r["model"].split()[0] in todo])
+            if {"teacher", "student", "transfer"} & set(todo):
+                runs.append(lambda: run_project(splits, where, seed, threads, todo))
             if "spacy" in todo:
                 runs.append(lambda: [run_spacy_cnn(splits, where / "spacy-cnn", seed, threads)])
             if "plain" in todo:

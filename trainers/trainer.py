@@ -189,7 +189,7 @@ def transfer_texts(examples: Sequence[Example], labelled: Sequence[Example]) -> 
         key = normalize_text(e.text)
         if e.text.strip() and key not in seen:
             seen.add(key)
-            out.append(Example(id=e.id, text=e.text, entities=e.entities))  # the entities serve `llm_teacher` only
+            out.append(Example(id=e.id, text=e.text, entities=e.entities, words=e.words))  # the entities serve `llm_teacher` only; a file's own tokens stay
     return out
 
 

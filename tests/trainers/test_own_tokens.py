@@ -54,6 +54,16 @@ def test_a_conll_file_keeps_its_tokens_as_words_through_every_format(tmp_path):
     assert tidy.words is None  # a file in the project's own words carries none: files and hashes stay as they were
 
 
+def test_a_transfer_file_keeps_its_tokens_as_words(tmp_path):
+    """Fails if the transfer set drops a file's tokens (the teacher's soft targets would then sit
+    on the project tokenizer's words, not on the file's)."""
+    from distill_ner.trainers.trainer import transfer_texts
+
+    (example,) = read_conll(conll(tmp_path / "glued.conll"))
+    (kept,) = transfer_texts([example], labelled=[])
+    assert words_of(kept) == words_of(example) != tokenize(example.text)
+
+
 def test_training_labels_sit_on_the_first_piece_of_each_file_token_across_windows(tiny_bert):
     _, tok = load_encoder(tiny_bert)
     (example,) = read_conll_text()
