@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -155,7 +156,7 @@ def run_plain(splits: dict, out: Path, seed: int) -> dict:
     return score_row("plain", "plain fine-tune", splits["test"], predicted, parameters, time.perf_counter() - started, None)
 
 
-def run_project(splits: dict, out: Path, seed: int, threads: int | None, todo: list[str]) -> list[dict]:
+def run_project(splits: dict, out: Path, seed: int, threads: int | None, todo: list[str]) -> Iterator[dict]:
     """Those of the teacher, the student and the transfer student (trainer defaults) in `todo`,
     scored and timed in spaCy (the teacher is trained for the students either way, once)."""
     import spacy
@@ -167,7 +168,6 @@ def run_project(splits: dict, out: Path, seed: int, threads: int | None, todo: l
     from distill_ner.trainers.pipeline import student, teachers
 
     args = TrainingArgs(seed=seed, threads=threads, progress=False)
-    rows = []
     teacher = teachers(splits["train"], splits["dev"], out / "teacher", args)[0]
     models = {"teacher": ("teacher", lambda: teacher)}
     models["student"] = (f"student {args.student_layers}L KD {args.kd}", lambda: student(splits["train"], splits["dev"], teacher, out / "student", args))
@@ -182,8 +182,7 @@ def run_project(splits: dict, out: Path, seed: int, threads: int | None, todo: l
         meta = read_meta(path)
         predicted = predict_entities(load_model(path), splits["test"])
         nlp = spacy.load(export_spacy(path, out / f"{path.name}-spacy"))
-        rows.append(score_row(key, name, splits["test"], predicted, meta.parameters, meta.train_seconds or 0.0, spacy_speed(nlp, texts)))
-    return rows
+        yield score_row(key, name, splits["test"], predicted, meta.parameters, meta.train_seconds or 0.0, spacy_speed(nlp, texts))
 
 
 def run_spacy_cnn(splits: dict, out: Path, seed: int, threads: int) -> dict:
@@ -316,15 +315,16 @@ def main(
             where = out / corpus / f"seed{seed}"
             print(f"{corpus} seed {seed}: train {len(splits['train'])}, dev {len(splits['dev'])}, test {len(splits['test'])}; {', '.join(todo)}", flush=True)
             rows = results.setdefault(corpus, {}).setdefault(seed, [])
-            runs = []  # each row is saved as soon as it is done: a crash or a kill loses one model at most
-            if {"teacher", "student", "transfer"} & set(todo):
-                runs.append(lambda: run_project(splits, where, seed, threads, todo))
-            if "spacy" in todo:
-                runs.append(lambda: [run_spacy_cnn(splits, where / "spacy-cnn", seed, threads)])
-            if "plain" in todo:
-                runs.append(lambda: [run_plain(splits, where / "plain", seed)])
-            for run in runs:
-                rows.extend(run())
+            def done_rows() -> Iterator[dict]:  # each row is saved as soon as it is done: a crash or a kill loses one model at most
+                if {"teacher", "student", "transfer"} & set(todo):
+                    yield from run_project(splits, where, seed, threads, todo)
+                if "spacy" in todo:
+                    yield run_spacy_cnn(splits, where / "spacy-cnn", seed, threads)
+                if "plain" in todo:
+                    yield run_plain(splits, where / "plain", seed)
+
+            for row in done_rows():
+                rows.append(row)
                 out.mkdir(parents=True, exist_ok=True)
                 results_file.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
                 print(markdown_table(rows), flush=True)
