@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -233,17 +234,27 @@ def summary(results: dict[str, dict[int, list[dict]]]) -> str:
     """One row per corpus and model: mean ± std over the seeds."""
     rows = []
     for corpus, by_seed in results.items():
-        names = list(dict.fromkeys(r["model"] for seed_rows in by_seed.values() for r in seed_rows))
-        for name in names:
-            found = [r for seed_rows in by_seed.values() for r in seed_rows if r["model"] == name]
+        keys = list(dict.fromkeys(row_key(r) for seed_rows in by_seed.values() for r in seed_rows))
+        for key in keys:
+            found = [r for seed_rows in by_seed.values() for r in seed_rows if row_key(r) == key]
             speed = [r["speed"] for r in found if r["speed"]]
             rows.append({
-                "corpus": corpus, "model": name, "strict span F1": cell([r["f1"] for r in found]), "token F1": cell([r["token_f1"] for r in found]),
+                "corpus": corpus, "model": model_name(found), "strict span F1": cell([r["f1"] for r in found]), "token F1": cell([r["token_f1"] for r in found]),
                 "sent/s in spaCy (1 thread)": f"{statistics.mean(speed):.0f}" if speed else "-",
                 "parameters": f"{found[0]['parameters'] / 1e6:.1f}M" if found[0]["parameters"] else "-",
                 "train s": f"{statistics.mean(r['train_seconds'] for r in found):.0f}", "seeds": len(found),
             })
     return markdown_table(rows)
+
+
+def model_name(rows: list[dict]) -> str:
+    """The name of one model's rows over seeds; counts that differ by seed (the transfer
+    sentences left after dropping duplicates) become their mean."""
+    names = {r["model"] for r in rows}
+    if len(names) == 1:
+        return names.pop()
+    counts = [int(re.search(r"\+ (\d+) ", r["model"]).group(1)) for r in rows]
+    return re.sub(r"\+ \d+ ", f"+ ~{statistics.mean(counts):.0f} ", rows[0]["model"])
 
 
 def row_key(row: dict) -> str:
@@ -269,7 +280,7 @@ def goals(results: dict[str, dict[int, list[dict]]]) -> list[str]:
             if None not in (plain, pupil):
                 lines.append(f"{corpus}: {name} minus plain {pupil - plain:+.1f} (goal >= +1.0: {'met' if pupil - plain >= 1.0 else 'NOT met'})")
             if None not in (teacher, pupil):
-                lines.append(f"{corpus}: {name} keeps {pupil / teacher:.1%} of the teacher (goal >= 98%: {'met' if pupil >= 0.98 * teacher else 'NOT met'})")
+                lines.append(f"{corpus}: {name} keeps {pupil / teacher:.2%} of the teacher (goal >= 98%: {'met' if pupil >= 0.98 * teacher else 'NOT met'})")
             if None not in (cnn, pupil):
                 lines.append(f"{corpus}: {name} minus spaCy CNN {pupil - cnn:+.1f} (goal > 0: {'met' if pupil > cnn else 'NOT met'})")
     if gains:

@@ -188,6 +188,12 @@ class RunConfig(_Section):
         """The trainer's arguments for the student: `teacher`, then `student`'s own, then `distill`."""
         return student_args(self.teacher, self.student, self.distill)
 
+    @property
+    def uses_transfer(self) -> bool:
+        """The student learns the teacher's soft targets on unreviewed texts: `distill.transfer`
+        with a KD method (a student without a teacher has nothing to learn from them)."""
+        return self.distill.transfer and self.distill.kd != "none"
+
     @model_validator(mode="after")
     def _source_has_input(self) -> RunConfig:
         if self.source != "generate" and not self.annotate.input:

@@ -202,8 +202,8 @@ def push_task(config_json: dict[str, Any], selected: list[str] | None = None) ->
             s = config.split
             blind = blind_test_ids(examples, s.test, s.seed, gold_from=None if s.gold_from == "any" else s.gold_from)
         sent, held_back = triage(examples, config.review.budget, blind)
-    if held_back and not config.distill.transfer:
-        _log(f"review budget: {len(held_back)} examples are not sent to review and, with distill.transfer off, not used")
+    if held_back and not config.uses_transfer:
+        _log(f"review budget: {len(held_back)} examples are not sent to review and, with distill.transfer off (or kd none), not used")
     result = push(ls, project, sent, spec, run=config.name, blind=blind)
     return {"project_id": project, "created": result.created, "skipped": result.skipped, "held_back": len(held_back), "blind": len(blind)}
 
@@ -362,7 +362,7 @@ def student_task(config_json: dict[str, Any], teacher_dir: str) -> str:
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.layout.pruned)
-    transfer = transfer_examples(config) if config.distill.transfer else []
+    transfer = transfer_examples(config) if config.uses_transfer else []
     extra = teacher_dirs(teacher_dir, config.teacher.teachers)[1:]
     return str(student(splits["train"], splits["dev"], teacher_dir, config.layout.student, config.student_args(), fraction=config.prune.fraction, transfer=transfer,
                        extra_teachers=extra, log=_log))
@@ -587,7 +587,7 @@ def train_stages(cfg: RunConfig, stage: Any, gold_splits: Path | None = None) ->
     teacher = stage("teacher", _dump(cfg.teacher), lambda: teacher_task(dumped), [spec, verified_dir], all_teachers)
     pruned = stage("prune", _dump(cfg.prune), lambda: prune_task(dumped, teacher), [verified_dir, *(model_files(teacher_dir) if cfg.prune.needs_scores else [])], [pruned_dir])
     unlabeled = cfg.unlabeled_config()
-    transfer_reads = [layout.generated, *([unlabeled.layout.generated] if cfg.llm.n_unlabeled else [])] if cfg.distill.transfer else []
+    transfer_reads = [layout.generated, *([unlabeled.layout.generated] if cfg.llm.n_unlabeled else [])] if cfg.uses_transfer else []
     student_settings = [_dump(cfg.teacher), _dump(cfg.student), _dump(cfg.distill)]
     student = stage("student", [*student_settings, cfg.prune.fraction], lambda: student_task(dumped, teacher), [pruned_dir, *transfer_reads, *(f for d in all_teachers for f in model_files(d))], [student_dir])
     models = stage("evaluate", None, lambda: evaluate_task(dumped, {"teacher": teacher, "student": student}), [verified_dir, *model_files(teacher_dir), *model_files(student_dir)])

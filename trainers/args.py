@@ -63,7 +63,8 @@ class TrainingArgs(BaseModel):
     teachers: int = Field(1, ge=1, description="teachers trained (seeds seed, seed+1, ...); the student learns their combined logits")
     teacher_weighting: Literal["equal", "gold_loss"] = Field("equal", description="several teachers: equal weights, or per window softmax of minus each teacher's loss on the gold labels")
     llm_teacher: bool = Field(False, description="transfer texts: the LLM's own annotation (k-sample agreement as confidence) is one more teacher on them")
-    transfer: bool = Field(False, description="run config: the student also learns the teacher's soft targets on unreviewed texts (pruned away, never reviewed, llm.n_unlabeled)")
+    transfer: bool = Field(True, description="run config: the student also learns the teacher's soft targets on unreviewed texts (pruned away, never reviewed, llm.n_unlabeled); "
+                           "no effect with kd none")
     search: bool = Field(False, description="first try a learning rate x epochs grid (teachers scored on dev only) and train with the best")
     search_learning_rates: list[float] = Field([5e-5, 1e-4, 2e-4], min_length=1, description="`search`: learning rates to try")
     search_epochs: list[int] = Field([], description="`search`: epochs to try; empty: the step budget's epochs and half of them")

@@ -27,6 +27,12 @@ def test_settings_by_owner_and_the_old_train_section(capsys):
     assert note.count("\n") == 1 and "train.kd -> distill.kd" in note and "train.student_layers -> student.student_layers" in note
 
 
+def test_the_student_learns_unreviewed_texts_by_default_when_it_has_a_teacher():
+    assert load_run_config("demo", []).uses_transfer  # held-back and pruned-away texts are not wasted
+    assert not load_run_config("demo", ["distill.kd=none"]).uses_transfer  # nothing to learn them from
+    assert not load_run_config("demo", ["distill.transfer=false"]).uses_transfer
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

@@ -46,7 +46,7 @@ def overrides(runs: Path, spec: Path, tiny_bert: Path, name: str, *extra: str) -
 
 
 SWEEP = ("sweep.enabled=true", "sweep.fractions=[1.0, 0.5]", "sweep.methods=[random]", "sweep.kd=[none, hinton]")
-TRANSFER = ("distill.transfer=true", "llm.n_unlabeled=8")  # the student also learns the teacher on 8 texts nobody reviews
+TRANSFER = ("llm.n_unlabeled=8",)  # the student also learns the teacher on 8 texts nobody reviews (distill.transfer is on by default)
 
 
 def project_tasks(label_studio, spec_path: Path, run: str) -> dict[str, int]:
@@ -186,7 +186,7 @@ def test_a_review_budget_sends_the_least_confident_and_keeps_the_rest_out_of_dev
     from distill_ner.flows.distill_flow import distill
 
     spec = tiny_spec(tmp_path, "flow-budget")
-    distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp_path, spec, tiny_bert, "budget", "llm.k_samples=3", "review.budget=0.5", "distill.transfer=true"))
+    distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp_path, spec, tiny_bert, "budget", "llm.k_samples=3", "review.budget=0.5"))  # distill.transfer: the default
     run_dir = tmp_path / "budget"
     generated = read_jsonl(run_dir / "generated.jsonl")
     blind = blind_test_ids(generated, 0.2)  # the blind test texts go to people outside the budget
@@ -213,7 +213,7 @@ def test_active_learning_rounds_ask_about_what_the_student_doubts_and_resume_wit
     from distill_ner.trainers.scores import review_priority
 
     spec = tiny_spec(tmp_path, "flow-rounds")
-    args = overrides(tmp_path, spec, tiny_bert, "rounds", "llm.k_samples=3", "review.budget=0.3", "review.rounds=2", "distill.transfer=true")
+    args = overrides(tmp_path, spec, tiny_bert, "rounds", "llm.k_samples=3", "review.budget=0.3", "review.rounds=2")
     report = Path(distill(str(REPO / "flows/configs/demo.yaml"), args))
     run_dir, second = tmp_path / "rounds", tmp_path / "rounds" / "rounds" / "2" / "rounds"
     generated = read_jsonl(run_dir / "generated.jsonl")
