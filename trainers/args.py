@@ -51,6 +51,8 @@ class TrainingArgs(BaseModel):
     step_budget: int = Field(2000, ge=1, description="optimizer steps to aim for when `epochs` is None (small data: more epochs, large data: fewer)")
     equal_steps: bool = Field(True, description="a student on a pruned fraction f trains epochs/f epochs (at most 4x) with patience/f, so it takes as many steps as on all the data")
     patience: int = Field(4, ge=1, description="dev evaluations without improvement before a phase stops")
+    min_train_share: float = Field(0.5, ge=0, le=1, description="no early stop before this share of a phase's planned steps: a dev score that "
+                                   "peaks early, by chance or before the learning rate decays, does not end training (the best state is kept either way)")
     eval_every: int = Field(500, ge=1, description="optimizer steps between dev evaluations inside an epoch (the dev split is also scored at every epoch end)")
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
@@ -111,7 +113,7 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
 
 
 # --- settings by owner ----------------------------------------------------------------------
-OPTIMIZER_FIELDS = ("epochs", "step_budget", "patience", "eval_every", "batch_size", "learning_rate", "head_learning_rate", "warmup_ratio", "weight_decay")
+OPTIMIZER_FIELDS = ("epochs", "step_budget", "patience", "min_train_share", "eval_every", "batch_size", "learning_rate", "head_learning_rate", "warmup_ratio", "weight_decay")
 STUDENT_FIELDS = ("student_layers", "student_encoder", "equal_steps", *OPTIMIZER_FIELDS)
 DISTILL_FIELDS = ("kd", "alpha", "temperature", "hidden_weight", "anneal_max_temperature", "anneal_epoch_share", "teacher_weighting", "llm_teacher", "transfer")
 TEACHER_FIELDS = tuple(f for f in TrainingArgs.model_fields if f not in STUDENT_FIELDS and f not in DISTILL_FIELDS) + OPTIMIZER_FIELDS

@@ -9,8 +9,9 @@ classification (span pairs, with "no_relation") on one shared encoder: every bat
 gives both losses from one forward pass. Training runs the phases of the KD method (`trainers/kd/`;
 the teacher's is plain cross-entropy), each with a fresh AdamW and linear warm-up and decay;
 after each epoch the dev split is scored (mean of entity micro F1 and relation weighted F1), a
-phase may stop after `args.patience` epochs without improvement, and every phase ends on its
-best epoch (the next phase starts there). Seeded and repeatable.
+phase may stop after `args.patience` epochs without improvement (not before `args.min_train_share`
+of its steps), and every phase ends on its best epoch (the next phase starts there). Seeded and
+repeatable.
 Examples with `review.status == "rejected"` are dropped. `args` is a `TrainingArgs` or anything
 `TrainingArgs.from_any` takes (e.g. a dict).
 """
@@ -377,7 +378,8 @@ class _Fit:
         """Train one phase with a fresh optimizer and end it on its best dev evaluation (the next
         phase starts from there). The dev split is scored at every epoch end and every
         `args.eval_every` steps; with `phase.early_stop`, the phase stops after `args.patience`
-        evaluations without improvement. Why it stopped goes to `stop_reasons`."""
+        evaluations without improvement, once `args.min_train_share` of its steps are done. Why
+        it stopped goes to `stop_reasons`."""
         epochs = phase.epochs
         per_epoch = len(self._batches(0))
         steps = epochs * per_epoch
@@ -405,7 +407,7 @@ class _Fit:
                     if k == per_epoch or self.step % self.args.eval_every == 0:
                         self._evaluate(phase, label, total / n, progress)
                         self.model.train()
-                        if phase.early_stop and self.dev and self.stale >= self.args.patience:
+                        if phase.early_stop and self.dev and self.stale >= self.args.patience and self.step >= self.args.min_train_share * steps:
                             reason = (f"{phase.name}: early stop at epoch {self.epoch} (step {self.step} of {steps}): no dev improvement in "
                                       f"{self.args.patience} evaluations")
                             break

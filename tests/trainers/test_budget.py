@@ -31,12 +31,21 @@ def test_epochs_none_resolves_from_the_budget_and_says_why_training_stopped(tiny
 def test_patience_counts_dev_evaluations_inside_an_epoch(tiny_bert, data, teacher, tmp_path):
     # learning rate ~0: the dev score never improves after the first evaluation, so with an
     # evaluation every 2 steps and patience 2 the phase stops after 3 evaluations (6 steps), in epoch 1
-    args = tiny_args(tiny_bert, epochs=3, eval_every=2, patience=2, learning_rate=1e-12, head_learning_rate=1e-12, student_layers=1)
+    args = tiny_args(tiny_bert, epochs=3, eval_every=2, patience=2, min_train_share=0.0, learning_rate=1e-12, head_learning_rate=1e-12, student_layers=1)
     meta = json.loads((train_student(data["train"], data["dev"], teacher, tmp_path / "s", args, kd="none") / "model.json").read_text())
     assert [h["step"] for h in meta["history"]] == [2, 4, 6]
     assert [h["epoch"] for h in meta["history"]] == [1, 1, 1]
     assert meta["stop_reasons"][0].startswith("train: early stop at epoch 1 (step 6 of 24): no dev improvement in 2 evaluations")
     assert meta["best_epoch"] == 1
+
+
+def test_no_early_stop_before_the_minimum_share_of_the_steps(tiny_bert, data, teacher, tmp_path):
+    # as above, but the default keeps training until half of the 24 planned steps are done
+    args = tiny_args(tiny_bert, epochs=3, eval_every=2, patience=2, learning_rate=1e-12, head_learning_rate=1e-12, student_layers=1)
+    meta = json.loads((train_student(data["train"], data["dev"], teacher, tmp_path / "s", args, kd="none") / "model.json").read_text())
+    assert meta["args"]["min_train_share"] == 0.5 and [h["step"] for h in meta["history"]][-1] == 12
+    assert meta["stop_reasons"][0].startswith("train: early stop at epoch 2 (step 12 of 24)")
+    assert meta["best_epoch"] == 1  # the best state is still the one kept
 
 
 def test_search_picks_the_setting_with_the_best_dev_score_and_the_student_follows(tiny_bert, data, tmp_path):
