@@ -153,8 +153,11 @@ def test_astral_characters_keep_their_code_point_offsets_through_the_browser(lab
     assert _highlights(browser) == texts
 
     # delete HABITAT and draw it again: now the browser computes its offsets from a selection
-    habitat = browser.find_elements(By.CSS_SELECTOR, "span.htx-highlight")[REDRAWN]
-    habitat.click()
+    def click_habitat(d) -> bool:  # found and clicked in one try: the region may re-render in between
+        d.find_elements(By.CSS_SELECTOR, "span.htx-highlight")[REDRAWN].click()
+        return True
+
+    _wait_for(browser, "a click on the HABITAT region", click_habitat)
     ActionChains(browser).send_keys(Keys.BACKSPACE).perform()  # deletes the selected region
     _wait_for(browser, "the HABITAT region to be deleted", lambda d: _highlights(d) == [t for i, t in enumerate(texts) if i != REDRAWN])
     browser.find_element(By.XPATH, "//span[contains(@class, 'lsf-label__text') and normalize-space(text())='HABITAT']").click()
