@@ -157,9 +157,10 @@ def run_plain(splits: dict, out: Path, seed: int) -> dict:
     return score_row("plain", "plain fine-tune", splits["test"], predicted, parameters, time.perf_counter() - started, None)
 
 
-def run_project(splits: dict, out: Path, seed: int, threads: int | None, todo: list[str]) -> Iterator[dict]:
-    """Those of the teacher, the student and the transfer student (trainer defaults) in `todo`,
-    scored and timed in spaCy (the teacher is trained for the students either way, once)."""
+def run_project(splits: dict, out: Path, seed: int, threads: int | None, todo: list[str], overrides: dict | None = None) -> Iterator[dict]:
+    """Those of the teacher, the student and the transfer student (trainer defaults, but for
+    `overrides` of `TrainingArgs`) in `todo`, scored and timed in spaCy (the teacher is trained
+    for the students either way, once)."""
     import spacy
 
     from distill_ner.trainers.args import TrainingArgs
@@ -168,11 +169,13 @@ def run_project(splits: dict, out: Path, seed: int, threads: int | None, todo: l
     from distill_ner.trainers.modeling import load_model
     from distill_ner.trainers.pipeline import student, teachers
 
-    args = TrainingArgs(seed=seed, threads=threads, progress=False)
+    overrides = overrides or {}
+    args = TrainingArgs(**{"seed": seed, "threads": threads, "progress": False, **overrides})
+    changed = "".join(f", {k}={v}" for k, v in overrides.items())
     teacher = teachers(splits["train"], splits["dev"], out / "teacher", args)[0]
-    models = {"teacher": ("teacher", lambda: teacher)}
-    models["student"] = (f"student {args.student_layers}L KD {args.kd}", lambda: student(splits["train"], splits["dev"], teacher, out / "student", args))
-    models["transfer"] = (f"student {args.student_layers}L KD {args.kd} + {len(splits['transfer'])} unlabelled",
+    models = {"teacher": (f"teacher{changed}", lambda: teacher)}
+    models["student"] = (f"student {args.student_layers}L KD {args.kd}{changed}", lambda: student(splits["train"], splits["dev"], teacher, out / "student", args))
+    models["transfer"] = (f"student {args.student_layers}L KD {args.kd} + {len(splits['transfer'])} unlabelled{changed}",
                           lambda: student(splits["train"], splits["dev"], teacher, out / "student-transfer", args, transfer=splits["transfer"]))
     texts = [e.text for e in splits["test"]]
     for key in todo:
@@ -300,6 +303,8 @@ def main(
     data_dir: Path = typer.Option(DATA_DIR, help="Where the corpora are."),  # noqa: B008
     out: Path = typer.Option(ROOT / "bench_out" / "real_corpora", help="Models and results."),  # noqa: B008
     threads: int = typer.Option(1, help="torch and spaCy CPU threads (training and the speed column)."),
+    set_args: list[str] = typer.Option([], "--set", help="KEY=VALUE (VALUE in JSON): a TrainingArgs field for the project's models, "  # noqa: B008
+                                       "e.g. --set ema_decay=0.99; named in their rows (use another --out)."),
 ) -> None:
     """Train and score every model on every corpus and seed; print the table and the goals."""
     import torch
@@ -311,6 +316,7 @@ def main(
     import distill_ner.trainers.evaluate  # noqa: F401
 
     torch.set_num_threads(threads)
+    overrides = {k: json.loads(v) for k, _, v in (a.partition("=") for a in set_args)}
     wanted = [m.strip() for m in models.split(",") if m.strip()]
     results_file = out / "real_corpora.json"
     results: dict[str, dict[int, list[dict]]] = {}
@@ -328,7 +334,7 @@ def main(
             rows = results.setdefault(corpus, {}).setdefault(seed, [])
             def done_rows() -> Iterator[dict]:  # each row is saved as soon as it is done: a crash or a kill loses one model at most
                 if {"teacher", "student", "transfer"} & set(todo):
-                    yield from run_project(splits, where, seed, threads, todo)
+                    yield from run_project(splits, where, seed, threads, todo, overrides)
                 if "spacy" in todo:
                     yield run_spacy_cnn(splits, where / "spacy-cnn", seed, threads)
                 if "plain" in todo:

@@ -59,6 +59,8 @@ class TrainingArgs(BaseModel):
     head_learning_rate: float = Field(1e-3, gt=0, description="learning rate of the new NER/RE heads")
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="dev scoring and the saved model use an exponential moving average of the weights "
+                             "(this decay per optimizer step; 0: the weights as trained)")
     max_length: int = Field(256, ge=16, description="word pieces per window; longer texts are split into windows")
     subword_labels: Literal["first", "all"] = Field("first", description="tag the first word piece of each word (others ignored) or every piece")
     stride: int = Field(32, ge=0, description="word pieces shared by consecutive windows")
@@ -113,7 +115,7 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
 
 
 # --- settings by owner ----------------------------------------------------------------------
-OPTIMIZER_FIELDS = ("epochs", "step_budget", "patience", "min_train_share", "eval_every", "batch_size", "learning_rate", "head_learning_rate", "warmup_ratio", "weight_decay")
+OPTIMIZER_FIELDS = ("epochs", "step_budget", "patience", "min_train_share", "eval_every", "batch_size", "learning_rate", "head_learning_rate", "warmup_ratio", "weight_decay", "ema_decay")
 STUDENT_FIELDS = ("student_layers", "student_encoder", "equal_steps", *OPTIMIZER_FIELDS)
 DISTILL_FIELDS = ("kd", "alpha", "temperature", "hidden_weight", "anneal_max_temperature", "anneal_epoch_share", "teacher_weighting", "llm_teacher", "transfer")
 TEACHER_FIELDS = tuple(f for f in TrainingArgs.model_fields if f not in STUDENT_FIELDS and f not in DISTILL_FIELDS) + OPTIMIZER_FIELDS

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 from transformers import get_linear_schedule_with_warmup, set_seed
@@ -318,6 +319,7 @@ class _Fit:
         self.step, self.stale = 0, 0
         self.best_score, self.best_epoch, self.best_state, self.best_scores = -1.0, 0, None, {}
         self.epoch = 0
+        self.ema: AveragedModel | None = None  # the averaged weights of the phase in training (`args.ema_decay`)
 
     def _batches(self, epoch: int) -> list[list[int]]:
         """Window index batches in a seeded order (each batch also carries its windows' pairs)."""
@@ -386,6 +388,7 @@ class _Fit:
         optimizer, scheduler = self._optimizer(steps)
         self.step, self.stale = 0, 0
         self.best_score, self.best_state = -1.0, None
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.args.ema_decay)) if self.args.ema_decay else None
         label = f"{self.meta.role} {phase.name}" + (f" (KD {self.args.kd})" if self.teacher_ner else "")
         reason = f"{phase.name}: all {epochs} epochs ({steps} steps) done"
         with _progress(self.args.progress) as progress:
@@ -401,6 +404,8 @@ class _Fit:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
                     optimizer.step()
                     scheduler.step()
+                    if self.ema is not None:
+                        self.ema.update_parameters(self.model)
                     self.step += 1
                     total, n = total + loss.item(), n + 1
                     progress.update(task, advance=1, loss=total / n)
@@ -419,11 +424,15 @@ class _Fit:
         self.stop_reasons.append(reason)
         if self.args.progress:
             progress.console.print(f"{label}: {reason}")
+        if self.ema is not None and not self.dev:  # no dev split: the last averaged weights are kept
+            self.best_state = copy.deepcopy(self.ema.module.state_dict())
         self.restore_best()
+        self.ema = None
 
     def _evaluate(self, phase: Phase, label: str, loss: float, progress: Progress) -> None:
         """Score dev, log it in `history`, keep the best state; without a dev split the last state is kept."""
-        scores = self.score_dev() if self.dev else {"dev_f1": None, "dev_relation_f1": None, "score": None}
+        scored = self.model if self.ema is None else self.ema.module
+        scores = self.score_dev(scored) if self.dev else {"dev_f1": None, "dev_relation_f1": None, "score": None}
         self.history.append({"epoch": self.epoch, "step": self.step, "loss": round(loss, 5), "phase": phase.name, **scores})
         if self.args.progress and self.dev:
             rel = "" if scores["dev_relation_f1"] is None else f", dev relation F1 {scores['dev_relation_f1']:.3f}"
@@ -433,15 +442,17 @@ class _Fit:
             return
         if scores["score"] > self.best_score:
             self.best_score, self.best_epoch, self.best_scores = scores["score"], self.epoch, scores
-            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            self.best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
             self.stale = 0
         else:
             self.stale += 1
 
-    def score_dev(self) -> dict[str, float]:
-        """Dev entity micro F1, relation weighted F1 and their mean (the early-stopping score)."""
-        self.model.eval()
-        loaded = Loaded(self.model, self.tokenizer, self.meta, Path("."))
+    def score_dev(self, model: NerReModel | None = None) -> dict[str, float]:
+        """Dev entity micro F1, relation weighted F1 and their mean (the early-stopping score) of
+        `model` (default: the one in training)."""
+        model = self.model if model is None else model
+        model.eval()
+        loaded = Loaded(model, self.tokenizer, self.meta, Path("."))
         predicted = predict_entities(loaded, self.dev, self.args.eval_batch_size)
         ner = ner_scores(self.dev, predicted)["f1"]
         re = relation_scores(loaded, self.dev, self.args.eval_batch_size).get("weighted_f1") if self.feats.pairs.pairs else None

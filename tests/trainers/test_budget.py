@@ -4,6 +4,7 @@ and the reason each phase stopped recorded in model.json."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,40 @@ def test_search_without_a_dev_split_is_one_clear_error(tiny_bert, data, tmp_path
 
     with pytest.raises(DistillError, match="dev split"):
         train_teacher_searched(data["train"], [], tmp_path / "t", tiny_args(tiny_bert, search=True))
+
+
+def test_the_kept_weights_are_the_moving_average_of_the_trained_ones(tiny_bert, data, tmp_path):
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from distill_ner.trainers.evaluate import ner_scores
+    from distill_ner.trainers.inference import predict_entities
+    from distill_ner.trainers.modeling import load_model
+
+    def train(*a, **kw) -> tuple[Path, list[list[torch.Tensor]]]:
+        """Train a teacher; return its folder and its head weights after each optimizer step."""
+        trained: list[list[torch.Tensor]] = []
+        hook = register_optimizer_step_post_hook(lambda optimizer, *_: trained.append([p.detach().clone() for p in optimizer.param_groups[-1]["params"]]))
+        try:
+            return train_teacher(*a, **kw), trained
+        finally:
+            hook.remove()
+
+    def head(path: Path) -> list[torch.Tensor]:
+        return [p.detach() for n, p in load_model(path).model.named_parameters() if not n.startswith("encoder.")]
+
+    # no dev split: 24 windows at batch 8, 2 epochs = 6 steps, and the last average is kept
+    path, trained = train(data["train"][:24], [], tmp_path / "t", tiny_args(tiny_bert, epochs=2, ema_decay=0.5, relations=False))
+    assert len(trained) == 6
+    average = trained[0]  # torch's AveragedModel: the first update copies, then ema = d * ema + (1 - d) * weights
+    for step in trained[1:]:
+        average = [0.5 * a + 0.5 * w for a, w in zip(average, step)]
+    assert all(torch.allclose(k, a, atol=1e-6) for k, a in zip(head(path), average, strict=True))
+    assert not all(torch.allclose(k, w, atol=1e-4) for k, w in zip(head(path), trained[-1]))
+
+    # with a dev split, the averaged weights are scored on dev and saved: none of the trained ones
+    path, trained = train(data["train"], data["dev"], tmp_path / "d", tiny_args(tiny_bert, epochs=3, ema_decay=0.9, relations=False))
+    assert not any(all(torch.allclose(k, w, atol=1e-4) for k, w in zip(head(path), step)) for step in trained)
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["args"]["ema_decay"] == 0.9
+    assert ner_scores(data["dev"], predict_entities(load_model(path), data["dev"]))["f1"] == pytest.approx(meta["dev"]["dev_f1"], abs=1e-4)
