@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 from transformers import get_linear_schedule_with_warmup, set_seed
@@ -388,7 +388,7 @@ class _Fit:
         optimizer, scheduler = self._optimizer(steps)
         self.step, self.stale = 0, 0
         self.best_score, self.best_state = -1.0, None
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.args.ema_decay)) if self.args.ema_decay else None
+        self.ema = AveragedModel(self.model, avg_fn=_ema_update(self.args.ema_decay)) if self.args.ema_decay else None
         label = f"{self.meta.role} {phase.name}" + (f" (KD {self.args.kd})" if self.teacher_ner else "")
         reason = f"{phase.name}: all {epochs} epochs ({steps} steps) done"
         with _progress(self.args.progress) as progress:
@@ -462,6 +462,16 @@ class _Fit:
     def restore_best(self) -> None:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+
+
+def _ema_update(decay: float) -> Any:
+    """AveragedModel's `avg_fn` for an exponential moving average whose decay warms up as in
+    TensorFlow's ExponentialMovingAverage (with num_updates): min(decay, (1 + n) / (10 + n)) at
+    update n, so the average follows the recent tenth of training however short the phase is."""
+    def update(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1 + float(n)) / (10 + float(n)))
+        return averaged + (current - averaged) * (1 - d)
+    return update
 
 
 class _LayerTaps:

@@ -97,9 +97,10 @@ def test_the_kept_weights_are_the_moving_average_of_the_trained_ones(tiny_bert, 
     # no dev split: 24 windows at batch 8, 2 epochs = 6 steps, and the last average is kept
     path, trained = train(data["train"][:24], [], tmp_path / "t", tiny_args(tiny_bert, epochs=2, ema_decay=0.5, relations=False))
     assert len(trained) == 6
-    average = trained[0]  # torch's AveragedModel: the first update copies, then ema = d * ema + (1 - d) * weights
-    for step in trained[1:]:
-        average = [0.5 * a + 0.5 * w for a, w in zip(average, step)]
+    average = trained[0]  # the first update copies, then ema = d * ema + (1 - d) * weights, d = min(0.5, (1 + n) / (10 + n))
+    for n, step in enumerate(trained[1:], 1):
+        d = min(0.5, (1 + n) / (10 + n))
+        average = [d * a + (1 - d) * w for a, w in zip(average, step)]
     assert all(torch.allclose(k, a, atol=1e-6) for k, a in zip(head(path), average, strict=True))
     assert not all(torch.allclose(k, w, atol=1e-4) for k, w in zip(head(path), trained[-1]))
 
