@@ -10,9 +10,9 @@ gives both losses from one forward pass. Training runs the phases of the KD meth
 the teacher's is plain cross-entropy), each with a fresh AdamW and linear warm-up and decay;
 after each epoch the dev split is scored (mean of entity micro F1 and relation weighted F1), a
 phase may stop after `args.patience` epochs without improvement (not before `args.min_train_share`
-of its steps), and every phase ends on its best epoch (the next phase starts there). What is
-scored and kept is an exponential moving average of the weights (`args.ema_decay`). Seeded and
-repeatable.
+of its steps), and every phase ends on its best epoch (the next phase starts there). With
+`args.ema_decay`, what is scored and kept is an exponential moving average of the weights. Seeded
+and repeatable.
 Examples with `review.status == "rejected"` are dropped. `args` is a `TrainingArgs` or anything
 `TrainingArgs.from_any` takes (e.g. a dict).
 """
