@@ -316,7 +316,17 @@ def main(
     import distill_ner.trainers.evaluate  # noqa: F401
 
     torch.set_num_threads(threads)
-    overrides = {k: json.loads(v) for k, _, v in (a.partition("=") for a in set_args)}
+    overrides = {}
+    for item in set_args:
+        from distill_ner.trainers.args import TrainingArgs
+
+        key, sep, value = item.partition("=")
+        try:
+            if key not in TrainingArgs.model_fields:
+                raise ValueError(key)
+            overrides[key] = json.loads(value)
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: use KEY=VALUE with a JSON value, e.g. ema_decay=0.995", param_hint="--set") from None
     wanted = [m.strip() for m in models.split(",") if m.strip()]
     results_file = out / "real_corpora.json"
     results: dict[str, dict[int, list[dict]]] = {}
