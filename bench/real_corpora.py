@@ -303,7 +303,7 @@ def main(
     data_dir: Path = typer.Option(DATA_DIR, help="Where the corpora are."),  # noqa: B008
     out: Path = typer.Option(ROOT / "bench_out" / "real_corpora", help="Models and results."),  # noqa: B008
     threads: int = typer.Option(1, help="torch and spaCy CPU threads (training and the speed column)."),
-    set_args: list[str] = typer.Option([], "--set", help="KEY=VALUE (VALUE in JSON): a TrainingArgs field for the project's models, "  # noqa: B008
+    set_args: list[str] = typer.Option([], "--set", help="KEY=VALUE (VALUE in YAML, as `distill train -s`): a TrainingArgs field for the project's models, "  # noqa: B008
                                        "e.g. --set ema_decay=0.99; named in their rows (use another --out)."),
 ) -> None:
     """Train and score every model on every corpus and seed; print the table and the goals."""
@@ -316,17 +316,17 @@ def main(
     import distill_ner.trainers.evaluate  # noqa: F401
 
     torch.set_num_threads(threads)
-    overrides = {}
-    for item in set_args:
-        from distill_ner.trainers.args import TrainingArgs
+    from pydantic import ValidationError
 
-        key, sep, value = item.partition("=")
-        try:
-            if key not in TrainingArgs.model_fields:
-                raise ValueError(key)
-            overrides[key] = json.loads(value)
-        except ValueError:
-            raise typer.BadParameter(f"{item!r}: use KEY=VALUE with a JSON value, e.g. ema_decay=0.995", param_hint="--set") from None
+    from distill_ner.data.errors import DistillError
+    from distill_ner.trainers.args import TrainingArgs, parse_settings
+
+    try:  # the same `key=value` reading as `distill train -s`, checked before any training
+        overrides = parse_settings(set_args)
+        TrainingArgs(**overrides)
+    except (DistillError, ValidationError) as error:
+        raise typer.BadParameter(str(error).splitlines()[0] if isinstance(error, DistillError) else f"{set_args}: {error.errors()[0]['msg']}",
+                                 param_hint="--set") from None
     wanted = [m.strip() for m in models.split(",") if m.strip()]
     results_file = out / "real_corpora.json"
     results: dict[str, dict[int, list[dict]]] = {}

@@ -448,10 +448,9 @@ class _Fit:
         else:
             self.stale += 1
 
-    def score_dev(self, model: NerReModel | None = None) -> dict[str, float]:
+    def score_dev(self, model: NerReModel) -> dict[str, float]:
         """Dev entity micro F1, relation weighted F1 and their mean (the early-stopping score) of
-        `model` (default: the one in training)."""
-        model = self.model if model is None else model
+        `model` (the one in training or its moving average)."""
         model.eval()
         loaded = Loaded(model, self.tokenizer, self.meta, Path("."))
         predicted = predict_entities(loaded, self.dev, self.args.eval_batch_size)
