@@ -20,10 +20,19 @@ keep the LLM's labels ("silver"). Which texts are reviewed at each share:
   its doubt, its disagreement with the LLM and the LLM's own doubt; what `review.rounds` uses) up
   to the next share.
 
-At every point a student-sized model (the first `--layers` layers of the offline MiniLM, trained
-on the labels with `trainers.trainer.train_teacher`, `--epochs` epochs, no KD: a teacher and a KD
-student per point would cost three times the CPU) is scored with strict span F1 on a gold test
-set: the corpus' test file (a seeded `--max-test` subset), or for the mock world texts the truth
+At every point a student-sized model is scored with strict span F1 on a gold test set. How it is
+trained (`--training`):
+
+- `labels` (cheap): the first `--layers` layers of the offline MiniLM learn every training text's
+  labels, reviewed and silver alike (`trainers.trainer.train_teacher`, `--epochs` epochs, no KD);
+- `flow` (what the flow does, about three times the CPU): a teacher (the whole encoder, the
+  project's defaults) learns the reviewed texts only; the `--layers`-layer KD student learns them
+  with the teacher's soft targets and takes the silver texts as transfer texts, the teacher's soft
+  targets without their labels (`trainers.pipeline`, as `distill.transfer`); with `--llm-teacher`
+  the LLM's own k-sample annotation of a silver text is averaged in (`distill.llm_teacher`). At 0%
+  no text is reviewed, so teacher and student learn the silver labels.
+
+The test set is the corpus' test file (a seeded `--max-test` subset), or for the mock world texts the truth
 labels exactly (reviewed with accuracy 1). Dev (early stopping) is gold too and not counted in the
 budget: the corpus' dev file, or mock texts apart from the pool. The LLM's own annotation of the
 test texts is the reference line. Each point is saved when done (OUT/WORLD-sSEED/points.json), so a
@@ -65,11 +74,13 @@ from distill_ner.trainers.encoders import default_encoder  # noqa: E402
 from distill_ner.trainers.evaluate import ner_scores  # noqa: E402
 from distill_ner.trainers.inference import predict_entities  # noqa: E402
 from distill_ner.trainers.modeling import load_model  # noqa: E402
+from distill_ner.trainers.pipeline import student, teachers  # noqa: E402
 from distill_ner.trainers.scores import review_priority  # noqa: E402
 from distill_ner.trainers.trainer import train_teacher  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ("random", "triage", "rounds")
+TRAININGS = ("labels", "flow")
 K_SAMPLES = 3
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -89,13 +100,15 @@ class World:
 
     def training_set(self, chosen: set[str]) -> list[Example]:
         """The reviewed version of the chosen texts (rejected ones left out), the LLM's of the rest."""
-        out = []
-        for e in self.pool:
-            if e.id not in chosen:
-                out.append(e)
-            elif self.reviewed[e.id] is not None:
-                out.append(self.reviewed[e.id])
-        return out
+        return [*self.reviewed_set(chosen), *self.silver_set(chosen)]
+
+    def reviewed_set(self, chosen: set[str]) -> list[Example]:
+        """The reviewed version of the chosen texts, rejected ones left out."""
+        return [r for e in self.pool if e.id in chosen and (r := self.reviewed[e.id]) is not None]
+
+    def silver_set(self, chosen: set[str]) -> list[Example]:
+        """The texts nobody reviewed, as the LLM labelled them."""
+        return [e for e in self.pool if e.id not in chosen]
 
 
 def _reviews(generated: list[Example], records: dict, seed: int) -> dict[str, Example | None]:
@@ -151,13 +164,19 @@ def small_encoder(layers: int, out: Path) -> Path:
     return path
 
 
-def train_and_score(world: World, chosen: set[str], out: Path, args: TrainingArgs) -> tuple[float, Path]:
+def train_and_score(world: World, chosen: set[str], out: Path, args: TrainingArgs, training: str) -> tuple[float, Path]:
     """(strict span F1 on the world's test set, model folder) of a model trained on the pool with `chosen` reviewed."""
-    model_dir = train_teacher(world.training_set(chosen), world.dev, out, args, spec=world.spec)
+    if training == "labels":
+        model_dir = train_teacher(world.training_set(chosen), world.dev, out, args, spec=world.spec)
+    else:
+        gold = world.reviewed_set(chosen) or world.silver_set(chosen)  # 0% reviewed: the silver labels are all there is
+        transfer = world.silver_set(chosen) if chosen else []
+        teacher_dir = teachers(gold, world.dev, out / "teacher", args, spec=world.spec, log=lambda _: None)[0]
+        model_dir = student(gold, world.dev, teacher_dir, out / "student", args, transfer=transfer, log=lambda _: None)
     return ner_scores(world.test, predict_entities(load_model(model_dir), world.test))["f1"], model_dir
 
 
-def run_world(world: World, shares: list[float], strategies: list[str], out: Path, args: TrainingArgs, points: dict[str, Any], save) -> None:
+def run_world(world: World, shares: list[float], strategies: list[str], out: Path, args: TrainingArgs, training: str, points: dict[str, Any], save) -> None:
     """Every (strategy, share) point of one world and seed, skipping those in `points`."""
     n = len(world.pool)
     ids = [e.id for e in world.pool]
@@ -168,11 +187,13 @@ def run_world(world: World, shares: list[float], strategies: list[str], out: Pat
         model_dir = out / f"{strategy}-{share:g}"
         if key in points and (model_dir / "model.json").exists():
             return model_dir
+        if key in points and (model_dir / "student" / "model.json").exists():
+            return model_dir / "student"
         if key in points:
             return None
         started = time.perf_counter()
-        f1, model_dir = train_and_score(world, chosen, model_dir, args)
-        points[key] = {"world": world.name, "seed": args.seed, "strategy": strategy, "share": share, "f1": f1,
+        f1, model_dir = train_and_score(world, chosen, model_dir, args, training)
+        points[key] = {"world": world.name, "seed": args.seed, "training": training, "strategy": strategy, "share": share, "f1": f1,
                        "reviewed": len(chosen), "train": len(world.training_set(chosen)), "seconds": round(time.perf_counter() - started)}
         save()
         print(f"{key}: strict span F1 {f1:.4f} ({len(chosen)} of {n} reviewed, {points[key]['seconds']} s)", flush=True)
@@ -261,7 +282,9 @@ def main(
     n_dev: int = typer.Option(100, help="Gold dev texts (early stopping; outside the budget)."),
     max_test: int = typer.Option(1000, help="Gold test texts (a seeded subset of a corpus' test file)."),
     layers: int = typer.Option(3, help="Encoder layers of the model trained at each point (the student's size)."),
-    epochs: int = typer.Option(8, help="Epochs at most per point (early stopping on dev)."),
+    training: str = typer.Option("labels", help="labels: a small model learns all labels, silver too; flow: teacher on the reviewed texts, KD student with the silver ones as transfer texts."),
+    llm_teacher: bool = typer.Option(False, "--llm-teacher", help="flow: the LLM's k-sample annotation of the silver texts is one more teacher (distill.llm_teacher)."),
+    epochs: int = typer.Option(8, help="labels: epochs at most per point (early stopping on dev); flow: the project's step budget decides."),
     threads: Optional[int] = typer.Option(1, help="torch CPU threads."),
     data_dir: Path = typer.Option(DATA_DIR),  # noqa: B008
     out: Path = typer.Option(ROOT / "bench_out" / "review_budget"),  # noqa: B008
@@ -273,14 +296,19 @@ def main(
     strategy_list = [s for s in strategies.split(",") if s]
     if bad := [s for s in strategy_list if s not in STRATEGIES]:
         raise SystemExit(f"unknown strategy {bad[0]!r}: use {', '.join(STRATEGIES)}")
+    if training not in TRAININGS:
+        raise SystemExit(f"unknown --training {training!r}: use {' or '.join(TRAININGS)}")
     out.mkdir(parents=True, exist_ok=True)
-    encoder = small_encoder(layers, out)
+    encoder = small_encoder(layers, out) if training == "labels" else None
     llm: dict[str, list[float]] = {}
     kept: list[dict] = []
     included: dict[str, list[int]] = {}
     seed_list = [int(s) for s in seeds.split(",")]
     for seed in seed_list:
-        args = TrainingArgs(encoder=str(encoder), seed=seed, threads=threads, epochs=epochs, relations=False, progress=False)
+        if training == "labels":
+            args = TrainingArgs(encoder=str(encoder), seed=seed, threads=threads, epochs=epochs, relations=False, progress=False)
+        else:
+            args = TrainingArgs(seed=seed, threads=threads, student_layers=layers, llm_teacher=llm_teacher, relations=False, progress=False)
         for name in world_names:
             folder = out / f"{name}-s{seed}"
             if no_train and (missing := missing_points(folder, name, seed, share_list, strategy_list)):
@@ -292,13 +320,15 @@ def main(
                   f"{sum(r is None for r in world.reviewed.values())} rejected if reviewed; LLM F1 on test {llm[name][-1]:.1f}", flush=True)
             points_file = folder / "points.json"  # one file per world and seed: two processes may run different worlds
             points: dict[str, Any] = json.loads(points_file.read_text()) if points_file.exists() else {}
+            if other := {p.get("training", "labels") for p in points.values()} - {training}:
+                raise SystemExit(f"{points_file} holds points trained with --training {other.pop()}: give another --out for --training {training}")
 
             def save(points: dict[str, Any] = points, points_file: Path = points_file) -> None:
                 points_file.with_suffix(".tmp").write_text(json.dumps(points, indent=1) + "\n")
                 points_file.with_suffix(".tmp").replace(points_file)
 
             if not no_train:
-                run_world(world, share_list, strategy_list, folder, args, points, save)
+                run_world(world, share_list, strategy_list, folder, args, training, points, save)
             kept += points.values()
             included.setdefault(name, []).append(seed)
 
@@ -311,7 +341,9 @@ def main(
     report = (
         "Seeds: " + "; ".join(f"{w} {', '.join(map(str, included[w]))}" for w in world_names) + ".\n\n"
         f"Strict span F1 (x100, mean ± std over those seeds) of a {layers}-layer model against the share of the {pool} "
-        f"LLM-labelled texts reviewed by humans; the rest keep the LLM's labels.\n\n" + markdown_table(rows) + "\n\n"
+        f"LLM-labelled texts reviewed by humans; the rest keep the LLM's labels. Training: {training}"
+        + (" (teacher on the reviewed texts, KD student with the silver ones as transfer texts" + (", the LLM as one more teacher on them)" if llm_teacher else ")") if training == "flow" else
+           " (the small model learns every text's labels, silver ones too)") + ".\n\n" + markdown_table(rows) + "\n\n"
         + "LLM's own annotation of the test texts: " + ", ".join(f"{w} {v:.1f}" for w, v in llm_mean.items()) + "\n"
     )
     print(report)
