@@ -29,8 +29,10 @@ trained (`--training`):
   project's defaults) learns the reviewed texts only; the `--layers`-layer KD student learns them
   with the teacher's soft targets and takes the silver texts as transfer texts, the teacher's soft
   targets without their labels (`trainers.pipeline`, as `distill.transfer`); with `--llm-teacher`
-  the LLM's own k-sample annotation of a silver text is averaged in (`distill.llm_teacher`). At 0%
-  no text is reviewed, so teacher and student learn the silver labels.
+  the LLM's own k-sample annotation of a silver text is averaged in (`distill.llm_teacher`); with
+  `--silver-weight W` the teacher also learns the silver texts' LLM labels, each counting W times
+  as much as a reviewed text (`teacher.silver_weight`). At 0% no text is reviewed, so teacher and
+  student learn the silver labels.
 
 The test set is the corpus' test file (a seeded `--max-test` subset), or for the mock world texts the truth
 labels exactly (reviewed with accuracy 1). Dev (early stopping) is gold too and not counted in the
@@ -64,7 +66,7 @@ from distill_ner.annotators.label_studio import budget_size, triage  # noqa: E40
 from distill_ner.annotators.llm import LLMConfig  # noqa: E402
 from distill_ner.annotators.mock_llm import MockConfig, MockLLMServer  # noqa: E402
 from distill_ner.annotators.truth import load_truth_records  # noqa: E402
-from distill_ner.data.example import Example  # noqa: E402
+from distill_ner.data.example import Example, Review  # noqa: E402
 from distill_ner.data.formats import read_conll, read_jsonl  # noqa: E402
 from distill_ner.data.spec import load_spec  # noqa: E402
 from distill_ner.data.tables import markdown_table  # noqa: E402
@@ -171,7 +173,8 @@ def train_and_score(world: World, chosen: set[str], out: Path, args: TrainingArg
     else:
         gold = world.reviewed_set(chosen) or world.silver_set(chosen)  # 0% reviewed: the silver labels are all there is
         transfer = world.silver_set(chosen) if chosen else []
-        teacher_dir = teachers(gold, world.dev, out / "teacher", args, spec=world.spec, log=lambda _: None)[0]
+        silver = [e.model_copy(update={"review": Review(status="silver")}) for e in transfer] if args.silver_weight else []
+        teacher_dir = teachers([*gold, *silver], world.dev, out / "teacher", args, spec=world.spec, log=lambda _: None)[0]
         model_dir = student(gold, world.dev, teacher_dir, out / "student", args, transfer=transfer, log=lambda _: None)
     return ner_scores(world.test, predict_entities(load_model(model_dir), world.test))["f1"], model_dir
 
@@ -284,6 +287,7 @@ def main(
     layers: int = typer.Option(3, help="Encoder layers of the model trained at each point (the student's size)."),
     training: str = typer.Option("labels", help="labels: a small model learns all labels, silver too; flow: teacher on the reviewed texts, KD student with the silver ones as transfer texts."),
     llm_teacher: bool = typer.Option(False, "--llm-teacher", help="flow: the LLM's k-sample annotation of the silver texts is one more teacher (distill.llm_teacher)."),
+    silver_weight: float = typer.Option(0.0, help="flow: the teacher also learns the silver texts' LLM labels at this weight (teacher.silver_weight); 0: reviewed texts only."),
     epochs: int = typer.Option(8, help="labels: epochs at most per point (early stopping on dev); flow: the project's step budget decides."),
     threads: Optional[int] = typer.Option(1, help="torch CPU threads."),
     data_dir: Path = typer.Option(DATA_DIR),  # noqa: B008
@@ -308,7 +312,7 @@ def main(
         if training == "labels":
             args = TrainingArgs(encoder=str(encoder), seed=seed, threads=threads, epochs=epochs, relations=False, progress=False)
         else:
-            args = TrainingArgs(seed=seed, threads=threads, student_layers=layers, llm_teacher=llm_teacher, relations=False, progress=False)
+            args = TrainingArgs(seed=seed, threads=threads, student_layers=layers, llm_teacher=llm_teacher, silver_weight=silver_weight, relations=False, progress=False)
         for name in world_names:
             folder = out / f"{name}-s{seed}"
             if no_train and (missing := missing_points(folder, name, seed, share_list, strategy_list)):
@@ -342,7 +346,7 @@ def main(
         "Seeds: " + "; ".join(f"{w} {', '.join(map(str, included[w]))}" for w in world_names) + ".\n\n"
         f"Strict span F1 (x100, mean ± std over those seeds) of a {layers}-layer model against the share of the {pool} "
         f"LLM-labelled texts reviewed by humans; the rest keep the LLM's labels. Training: {training}"
-        + (" (teacher on the reviewed texts, KD student with the silver ones as transfer texts" + (", the LLM as one more teacher on them)" if llm_teacher else ")") if training == "flow" else
+        + (" (teacher on the reviewed texts, KD student with the silver ones as transfer texts" + (", the LLM as one more teacher on them" if llm_teacher else "") + (f"; the teacher also learns the silver labels at weight {silver_weight:g})" if silver_weight else ")") if training == "flow" else
            " (the small model learns every text's labels, silver ones too)") + ".\n\n" + markdown_table(rows) + "\n\n"
         + "LLM's own annotation of the test texts: " + ", ".join(f"{w} {v:.1f}" for w, v in llm_mean.items()) + "\n"
     )

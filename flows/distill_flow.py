@@ -351,7 +351,20 @@ def teacher_task(config_json: dict[str, Any]) -> str:
 
     config = RunConfig.model_validate(config_json)
     splits = load_splits(config.layout.verified_splits)
-    return str(teachers(splits["train"], splits["dev"], config.layout.teacher, config.teacher_args(), spec=load_spec(config.spec), log=_log)[0])  # teacher.teachers of them
+    train = [*splits["train"], *silver_examples(config, [*splits["dev"], *splits["test"]])]
+    return str(teachers(train, splits["dev"], config.layout.teacher, config.teacher_args(), spec=load_spec(config.spec), log=_log)[0])  # teacher.teachers of them
+
+
+def silver_examples(config: RunConfig, gold: list[Any]) -> list[Any]:
+    """The texts the review budget left LLM-labelled (status silver), for the teacher when
+    `teacher.silver_weight` > 0 (none of `gold`'s texts); else none."""
+    from distill_ner.data.dedup import drop_texts_of
+    from distill_ner.data.formats import read_jsonl
+
+    where = config.layout.silver
+    if not config.teacher.silver_weight or not where.exists():
+        return []
+    return drop_texts_of(read_jsonl(where), gold)[0]
 
 
 @task(name="train-student")
@@ -584,7 +597,8 @@ def train_stages(cfg: RunConfig, stage: Any, gold_splits: Path | None = None) ->
     gold = str(gold_splits) if gold_splits else None
     split = stage("split", [_dump(cfg.split), gold], lambda: split_task(dumped, gold), [layout.verified, *([gold_splits] if gold_splits else [])], [verified_dir])
     all_teachers = teacher_dirs(teacher_dir, cfg.teacher.teachers)
-    teacher = stage("teacher", _dump(cfg.teacher), lambda: teacher_task(dumped), [spec, verified_dir], all_teachers)
+    silver_reads = [layout.silver] if cfg.teacher.silver_weight else []
+    teacher = stage("teacher", _dump(cfg.teacher), lambda: teacher_task(dumped), [spec, verified_dir, *silver_reads], all_teachers)
     pruned = stage("prune", _dump(cfg.prune), lambda: prune_task(dumped, teacher), [verified_dir, *(model_files(teacher_dir) if cfg.prune.needs_scores else [])], [pruned_dir])
     unlabeled = cfg.unlabeled_config()
     transfer_reads = [layout.generated, *([unlabeled.layout.generated] if cfg.llm.n_unlabeled else [])] if cfg.uses_transfer else []

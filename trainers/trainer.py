@@ -24,7 +24,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,7 @@ class Features:
     windows_split: int  # texts longer than one window
     transfer: list[tuple[Example, Encoded]] = field(default_factory=list)  # transfer texts (window .example - n_labelled)
     n_labelled: int = 0
+    silver: frozenset[int] = frozenset()  # the training examples (indices) whose review status is silver
 
 
 def build_features(tokenizer: Any, examples: Sequence[Example], meta: ModelInfo, with_relations: bool, transfer: Sequence[Example] = ()) -> Features:
@@ -98,18 +99,19 @@ def build_features(tokenizer: Any, examples: Sequence[Example], meta: ModelInfo,
     ner, encoded = ner_features(tokenizer, examples, meta.tags, meta.max_length, meta.stride, meta.subword_labels)
     windowed = len({f.example for f in ner if f.first_token > 0})
     pairs = relation_pairs(ner, encoded, examples, meta.entity_labels, meta.allowed_pairs, meta.relation_labels) if with_relations else Pairs()
+    silver = frozenset(i for i, e in enumerate(examples) if e.review.status == "silver")
     if not transfer:
-        return Features(ner, pairs, windowed, n_labelled=len(examples))
+        return Features(ner, pairs, windowed, n_labelled=len(examples), silver=silver)
     soft, encoded_transfer = ner_features(tokenizer, transfer, meta.tags, meta.max_length, meta.stride, meta.subword_labels)
     ner += [replace(f, example=len(examples) + f.example, labels=[IGNORE if y == IGNORE else SOFT_ONLY for y in f.labels]) for f in soft]
-    return Features(ner, pairs, windowed, list(zip(transfer, encoded_transfer, strict=True)), len(examples))
+    return Features(ner, pairs, windowed, list(zip(transfer, encoded_transfer, strict=True)), len(examples), silver)
 
 
 # --- public API -------------------------------------------------------------------------------
 def train_teacher(train: Sequence[Example], dev: Sequence[Example], out_dir: str | Path, args: Any = None, spec: Any = None) -> Path:
     """Fine-tune the full encoder on the training split; save it to `out_dir`; return `out_dir`."""
     args = TrainingArgs.from_any(args)
-    train, dev = _prepare(train, dev)
+    train, dev = _prepare(train, dev, args.silver_weight)
     entity_labels, relation_labels, allowed = label_sets(train, dev, spec)
     _setup(args)
     encoder, tokenizer = load_encoder(args.encoder)
@@ -158,7 +160,7 @@ def train_student(
             update["epochs"] = equal_step_epochs(args.epochs, fraction)
         args = args.model_copy(update=update)
     method = kd_method(args.kd)
-    train, dev = _prepare(train, dev)
+    train, dev = _prepare(train, dev, args.silver_weight)
     transfer = transfer_texts(transfer, [*train, *dev])
     if transfer and not method.uses_teacher:
         raise DistillError(f"a transfer set is learned from the teacher's soft targets: use a KD method with a teacher, not --kd {args.kd}")
@@ -215,9 +217,10 @@ def equal_step_epochs(epochs: int, fraction: float) -> int:
 
 
 # --- internals --------------------------------------------------------------------------------
-def _prepare(train: Sequence[Example], dev: Sequence[Example]) -> tuple[list[Example], list[Example]]:
-    """Usable train and dev examples; an empty dev split means no early stopping (all epochs, the last kept)."""
-    train, dev = usable(train), usable(dev)
+def _prepare(train: Sequence[Example], dev: Sequence[Example], silver_weight: float = 0.0) -> tuple[list[Example], list[Example]]:
+    """Usable train and dev examples (silver training examples only with a `silver_weight`); an
+    empty dev split means no early stopping (all epochs, the last kept)."""
+    train, dev = [e for e in usable(train) if silver_weight or e.review.status != "silver"], usable(dev)
     check_split("train", train)
     check_gold("dev", dev)
     check_disjoint(train, dev, "dev")
@@ -354,13 +357,18 @@ class _Fit:
         else:
             tags, rels = self.model(b["ids"], b["mask"], pb)
         teacher = self._stack([self.teacher_ner[i] for i in idx], tags.shape) if self.teacher_ner else None
-        loss = phase.loss(tags, teacher, b["labels"], step, steps)
+        silver = torch.tensor([self.feats.ner[i].example in self.feats.silver for i in idx], device=self.device)
+
+        def phase_loss(outputs: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+            return phase.loss(outputs, teacher, labels, step, steps)
+
+        loss = silver_weighted(phase_loss, silver, self.args.silver_weight, tags, teacher, b["labels"])
         if phase.hidden_weight:
             matched = [teacher_taps.outputs[k] for k in matched_teacher_layers(len(teacher_taps.outputs), len(student_taps.outputs))]
             loss = loss + phase.hidden_weight * hidden_loss(student_taps.outputs, matched, b["mask"].bool())
         if rels is not None:
             teacher_re = torch.stack([self.teacher_re[k] for k in chosen]).to(self.device).float() if self.teacher_re else None
-            loss = loss + phase.loss(rels, teacher_re, pb["target"], step, steps)
+            loss = loss + silver_weighted(phase_loss, silver[pb["rows"]], self.args.silver_weight, rels, teacher_re, pb["target"])
         return loss
 
     def _taps(self) -> tuple[_LayerTaps, _LayerTaps]:
@@ -462,6 +470,21 @@ class _Fit:
     def restore_best(self) -> None:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+
+
+def silver_weighted(loss: Callable[..., torch.Tensor], silver: torch.Tensor, weight: float, outputs: torch.Tensor, teacher: torch.Tensor | None,
+                    labels: torch.Tensor) -> torch.Tensor:
+    """`loss(outputs, teacher, labels)` where the rows marked in `silver` (from silver examples)
+    count `weight` times as much as the others: (1 - s) * loss(other rows) + s * weight * loss(silver
+    rows), s the silver share of the rows; without silver rows, the loss as it is."""
+    if not silver.any():
+        return loss(outputs, teacher, labels)
+
+    def part(rows: torch.Tensor) -> torch.Tensor:
+        return loss(outputs[rows], None if teacher is None else teacher[rows], labels[rows]) if rows.any() else outputs.sum() * 0.0
+
+    share = silver.float().mean()
+    return (1 - share) * part(~silver) + share * weight * part(silver)
 
 
 def _ema_update(decay: float) -> Any:

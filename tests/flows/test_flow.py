@@ -186,7 +186,8 @@ def test_a_review_budget_sends_the_least_confident_and_keeps_the_rest_out_of_dev
     from distill_ner.flows.distill_flow import distill
 
     spec = tiny_spec(tmp_path, "flow-budget")
-    distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp_path, spec, tiny_bert, "budget", "llm.k_samples=3", "review.budget=0.5"))  # distill.transfer: the default
+    distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp_path, spec, tiny_bert, "budget", "llm.k_samples=3", "review.budget=0.5",
+                                                             "teacher.silver_weight=0.5"))  # distill.transfer: the default
     run_dir = tmp_path / "budget"
     generated = read_jsonl(run_dir / "generated.jsonl")
     blind = blind_test_ids(generated, 0.2)  # the blind test texts go to people outside the budget
@@ -203,7 +204,9 @@ def test_a_review_budget_sends_the_least_confident_and_keeps_the_rest_out_of_dev
     silver = read_jsonl(run_dir / "silver.jsonl")
     assert sorted(e.id for e in silver) == sorted(e.id for e in held_back) and {e.review.status for e in silver} == {"silver"}
     student = json.loads((run_dir / "models" / "student" / "model.json").read_text())
-    assert student["n_transfer"] == len(held_back)  # they reach the student only as transfer texts (teacher's soft targets)
+    assert student["n_transfer"] == len(held_back) and student["n_train"] <= len(splits["train"])  # the student sees them only as transfer texts
+    teacher = json.loads((run_dir / "models" / "teacher" / "model.json").read_text())
+    assert teacher["n_train"] == len(splits["train"]) + len(held_back) and teacher["args"]["silver_weight"] == 0.5  # the teacher learns their labels, weighted
 
 
 def test_active_learning_rounds_ask_about_what_the_student_doubts_and_resume_without_repeating(prefect, ls_env, tiny_bert, tmp_path):
