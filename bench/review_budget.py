@@ -29,9 +29,9 @@ trained (`--training`):
   project's defaults) learns the reviewed texts only; the `--layers`-layer KD student learns them
   with the teacher's soft targets and takes the silver texts as transfer texts, the teacher's soft
   targets without their labels (`trainers.pipeline`, as `distill.transfer`); with `--llm-teacher`
-  the LLM's own k-sample annotation of a silver text is averaged in (`distill.llm_teacher`); with
-  `--silver-weight W` the teacher also learns the silver texts' LLM labels, each counting W times
-  as much as a reviewed text (`teacher.silver_weight`). At 0% no text is reviewed, so teacher and
+  the LLM's own k-sample annotation of a silver text is averaged in (`distill.llm_teacher`). The
+  teacher also learns the silver texts' LLM labels, each counting `--silver-weight` W times as much
+  as a reviewed text (`teacher.silver_weight`, by default 0.5; 0: the reviewed texts only). At 0% no text is reviewed, so teacher and
   student learn the silver labels.
 
 The test set is the corpus' test file (a seeded `--max-test` subset), or for the mock world texts the truth
@@ -71,7 +71,7 @@ from distill_ner.data.formats import read_conll, read_jsonl  # noqa: E402
 from distill_ner.data.spec import load_spec  # noqa: E402
 from distill_ner.data.tables import markdown_table  # noqa: E402
 from distill_ner.flows.config import LLMSection, ReviewSection  # noqa: E402
-from distill_ner.trainers.args import TrainingArgs  # noqa: E402
+from distill_ner.trainers.args import TrainingArgs, default  # noqa: E402
 from distill_ner.trainers.encoders import default_encoder  # noqa: E402
 from distill_ner.trainers.evaluate import ner_scores  # noqa: E402
 from distill_ner.trainers.inference import predict_entities  # noqa: E402
@@ -196,7 +196,8 @@ def run_world(world: World, shares: list[float], strategies: list[str], out: Pat
             return None
         started = time.perf_counter()
         f1, model_dir = train_and_score(world, chosen, model_dir, args, training)
-        points[key] = {"world": world.name, "seed": args.seed, "training": training, "strategy": strategy, "share": share, "f1": f1,
+        settings = {"silver_weight": args.silver_weight, "llm_teacher": args.llm_teacher} if training == "flow" else {}
+        points[key] = {"world": world.name, "seed": args.seed, "training": training, **settings, "strategy": strategy, "share": share, "f1": f1,
                        "reviewed": len(chosen), "train": len(world.training_set(chosen)), "seconds": round(time.perf_counter() - started)}
         save()
         print(f"{key}: strict span F1 {f1:.4f} ({len(chosen)} of {n} reviewed, {points[key]['seconds']} s)", flush=True)
@@ -287,7 +288,7 @@ def main(
     layers: int = typer.Option(3, help="Encoder layers of the model trained at each point (the student's size)."),
     training: str = typer.Option("labels", help="labels: a small model learns all labels, silver too; flow: teacher on the reviewed texts, KD student with the silver ones as transfer texts."),
     llm_teacher: bool = typer.Option(False, "--llm-teacher", help="flow: the LLM's k-sample annotation of the silver texts is one more teacher (distill.llm_teacher)."),
-    silver_weight: float = typer.Option(0.0, help="flow: the teacher also learns the silver texts' LLM labels at this weight (teacher.silver_weight); 0: reviewed texts only."),
+    silver_weight: float = typer.Option(default("silver_weight"), help="flow: the teacher also learns the silver texts' LLM labels at this weight (teacher.silver_weight); 0: reviewed texts only."),
     epochs: int = typer.Option(8, help="labels: epochs at most per point (early stopping on dev); flow: the project's step budget decides."),
     threads: Optional[int] = typer.Option(1, help="torch CPU threads."),
     data_dir: Path = typer.Option(DATA_DIR),  # noqa: B008

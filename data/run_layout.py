@@ -33,7 +33,7 @@ FILES: dict[str, RunFile] = {
     "mock_truth": RunFile("mock_truth.jsonl", "generate (mock LLM)", ("review (simulated)",), "what the mock meant: the simulated reviewer's truth"),
     "llm_cache": RunFile("llm_cache", "generate, annotate", ("generate, annotate (a rerun)",), "one file per answered LLM request"),
     "verified": RunFile("verified.jsonl", "review", ("split", "student (transfer set)"), "the human verdicts"),
-    "silver": RunFile("silver.jsonl", "review", ("student (transfer set)",), "texts the review budget left LLM-labelled, review status silver"),
+    "silver": RunFile("silver.jsonl", "review", ("teacher (teacher.silver_weight)", "student (transfer set)"), "texts the review budget left LLM-labelled, review status silver"),
     "review_summary": RunFile("review.json", "review", ("report",), "the pull's counts, agreement and warnings"),
     "correctness": RunFile("correctness.md", "review", ("report",), "the LLM's annotation against the human verdicts (and correctness.json)"),
     "review_resumed": RunFile("review_resumed.json", "distill resume", ("review (human)",), "the note that people finished"),

@@ -70,7 +70,7 @@ class ReviewSection(_Section):
     budget: float | None = Field(
         None, gt=0,
         description="send only this share (<= 1) or count (> 1) of the examples to Label Studio, the least confident first; the rest stay "
-        "LLM-labelled (silver: never in dev or test, used by the student only as transfer texts with `distill.transfer`); null: all",
+        "LLM-labelled (silver: never in dev or test; the teacher learns them at `teacher.silver_weight`, the student as transfer texts with `distill.transfer`); null: all",
     )
     rounds: int = Field(
         1, ge=1,

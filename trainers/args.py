@@ -61,7 +61,7 @@ class TrainingArgs(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     ema_decay: float = Field(0.0, ge=0, lt=1, description="dev scoring and the saved model use an exponential moving average of the weights, "
                              "decay min(ema_decay, (1 + n) / (10 + n)) at step n of a phase, e.g. 0.995; 0: the weights as trained")
-    silver_weight: float = Field(0.0, ge=0, le=1, description="weight of the training examples whose review status is silver (LLM labels no human "
+    silver_weight: float = Field(0.5, ge=0, le=1, description="weight of the training examples whose review status is silver (LLM labels no human "
                                  "reviewed, `review.budget`) against reviewed ones; 0: silver examples are left out of training")
     max_length: int = Field(256, ge=16, description="word pieces per window; longer texts are split into windows")
     subword_labels: Literal["first", "all"] = Field("first", description="tag the first word piece of each word (others ignored) or every piece")

@@ -186,8 +186,7 @@ def test_a_review_budget_sends_the_least_confident_and_keeps_the_rest_out_of_dev
     from distill_ner.flows.distill_flow import distill
 
     spec = tiny_spec(tmp_path, "flow-budget")
-    distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp_path, spec, tiny_bert, "budget", "llm.k_samples=3", "review.budget=0.5",
-                                                             "teacher.silver_weight=0.5"))  # distill.transfer: the default
+    distill(str(REPO / "flows/configs/demo.yaml"), overrides(tmp_path, spec, tiny_bert, "budget", "llm.k_samples=3", "review.budget=0.5"))  # distill.transfer, teacher.silver_weight: the defaults
     run_dir = tmp_path / "budget"
     generated = read_jsonl(run_dir / "generated.jsonl")
     blind = blind_test_ids(generated, 0.2)  # the blind test texts go to people outside the budget

@@ -10,6 +10,7 @@ import torch
 
 from tests.trainers.conftest import tiny_args
 from distill_ner.data.example import Review
+from distill_ner.trainers.args import TrainingArgs
 from distill_ner.trainers.trainer import _Fit, silver_weighted, train_teacher
 
 
@@ -52,5 +53,6 @@ def test_silver_examples_train_at_their_weight_or_not_at_all(tiny_bert, data, tm
     assert trained(silver, "silver", silver_weight=0.25)["n_train"] == 24
     # the same windows in the same order from the same start: as silver, the first batch's loss is a quarter
     assert first_losses[1] == pytest.approx(0.25 * first_losses[0], rel=1e-4)
-    # weight 0 (the default): silver examples are left out of training
-    assert trained([*data["train"][24:48], *silver], "left-out")["n_train"] == 24
+    # weight 0: silver examples are left out of training; by default they count half
+    assert trained([*data["train"][24:48], *silver], "left-out", silver_weight=0.0)["n_train"] == 24
+    assert TrainingArgs().silver_weight == 0.5
