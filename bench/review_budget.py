@@ -101,8 +101,8 @@ class World:
     llm_test: list[list]
 
     def training_set(self, chosen: set[str]) -> list[Example]:
-        """The reviewed version of the chosen texts (rejected ones left out), the LLM's of the rest."""
-        return [*self.reviewed_set(chosen), *self.silver_set(chosen)]
+        """The reviewed version of the chosen texts (rejected ones left out), the LLM's of the rest, in pool order."""
+        return [e if e.id not in chosen else self.reviewed[e.id] for e in self.pool if e.id not in chosen or self.reviewed[e.id] is not None]
 
     def reviewed_set(self, chosen: set[str]) -> list[Example]:
         """The reviewed version of the chosen texts, rejected ones left out."""
