@@ -28,8 +28,8 @@ trained (`--training`):
 - `flow` (what the flow does, about three times the CPU): a teacher (the whole encoder, the
   project's defaults) learns the reviewed texts only; the `--layers`-layer KD student learns them
   with the teacher's soft targets and takes the silver texts as transfer texts, the teacher's soft
-  targets without their labels (`trainers.pipeline`, as `distill.transfer`); with `--llm-teacher`
-  the LLM's own k-sample annotation of a silver text is averaged in (`distill.llm_teacher`). The
+  targets without their labels (`trainers.pipeline`, as `distill.transfer`); the LLM's own k-sample
+  annotation of a silver text is averaged in (`distill.llm_teacher`, the default; `--no-llm-teacher`: not). The
   teacher also learns the silver texts' LLM labels, each counting `--silver-weight` W times as much
   as a reviewed text (`teacher.silver_weight`, by default 0.5; 0: the reviewed texts only). At 0% no text is reviewed, so teacher and
   student learn the silver labels.
@@ -287,7 +287,7 @@ def main(
     max_test: int = typer.Option(1000, help="Gold test texts (a seeded subset of a corpus' test file)."),
     layers: int = typer.Option(3, help="Encoder layers of the model trained at each point (the student's size)."),
     training: str = typer.Option("labels", help="labels: a small model learns all labels, silver too; flow: teacher on the reviewed texts, KD student with the silver ones as transfer texts."),
-    llm_teacher: bool = typer.Option(False, "--llm-teacher", help="flow: the LLM's k-sample annotation of the silver texts is one more teacher (distill.llm_teacher)."),
+    llm_teacher: bool = typer.Option(default("llm_teacher"), "--llm-teacher/--no-llm-teacher", help="flow: the LLM's k-sample annotation of the silver texts is one more teacher (distill.llm_teacher)."),
     silver_weight: float = typer.Option(default("silver_weight"), help="flow: the teacher also learns the silver texts' LLM labels at this weight (teacher.silver_weight); 0: reviewed texts only."),
     epochs: int = typer.Option(8, help="labels: epochs at most per point (early stopping on dev); flow: the project's step budget decides."),
     threads: Optional[int] = typer.Option(1, help="torch CPU threads."),

@@ -502,7 +502,7 @@ def training_markdown(models_dir: Path) -> str:
     for path in sorted(p.parent for p in models_dir.glob("*/model.json")):
         meta = read_meta(path)
         rows.append({"model": path.name, "learning rate": f"{meta.args.get('learning_rate', 0):g}", "batch": meta.args.get("batch_size"),
-                     "epochs": meta.args.get("epochs"), "best epoch": meta.best_epoch, "transfer texts": meta.n_transfer,
+                     "epochs": meta.args.get("epochs"), "best epoch": meta.best_epoch, "transfer texts": meta.n_transfer, "with the LLM teacher": meta.n_transfer_llm,
                      "why it stopped": "; ".join(meta.stop_reasons)})
         if meta.search:
             grid = [{"learning rate": f"{t['learning_rate']:g}", "epochs": t["epochs"], "mean dev score": t["mean_dev_score"],

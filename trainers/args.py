@@ -68,7 +68,8 @@ class TrainingArgs(BaseModel):
     stride: int = Field(32, ge=0, description="word pieces shared by consecutive windows")
     teachers: int = Field(1, ge=1, description="teachers trained (seeds seed, seed+1, ...); the student learns their combined logits")
     teacher_weighting: Literal["equal", "gold_loss"] = Field("equal", description="several teachers: equal weights, or per window softmax of minus each teacher's loss on the gold labels")
-    llm_teacher: bool = Field(False, description="transfer texts: the LLM's own annotation (k-sample agreement as confidence) is one more teacher on them")
+    llm_teacher: bool = Field(True, description="transfer texts that the LLM annotated (silver, pruned away, llm.n_unlabeled): its annotation (k-sample agreement as "
+                              "confidence) is one more teacher on them; texts without one (distill train --transfer FILE) keep the model teacher alone")
     transfer: bool = Field(True, description="run config: the student also learns the teacher's soft targets on unreviewed texts (pruned away, never reviewed, llm.n_unlabeled); "
                            "no effect with kd none")
     search: bool = Field(False, description="first try a learning rate x epochs grid (teachers scored on dev only) and train with the best")

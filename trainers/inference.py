@@ -64,6 +64,7 @@ class ModelInfo(BaseModel):
     n_train: int | None = None
     n_dev: int | None = None
     n_transfer: int | None = Field(None, description="student: transfer-set texts learned from the teacher's soft targets alone")
+    n_transfer_llm: int | None = Field(None, description="student: of those, the texts whose LLM annotation was one more teacher (`llm_teacher`)")
     teachers: list[str] = Field([], description="student: the teachers whose combined logits it learned")
     teacher_weights: list[float] | None = Field(None, description="student with several teachers: each one's mean weight over the windows")
     texts_in_windows: int | None = None

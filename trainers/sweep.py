@@ -18,7 +18,7 @@ import numpy as np
 from distill_ner.data.errors import DistillError
 from distill_ner.data.example import Example
 from distill_ner.data.tables import markdown_table
-from distill_ner.trainers.kd import TRANSFER, parse_kd_setting
+from distill_ner.trainers.kd import parse_kd_setting
 from distill_ner.trainers.kd.alpha import kd_alpha_for_fraction
 
 matplotlib.use("Agg")
@@ -142,7 +142,7 @@ def _student_rows(
                 run_args = args.model_copy(update={"kd": kd, "alpha": alpha if kd != "none" else 0.0})
                 teachers = extra_teachers if kd != "none" else []
                 rows.append(_student_row(base, train, eval_name, teacher_dir, out_dir / "models" / f"{method}-{fraction:g}-{setting}", run_args, fraction, method,
-                                         transfer=removed if transfer else [], setting=setting_label(setting, run_args, teachers), extra_teachers=teachers))
+                                         transfer=removed if transfer else [], setting=setting_label(setting, run_args, teachers, removed if transfer else []), extra_teachers=teachers))
     return rows
 
 
@@ -195,12 +195,15 @@ def _teacher_row(teacher_dir: str | Path, gold: list[Example]) -> SweepRow:
     return _row(1.0, "teacher", "teacher", None, _meta(teacher_dir).n_train, m, str(teacher_dir))
 
 
-def setting_label(setting: str, args: Any, extra_teachers: Sequence[str]) -> str:
-    """The KD column of a row: the setting, with the number of teachers and the LLM teacher when used."""
+def setting_label(setting: str, args: Any, extra_teachers: Sequence[str], transfer: Sequence[Example] = ()) -> str:
+    """The KD column of a row: the setting, with the number of teachers and the LLM teacher when used
+    (`args.llm_teacher` and transfer texts that an LLM annotated)."""
+    from distill_ner.trainers.kd.llm_teacher import annotated_by_llm
+
     label = setting
     if extra_teachers:
         label += f" ({1 + len(extra_teachers)} teachers, {args.teacher_weighting})"
-    if args.llm_teacher and setting.endswith(TRANSFER):
+    if args.llm_teacher and any(annotated_by_llm(e) for e in transfer):
         label += " + LLM teacher"
     return label
 

@@ -46,7 +46,7 @@ from distill_ner.trainers.kd.alpha import kd_alpha_for_fraction
 from distill_ner.trainers.kd.base import IGNORE, SOFT_ONLY, KDMethod, Phase
 from distill_ner.trainers.kd.ensemble import combine_teachers
 from distill_ner.trainers.kd.hidden import hidden_loss, matched_teacher_layers
-from distill_ner.trainers.kd.llm_teacher import llm_log_probs
+from distill_ner.trainers.kd.llm_teacher import annotated_by_llm, llm_log_probs
 from distill_ner.trainers.encoders import layer_list, load_encoder, resolve_encoder, truncate_layers
 from distill_ner.trainers.evaluate import ner_scores, relation_scores
 from distill_ner.trainers.inference import Loaded, ModelInfo, predict_entities, read_meta
@@ -180,21 +180,23 @@ def train_student(
     model, tokenizer, source = _student_model(teacher, args)
     meta = _meta("student", tm.entity_labels, tm.relation_labels, tm.allowed_pairs, args, source=source).model_copy(
         update={"teacher": str(teacher_dir), "kd": args.kd, "alpha": args.alpha, "temperature": args.temperature, "fraction": fraction,
-                "teacher_parameters": tm.parameters, "n_transfer": len(transfer), "teachers": [str(t.path) for t in teachers]}
+                "teacher_parameters": tm.parameters, "n_transfer": len(transfer),
+                "n_transfer_llm": sum(map(annotated_by_llm, transfer)) if args.llm_teacher and method.uses_teacher else 0, "teachers": [str(t.path) for t in teachers]}
     )
     return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teachers=teachers, method=method, epoch_scale=scale, transfer=transfer)
 
 
 def transfer_texts(examples: Sequence[Example], labelled: Sequence[Example]) -> list[Example]:
     """The transfer set: `examples` one per text, none whose text is in `labelled`, without relations
-    or review; their entities (the LLM's, with k-sample confidences) are used only as the LLM teacher."""
+    or review; their entities (the LLM's, with k-sample confidences, where `source.model` says an LLM
+    annotated them) are used only as the LLM teacher."""
     seen = {normalize_text(e.text) for e in labelled}
     out = []
     for e in examples:
         key = normalize_text(e.text)
         if e.text.strip() and key not in seen:
             seen.add(key)
-            out.append(Example(id=e.id, text=e.text, entities=e.entities, words=e.words))  # the entities serve `llm_teacher` only; a file's own tokens stay
+            out.append(Example(id=e.id, text=e.text, entities=e.entities, words=e.words, source=e.source))  # entities and source serve `llm_teacher` only; a file's own tokens stay
     return out
 
 
@@ -261,15 +263,17 @@ def _teacher_logits(teacher: Loaded, feats: Features, args: TrainingArgs) -> tup
 
 def _soft_targets(teachers: list[Loaded], feats: Features, args: TrainingArgs, tags: list[str]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[float]]:
     """Tag and relation logits of one teacher, or of several combined per window (and each
-    teacher's mean weight); with `args.llm_teacher`, transfer windows also average in the LLM's
-    own k-sample soft annotation (`trainers/kd/llm_teacher.py`)."""
+    teacher's mean weight); with `args.llm_teacher`, the windows of transfer texts the LLM annotated
+    also average in its k-sample soft annotation (`trainers/kd/llm_teacher.py`)."""
     outputs = [_teacher_logits(t, feats, args) for t in teachers]
     if len(outputs) == 1:
         ner, re, weights = outputs[0][0], outputs[0][1], [1.0]
     else:
         ner, re, weights = combine_teachers([o[0] for o in outputs], [o[1] for o in outputs], [f.labels for f in feats.ner], [p.feature for p in feats.pairs.pairs], args.teacher_weighting)
     if args.llm_teacher and feats.transfer:
-        ner = [_with_llm(logits, f, feats, tags) if f.example >= feats.n_labelled else logits for logits, f in zip(ner, feats.ner, strict=True)]
+        by_llm = [annotated_by_llm(example) for example, _ in feats.transfer]
+        ner = [_with_llm(logits, f, feats, tags) if f.example >= feats.n_labelled and by_llm[f.example - feats.n_labelled] else logits
+               for logits, f in zip(ner, feats.ner, strict=True)]
     return ner, re, weights
 
 

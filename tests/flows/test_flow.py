@@ -204,6 +204,7 @@ def test_a_review_budget_sends_the_least_confident_and_keeps_the_rest_out_of_dev
     assert sorted(e.id for e in silver) == sorted(e.id for e in held_back) and {e.review.status for e in silver} == {"silver"}
     student = json.loads((run_dir / "models" / "student" / "model.json").read_text())
     assert student["n_transfer"] == len(held_back) and student["n_train"] <= len(splits["train"])  # the student sees them only as transfer texts
+    assert student["n_transfer_llm"] == len(held_back)  # with the LLM's own annotation as one more teacher (distill.llm_teacher, the default)
     teacher = json.loads((run_dir / "models" / "teacher" / "model.json").read_text())
     assert teacher["n_train"] == len(splits["train"]) + len(held_back) and teacher["args"]["silver_weight"] == 0.5  # the teacher learns their labels, weighted
 

@@ -176,12 +176,17 @@ def test_hidden_state_kd_needs_a_student_made_of_teacher_layers(tiny_bert, data,
 
 
 def test_the_llm_is_one_more_teacher_on_the_transfer_texts(tiny_bert, data, teacher, tmp_path):
-    """Fails if `llm_teacher` leaves the LLM's annotation of the transfer texts out of their soft targets."""
-    few, unlabelled = data["train"][:6], lying(data["train"][6:])  # an LLM that calls every SPECIES a HABITAT, sure of it
+    """Fails if `llm_teacher` (the default) leaves the LLM's annotation of the transfer texts out of
+    their soft targets, or applies it to transfer texts that no LLM annotated (a user's file)."""
+    few, unannotated = data["train"][:6], lying(data["train"][6:])
+    by_llm = [e.model_copy(update={"source": e.source.model_copy(update={"model": "llm"})}) for e in unannotated]  # an LLM that calls every SPECIES a HABITAT, sure of it
     args = tiny_args(tiny_bert, student_encoder=str(tiny_bert), relations=False, epochs=4)
-    model_only = train_student(few, [], teacher, tmp_path / "model", args, kd="hinton", alpha=1.0, temperature=1.0, transfer=unlabelled)
-    with_llm = train_student(few, [], teacher, tmp_path / "llm", {**args, "llm_teacher": True}, kd="hinton", alpha=1.0, temperature=1.0, transfer=unlabelled)
+    model_only = train_student(few, [], teacher, tmp_path / "model", {**args, "llm_teacher": False}, kd="hinton", alpha=1.0, temperature=1.0, transfer=by_llm)
+    with_llm = train_student(few, [], teacher, tmp_path / "llm", args, kd="hinton", alpha=1.0, temperature=1.0, transfer=by_llm)
+    file_texts = train_student(few, [], teacher, tmp_path / "file", args, kd="hinton", alpha=1.0, temperature=1.0, transfer=unannotated)
     assert species_share(with_llm, data["test"]) < species_share(model_only, data["test"]) - 0.2
+    assert species_share(file_texts, data["test"]) == species_share(model_only, data["test"])
+    assert [json.loads((d / "model.json").read_text())["n_transfer_llm"] for d in (model_only, with_llm, file_texts)] == [0, len(by_llm), 0]
 
 
 def test_llm_soft_targets_follow_the_k_sample_agreement():

@@ -5,9 +5,11 @@ samples that found it (`annotators.generate.score_agreement`): a span found by 2
 is 0.67 of its label on its words and 0.33 of O. `llm_log_probs` turns such an annotation into
 per-piece log-probabilities over the BIO tags, the shape of a teacher's logits, so the LLM's
 uncertainty is kept instead of thrown away. The trainer uses it as one more teacher on the
-transfer-set texts, which no human reviewed (`TrainingArgs.llm_teacher`): their soft target is
-the mean of the model teacher's and the LLM's log-probabilities (a geometric mean). An entity
-without a confidence counts as certain.
+transfer-set texts, which no human reviewed (`TrainingArgs.llm_teacher`, on by default): their
+soft target is the mean of the model teacher's and the LLM's log-probabilities (a geometric mean).
+An entity without a confidence counts as certain. Only texts the LLM annotated count
+(`annotated_by_llm`): a transfer text from a user's file has no LLM annotation, and its empty
+entity list would otherwise pull the student towards O.
 """
 
 from __future__ import annotations
@@ -16,9 +18,14 @@ from collections.abc import Sequence
 
 import torch
 
-from distill_ner.data.example import Entity
+from distill_ner.data.example import Entity, Example
 
 FLOOR = 1e-3  # no tag gets less than this probability: the LLM is never certain
+
+
+def annotated_by_llm(example: Example) -> bool:
+    """Whether the example's entities are an LLM's annotation (its source names a model)."""
+    return example.source.model is not None
 
 
 def llm_log_probs(entities: Sequence[Entity], offsets: Sequence[tuple[int, int]], starts: Sequence[bool], tags: Sequence[str]) -> torch.Tensor:
