@@ -41,7 +41,8 @@ def overrides(runs: Path, spec: Path, tiny_bert: Path, name: str, *extra: str) -
     return [
         f"name={name}", f"runs_dir={runs}", f"spec={spec}", "llm.n=30", "llm.concurrency=4", "generation_batches=3",
         "review.accuracy=1.0", "review.convention_drift=0.0", "split.dev=0.2", "split.test=0.2",  # a reviewer who submits exactly the truth
-        f"teacher.encoder={tiny_bert}", "teacher.epochs=2", "student.student_layers=1", "teacher.batch_size=8", *extra,
+        f"teacher.encoder={tiny_bert}", "teacher.epochs=2", "student.student_layers=1", "teacher.batch_size=8",
+        "review.budget=null", *extra,  # every text reviewed unless a test sets a budget (the main job's config has one)
     ]
 
 

@@ -113,7 +113,7 @@ def ner_only_run(prefect, ls_env, tiny_bert, tmp_path_factory):
     overrides = [
         f"runs_dir={tmp}", "name=nero", f"spec={spec}", "llm.n=24", "llm.concurrency=4", "generation_batches=2",
         "review.accuracy=1.0", "review.convention_drift=0.0", "split.dev=0.2", "split.test=0.25",
-        f"teacher.encoder={tiny_bert}", "teacher.epochs=2", "student.student_layers=1", "teacher.batch_size=8",
+        f"teacher.encoder={tiny_bert}", "teacher.epochs=2", "student.student_layers=1", "teacher.batch_size=8", "review.budget=null",
     ]
     report = distill(str(REPO / "flows/configs/demo.yaml"), overrides)
     return tmp / "nero", spec, Path(report)
