@@ -79,7 +79,7 @@ CASES = [
     Case("override-no-test-split", "run -s split.test=0", "override -s split.test=0"),
     Case("override-not-key-value", "run -s llm", "is not key=value"),
     Case("override-not-a-section", "run -s name.x=1", "name is not a section"),
-    Case("override-rounds-without-budget", "run -s review.rounds=2", "review.rounds > 1 needs review.budget"),
+    Case("override-rounds-without-budget", "run -s review.budget=null -s review.rounds=2", "review.rounds > 1 needs review.budget"),
     Case("override-budget-zero", "run -s review.budget=0", "override -s review.budget=0"),
     Case("run-spec-missing", "run -s spec={w}/nope.yaml -s runs_dir={w}/runs", "spec file not found"),
     Case("config-missing", "run -c {w}/nope.yaml", "config file not found"),
