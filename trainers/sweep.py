@@ -198,12 +198,12 @@ def _teacher_row(teacher_dir: str | Path, gold: list[Example]) -> SweepRow:
 def setting_label(setting: str, args: Any, extra_teachers: Sequence[str], transfer: Sequence[Example] = ()) -> str:
     """The KD column of a row: the setting, with the number of teachers and the LLM teacher when used
     (`args.llm_teacher` and transfer texts that an LLM annotated)."""
-    from distill_ner.trainers.kd.llm_teacher import annotated_by_llm
+    from distill_ner.trainers.kd.llm_teacher import llm_taught
 
     label = setting
     if extra_teachers:
         label += f" ({1 + len(extra_teachers)} teachers, {args.teacher_weighting})"
-    if args.llm_teacher and any(annotated_by_llm(e) for e in transfer):
+    if any(llm_taught(transfer, args.llm_teacher)):
         label += " + LLM teacher"
     return label
 

@@ -46,7 +46,7 @@ from distill_ner.trainers.kd.alpha import kd_alpha_for_fraction
 from distill_ner.trainers.kd.base import IGNORE, SOFT_ONLY, KDMethod, Phase
 from distill_ner.trainers.kd.ensemble import combine_teachers
 from distill_ner.trainers.kd.hidden import hidden_loss, matched_teacher_layers
-from distill_ner.trainers.kd.llm_teacher import annotated_by_llm, llm_log_probs
+from distill_ner.trainers.kd.llm_teacher import llm_log_probs, llm_taught
 from distill_ner.trainers.encoders import layer_list, load_encoder, resolve_encoder, truncate_layers
 from distill_ner.trainers.evaluate import ner_scores, relation_scores
 from distill_ner.trainers.inference import Loaded, ModelInfo, predict_entities, read_meta
@@ -181,7 +181,7 @@ def train_student(
     meta = _meta("student", tm.entity_labels, tm.relation_labels, tm.allowed_pairs, args, source=source).model_copy(
         update={"teacher": str(teacher_dir), "kd": args.kd, "alpha": args.alpha, "temperature": args.temperature, "fraction": fraction,
                 "teacher_parameters": tm.parameters, "n_transfer": len(transfer),
-                "n_transfer_llm": sum(map(annotated_by_llm, transfer)) if args.llm_teacher and method.uses_teacher else 0, "teachers": [str(t.path) for t in teachers]}
+                "n_transfer_llm": sum(llm_taught(transfer, args.llm_teacher)), "teachers": [str(t.path) for t in teachers]}
     )
     return _train_and_save(model, tokenizer, meta, train, dev, args, out_dir, teachers=teachers, method=method, epoch_scale=scale, transfer=transfer)
 
@@ -270,9 +270,9 @@ def _soft_targets(teachers: list[Loaded], feats: Features, args: TrainingArgs, t
         ner, re, weights = outputs[0][0], outputs[0][1], [1.0]
     else:
         ner, re, weights = combine_teachers([o[0] for o in outputs], [o[1] for o in outputs], [f.labels for f in feats.ner], [p.feature for p in feats.pairs.pairs], args.teacher_weighting)
-    if args.llm_teacher and feats.transfer:
-        by_llm = [annotated_by_llm(example) for example, _ in feats.transfer]
-        ner = [_with_llm(logits, f, feats, tags) if f.example >= feats.n_labelled and by_llm[f.example - feats.n_labelled] else logits
+    taught = llm_taught([example for example, _ in feats.transfer], args.llm_teacher)
+    if any(taught):
+        ner = [_with_llm(logits, f, feats, tags) if f.example >= feats.n_labelled and taught[f.example - feats.n_labelled] else logits
                for logits, f in zip(ner, feats.ner, strict=True)]
     return ner, re, weights
 

@@ -8,7 +8,7 @@ uncertainty is kept instead of thrown away. The trainer uses it as one more teac
 transfer-set texts, which no human reviewed (`TrainingArgs.llm_teacher`, on by default): their
 soft target is the mean of the model teacher's and the LLM's log-probabilities (a geometric mean).
 An entity without a confidence counts as certain. Only texts the LLM annotated count
-(`annotated_by_llm`): a transfer text from a user's file has no LLM annotation, and its empty
+(`llm_taught`): a transfer text from a user's file has no LLM annotation, and its empty
 entity list would otherwise pull the student towards O.
 """
 
@@ -23,9 +23,10 @@ from distill_ner.data.example import Entity, Example
 FLOOR = 1e-3  # no tag gets less than this probability: the LLM is never certain
 
 
-def annotated_by_llm(example: Example) -> bool:
-    """Whether the example's entities are an LLM's annotation (its source names a model)."""
-    return example.source.model is not None
+def llm_taught(transfer: Sequence[Example], enabled: bool) -> list[bool]:
+    """Per transfer text, whether the LLM's annotation is one more teacher on it: `llm_teacher` is
+    on and the text's entities are an LLM's annotation (its source names a model)."""
+    return [enabled and e.source.model is not None for e in transfer]
 
 
 def llm_log_probs(entities: Sequence[Entity], offsets: Sequence[tuple[int, int]], starts: Sequence[bool], tags: Sequence[str]) -> torch.Tensor:
